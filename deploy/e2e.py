@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the Softy Pinko stack in real Docker.
+
+Runs the real compose.yaml (images from deploy/build.sh) under its own compose
+project name and a free host port, and checks what a user of the stack sees:
+it comes up healthy, round robin spreads requests, scaling up and down and a
+crashed replica lose no request, a reload applies live, and `down` is clean.
+
+Every load it sends is bounded in request count and in time, and goes to
+127.0.0.1 only. The project is torn down even when a scenario fails.
+
+Standard library only, so it runs on a fresh machine with no pip install.
+Usage: deploy/e2e.py [scenario ...]   (default: all, in order)
+Exit status: 0 when every scenario passed; the last line reads
+"N passed, N failed".
+"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = f"softy-e2e-{os.getpid()}"
+
+
+def log(msg):
+    print(f"e2e: {msg}", flush=True)
+
+
+class Failed(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failed(msg)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PORT = free_port()
+
+
+def compose(*args, timeout=300, check_rc=True, env_extra=None):
+    env = dict(os.environ, SOFTY_PORT=str(PORT))
+    if env_extra:
+        env.update(env_extra)
+    cmd = ["docker", "compose", "-p", PROJECT, *COMPOSE_FILES, *args]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check_rc and res.returncode != 0:
+        raise Failed(f"{' '.join(cmd)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+COMPOSE_FILES = ["-f", "compose.yaml"]
+
+
+def docker(*args, timeout=60):
+    res = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise Failed(f"docker {' '.join(args)} exited {res.returncode}: {res.stderr}")
+    return res.stdout
+
+
+def get(path, timeout=5.0, headers=None):
+    """One GET on a fresh connection: (status, headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def whoami():
+    status, _, body = get("/api/whoami")
+    check(status == 200, f"/api/whoami answered {status}: {body[:200]!r}")
+    return json.loads(body)["replica"]
+
+
+class Load:
+    """A steady, bounded load on GET /api/hello over keep-alive connections.
+
+    `workers` connections each send at most `rate` requests a second, until
+    stop() is called, `max_requests` have been sent, or `max_seconds` have
+    passed, whichever comes first. Every answer other than a 200 with the
+    exact body counts as a failure, and so does every connection error.
+    """
+
+    def __init__(self, workers=8, rate=25, max_requests=20000, max_seconds=120, path="/api/hello"):
+        self.workers, self.rate, self.path = workers, rate, path
+        self.max_requests, self.max_seconds = max_requests, max_seconds
+        self.ok = 0
+        self.failures = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.sent = 0
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(workers)]
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        self.elapsed = time.monotonic() - self.started
+
+    def _take(self):
+        with self.lock:
+            if self.sent >= self.max_requests:
+                return False
+            self.sent += 1
+            return True
+
+    def _run(self):
+        conn = None
+        interval = 1.0 / self.rate
+        deadline = self.started + self.max_seconds
+        while not self.stopping.is_set() and time.monotonic() < deadline and self._take():
+            t0 = time.monotonic()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
+                conn.request("GET", self.path)
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status == 200 and body == b"Hello, World!":
+                    with self.lock:
+                        self.ok += 1
+                else:
+                    with self.lock:
+                        self.failures.append(f"{resp.status} {body[:120]!r}")
+                if resp.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                with self.lock:
+                    self.failures.append(f"{type(e).__name__}: {e}")
+                if conn is not None:
+                    conn.close()
+                conn = None
+            pause = interval - (time.monotonic() - t0)
+            if pause > 0:
+                self.stopping.wait(pause)
+        if conn is not None:
+            conn.close()
+
+    def report(self, name):
+        total = self.ok + len(self.failures)
+        line = (f"{name}: {total} requests over {self.workers} connections in {self.elapsed:.1f}s, "
+                f"{len(self.failures)} failed")
+        RESULTS.append(line)
+        log(line)
+        check(total > 0, f"{name}: the load sent nothing")
+        check(not self.failures, f"{name}: {len(self.failures)} failed requests, e.g. {self.failures[:5]}")
+
+
+RESULTS = []
+
+
+def wait_for(desc, fn, timeout, interval=0.2):
+    """Poll fn() until it returns a truthy value; returns (value, seconds)."""
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < timeout:
+        try:
+            last = fn()
+            if last:
+                return last, time.monotonic() - t0
+        except (OSError, http.client.HTTPException, Failed, ValueError) as e:
+            last = e
+        time.sleep(interval)
+    raise Failed(f"timed out after {timeout}s waiting for {desc} (last: {last!r})")
+
+
+def replicas_seen(n_requests):
+    return Counter(whoami() for _ in range(n_requests))
+
+
+def backend_containers():
+    out = compose("ps", "-q", "backend").stdout.split()
+    return out
+
+
+# --------------------------------------------------------------------------
+# Scenarios. Each is a function; they run in this order and share the stack.
+
+def scenario_up():
+    t0 = time.monotonic()
+    compose("up", "-d", "--wait", "--wait-timeout", "120", timeout=180)
+    took = time.monotonic() - t0
+    RESULTS.append(f"up: healthy in {took:.1f}s (docker compose up --wait)")
+    log(f"stack healthy in {took:.1f}s on port {PORT}")
+
+    status, headers, body = get("/api/hello")
+    check(status == 200 and body == b"Hello, World!", f"/api/hello: {status} {body!r}")
+    check(headers.get("Content-Type", "").startswith("text/plain"), f"/api/hello type: {headers}")
+    status, headers, body = get("/")
+    check(status == 200 and b'id="dynamic-content"' in body, f"/: {status} {body[:200]!r}")
+    check(headers.get("Content-Type", "").startswith("text/html"), f"/ type: {headers}")
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    check(chromium, "chromium is not installed (deploy/bootstrap.sh installs it)")
+    with tempfile.TemporaryDirectory() as profile:
+        res = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
+             f"http://127.0.0.1:{PORT}/"],
+            capture_output=True, text=True, timeout=120)
+    m = re.search(r'<h1[^>]*id="dynamic-content"[^>]*>(.*?)</h1>', res.stdout, re.S)
+    check(m, f"the page has no #dynamic-content: {res.stdout[:500]} {res.stderr[-500:]}")
+    text = re.sub(r"<[^>]+>", "", m.group(1)).strip()
+    check(text == "Hello, World!", f"#dynamic-content reads {text!r}, not 'Hello, World!'")
+    log("chromium shows Hello, World! in #dynamic-content")
+
+
+def scenario_round_robin():
+    seen = replicas_seen(30)
+    log(f"30 x /api/whoami: {dict(seen)}")
+    check(len(seen) == 3, f"expected 3 replicas, saw {dict(seen)}")
+    check(all(9 <= n <= 11 for n in seen.values()), f"not 10/10/10 (+-1): {dict(seen)}")
+
+
+def scenario_scale_up():
+    before = set(replicas_seen(12))
+    with Load() as load:
+        compose("up", "-d", "--no-recreate", "--scale", "backend=5", timeout=120)
+        _, took = wait_for("5 replicas in rotation",
+                           lambda: len(replicas_seen(10)) == 5, timeout=30, interval=0.1)
+        # Keep the load on a little longer so traffic to new replicas is exercised.
+        time.sleep(2)
+    load.report("scale up 3->5")
+    RESULTS.append(f"scale up: new replicas in rotation {took:.1f}s after compose returned")
+    log(f"both new replicas in rotation within {took:.1f}s (had {sorted(before)})")
+    check(took <= 5.0, f"new replicas took {took:.1f}s (> 5 s) to enter rotation")
+
+
+def scenario_scale_down():
+    with Load() as load:
+        compose("up", "-d", "--no-recreate", "--scale", "backend=2", timeout=120)
+        wait_for("only 2 replicas in rotation", lambda: len(replicas_seen(12)) == 2, timeout=30)
+    load.report("scale down 5->2")
+
+
+def scenario_crash():
+    compose("up", "-d", "--no-recreate", "--scale", "backend=3", "--wait", timeout=120)
+    wait_for("3 replicas in rotation", lambda: len(replicas_seen(12)) == 3, timeout=30)
+    victim = backend_containers()[0]
+    victim_host = docker("inspect", "-f", "{{.Config.Hostname}}", victim).strip()
+    with Load() as load:
+        time.sleep(1)
+        docker("kill", "-s", "KILL", victim)
+        # The dead replica must leave rotation: 12 answers in a row without it.
+        _, took = wait_for("the killed replica to leave rotation",
+                           lambda: victim_host not in replicas_seen(12), timeout=20)
+        time.sleep(2)
+    load.report("crash (SIGKILL one of 3)")
+    log(f"killed replica {victim_host} out of rotation within {took:.1f}s")
+
+
+def scenario_reload():
+    """Edit a copy of the mounted config, SIGHUP lb: the change applies live."""
+    src = (ROOT / "deploy" / "lb.yaml").read_text()
+    marker = "e2e-reload"
+    # The change: a new route that sends /e2e/ to the api pool with its prefix
+    # stripped, so /e2e/api/hello answers only once the reload applied.
+    edited = src.replace("routes:\n", f"routes:\n  # {marker}\n  - {{ prefix: /e2e/, upstream: api, strip_prefix: true }}\n", 1)
+    check(edited != src, "could not find `routes:` in deploy/lb.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "lb.yaml"
+        cfg.write_text(src)
+        cfg.chmod(0o644)
+        os.chmod(tmp, 0o755)
+        override = Path(tmp) / "compose.override.yaml"
+        override.write_text(
+            "services:\n  lb:\n    volumes: !override\n"
+            f"      - {cfg}:/etc/lb/lb.yaml:ro\n")
+        global COMPOSE_FILES
+        saved = COMPOSE_FILES
+        COMPOSE_FILES = saved + ["-f", str(override)]
+        try:
+            compose("up", "-d", "--wait", "lb", timeout=120)
+            status, _, _ = get("/e2e/api/hello")
+            check(status == 404, f"/e2e/ answered {status} before the reload")
+            with Load() as load:
+                time.sleep(1)
+                # Rewrite in place: a bind mount follows the inode, not the name.
+                with open(cfg, "r+") as f:
+                    f.seek(0)
+                    f.write(edited)
+                    f.truncate()
+                compose("kill", "-s", "HUP", "lb")
+                _, took = wait_for("the reloaded route",
+                                   lambda: get("/e2e/api/hello")[2] == b"Hello, World!", timeout=10)
+                time.sleep(1)
+            load.report("reload (SIGHUP, new route)")
+            log(f"reload applied within {took:.1f}s")
+        finally:
+            COMPOSE_FILES = saved
+
+
+def scenario_hardening():
+    ids = compose("ps", "-q").stdout.split()
+    check(len(ids) >= 3, f"expected the stack's containers, got {ids}")
+    for cid in ids:
+        info = json.loads(docker("inspect", cid))[0]
+        name = info["Name"].lstrip("/")
+        user = info["Config"]["User"]
+        check(user and not user.startswith("0") and user != "root", f"{name} runs as {user!r}")
+        check(info["HostConfig"]["ReadonlyRootfs"], f"{name} has a writable root filesystem")
+        check([c.upper() for c in (info["HostConfig"]["CapDrop"] or [])] in (["ALL"], ["CAP_ALL"]),
+              f"{name} drops {info['HostConfig']['CapDrop']}")
+        check("no-new-privileges:true" in (info["HostConfig"]["SecurityOpt"] or []),
+              f"{name} lacks no-new-privileges")
+    sizes = []
+    for svc in ("lb", "backend", "frontend"):
+        size = int(docker("image", "inspect", "-f", "{{.Size}}", f"softy-pinko/{svc}:dev").strip())
+        sizes.append(f"{svc} {size / 1e6:.1f} MB")
+        check(size <= 15_000_000, f"image {svc} is {size / 1e6:.1f} MB (> 15 MB)")
+    RESULTS.append("image sizes: " + ", ".join(sizes))
+    log("image sizes: " + ", ".join(sizes))
+
+
+def scenario_down():
+    ids = compose("ps", "-q").stdout.split()
+    t0 = time.monotonic()
+    compose("stop", timeout=120)
+    took = time.monotonic() - t0
+    codes = {}
+    for cid in ids:
+        info = json.loads(docker("inspect", cid))[0]
+        codes[info["Name"].lstrip("/")] = (info["State"]["ExitCode"], info["State"]["OOMKilled"])
+    log(f"stop took {took:.1f}s; exit codes {codes}")
+    RESULTS.append(f"down: every container stopped in {took:.1f}s")
+    bad = {n: c for n, (c, _) in codes.items() if c != 0}
+    check(not bad, f"containers did not exit 0 (137 means SIGKILL): {bad}")
+    check(took < 15, f"stop took {took:.1f}s, past the 15 s grace")
+    compose("down", "--remove-orphans", timeout=120)
+
+
+SCENARIOS = [
+    ("up", scenario_up),
+    ("round_robin", scenario_round_robin),
+    ("scale_up", scenario_scale_up),
+    ("scale_down", scenario_scale_down),
+    ("crash", scenario_crash),
+    ("reload", scenario_reload),
+    ("hardening", scenario_hardening),
+    ("down", scenario_down),
+]
+
+
+def main():
+    if shutil.which("docker") is None or subprocess.run(
+            ["docker", "info"], capture_output=True).returncode != 0:
+        if os.environ.get("CI") == "true":
+            print("e2e: Docker is not available, and CI=true requires the end-to-end tests")
+            print("0 passed, 1 failed")
+            return 1
+        print("e2e: SKIPPED: Docker is not available here (set CI=true to make this a failure)")
+        return 0
+    for svc in ("lb", "backend", "frontend"):
+        if subprocess.run(["docker", "image", "inspect", f"softy-pinko/{svc}:dev"],
+                          capture_output=True).returncode != 0:
+            print(f"e2e: image softy-pinko/{svc}:dev is missing: run deploy/build.sh first")
+            print("0 passed, 1 failed")
+            return 1
+
+    wanted = sys.argv[1:] or [name for name, _ in SCENARIOS]
+    passed, failed = 0, 0
+    try:
+        for name, fn in SCENARIOS:
+            if name not in wanted:
+                continue
+            log(f"--- {name}")
+            t0 = time.monotonic()
+            try:
+                fn()
+                passed += 1
+                log(f"PASS {name} ({time.monotonic() - t0:.1f}s)")
+            except (Failed, subprocess.TimeoutExpired, OSError, http.client.HTTPException) as e:
+                failed += 1
+                log(f"FAIL {name}: {e}")
+                logs = compose("logs", "--no-color", "--tail", "40", check_rc=False).stdout
+                print(logs[-6000:])
+                if name == "up":
+                    break
+    finally:
+        compose("down", "--remove-orphans", "--volumes", "--timeout", "20", check_rc=False, timeout=120)
+    print("\nResults:")
+    for line in RESULTS:
+        print(f"  {line}")
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

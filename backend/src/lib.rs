@@ -1,0 +1,28 @@
+//! # backend: the Softy Pinko API replica
+//!
+//! `GET /api/hello` answers `Hello, World!` (the original contract); `/api/whoami`
+//! names the replica, so round robin is visible; `/health` and `/ready` serve probes;
+//! SIGTERM drains before stopping.
+//!
+//! ## Layout
+//! - [`cli`]: flags, environment variables and the `healthcheck` subcommand.
+//! - [`state`]: replica identity, counters, settings ([`AppState`]).
+//! - [`app`](mod@app): [`app()`] builds the router and its layers; [`serve`] runs it.
+//! - [`routes`]: one handler per endpoint.
+//! - [`cors`]: the `--cors-origins` value and its layer.
+//! - `errors`: the `{"error": ...}` body shape.
+//! - [`service`]: plumbing shared with the frontend (request ids, logs, shutdown,
+//!   health-check client).
+//!
+//! `main.rs` only parses flags, binds, and calls [`serve`].
+
+pub mod app;
+pub mod cli;
+pub mod cors;
+mod errors;
+pub mod routes;
+pub mod service;
+pub mod state;
+
+pub use app::{app, serve};
+pub use state::AppState;

@@ -1,0 +1,83 @@
+//! The handlers. Each answers one path; none can panic or leak internals.
+
+use std::time::Duration;
+
+use axum::{
+    extract::{rejection::QueryRejection, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{errors::error, state::AppState};
+
+/// Upper bound for `/api/slow`; larger values are clamped, not refused.
+pub const MAX_SLOW_MS: u64 = 10_000;
+
+/// `GET /api/hello`: the original contract, byte for byte.
+pub async fn hello() -> &'static str {
+    "Hello, World!"
+}
+
+/// `GET /api/whoami`: which replica answered, so round robin is visible.
+pub async fn whoami(State(state): State<AppState>) -> Response {
+    Json(json!({
+        "replica": state.replica,
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": state.started_at,
+        "requests_served": state.requests_served(),
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SlowQuery {
+    #[serde(default = "default_slow_ms")]
+    ms: u64,
+}
+
+fn default_slow_ms() -> u64 {
+    1_000
+}
+
+/// `GET /api/slow?ms=N` (default 1000, at most [`MAX_SLOW_MS`]): answers after N ms.
+/// A slow in-flight request for drain, timeout and load-balancer tests.
+pub async fn slow(
+    State(state): State<AppState>,
+    query: Result<Query<SlowQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(SlowQuery { ms })) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ms must be a whole number of milliseconds",
+        );
+    };
+    let ms = ms.min(MAX_SLOW_MS);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Json(json!({ "replica": state.replica, "slept_ms": ms })).into_response()
+}
+
+/// `GET /health`: 200 while the process is alive, draining or not.
+pub async fn health() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// `GET /ready`: 200 while accepting work, 503 once draining.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    if state.draining.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        )
+            .into_response()
+    } else {
+        Json(json!({ "status": "ready" })).into_response()
+    }
+}
+
+/// Any other path.
+pub async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not found")
+}

@@ -1,0 +1,139 @@
+//! The `healthcheck` subcommand's client: one plain HTTP/1.1 GET over TCP.
+//!
+//! Docker runs it inside a `FROM scratch` image: no curl, no TLS, and no DNS needed
+//! when the URL names an IP address (the default does).
+
+use std::time::Duration;
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// Why a health check failed. Printed on stderr by the subcommand.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unsupported URL {0:?}: expected http://HOST[:PORT][/PATH]")]
+    Url(String),
+    #[error("cannot reach {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("no answer from {0} within {1:?}")]
+    Timeout(String, Duration),
+    #[error("{0} answered something that is not HTTP/1.x")]
+    NotHttp(String),
+    #[error("{0} answered status {1}")]
+    Unhealthy(String, u16),
+}
+
+/// GETs `url` and returns its status when it is 2xx. The whole exchange is bounded
+/// by `timeout`.
+pub async fn check(url: &str, timeout: Duration) -> Result<u16, Error> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| Error::Url(url.into()))?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+    if authority.is_empty() || authority.contains('@') {
+        return Err(Error::Url(url.into()));
+    }
+    let addr = if authority.contains(':') && !authority.ends_with(']') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let exchange = async {
+        let mut stream = TcpStream::connect(&addr).await?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: healthcheck\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0; 64];
+        let mut len = 0;
+        // "HTTP/1.1 200" is all we need; stop reading once we have it.
+        while len < 12 {
+            match stream.read(&mut head[len..]).await? {
+                0 => break,
+                n => len += n,
+            }
+        }
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&head[..len]).into_owned())
+    };
+    let head = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| Error::Timeout(url.into(), timeout))?
+        .map_err(|e| Error::Io(url.into(), e))?;
+    let status = head
+        .strip_prefix("HTTP/1.")
+        .and_then(|s| s.get(2..5))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| Error::NotHttp(url.into()))?;
+    match status {
+        200..=299 => Ok(status),
+        _ => Err(Error::Unhealthy(url.into(), status)),
+    }
+}
+
+/// Runs [`check`] and turns the outcome into the process exit code (0 healthy,
+/// 1 not), with one line on stdout or stderr.
+pub async fn run(url: &str, timeout: Duration) -> std::process::ExitCode {
+    match check(url, timeout).await {
+        Ok(status) => {
+            println!("healthy: {url} answered {status}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("unhealthy: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The URL a bare `healthcheck` probes: `path` on the address the service listens on,
+/// with an unspecified address (`0.0.0.0`, `::`) replaced by loopback.
+pub fn default_url(listen: std::net::SocketAddr, path: &str) -> String {
+    let ip = match listen.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    format!(
+        "http://{}{path}",
+        std::net::SocketAddr::new(ip, listen.port())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_url_uses_loopback_for_unspecified_addresses() {
+        let url = |s: &str| default_url(s.parse().unwrap(), "/ready");
+        assert_eq!(url("0.0.0.0:5252"), "http://127.0.0.1:5252/ready");
+        assert_eq!(url("[::]:9000"), "http://[::1]:9000/ready");
+        assert_eq!(url("10.1.2.3:80"), "http://10.1.2.3:80/ready");
+    }
+
+    #[tokio::test]
+    async fn rejects_urls_it_cannot_speak() {
+        for url in [
+            "https://127.0.0.1/",
+            "127.0.0.1:5252",
+            "http:///ready",
+            "http://u@h/",
+        ] {
+            let error = check(url, Duration::from_secs(1)).await.unwrap_err();
+            assert!(matches!(error, Error::Url(_)), "{url}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_a_closed_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let error = check(&format!("http://{addr}/ready"), Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Io(..)), "{error}");
+    }
+}

@@ -1,0 +1,173 @@
+"""Configs for the three proxies, written to be equivalent to each other.
+
+All three: listen on one loopback port, send /api/ round robin to the three
+backends and everything else to the frontend, keep upstream connections alive
+and reuse them, run `threads` workers, add X-Forwarded-For/-Proto/-Host and an
+X-Request-Id (sent upstream and echoed to the client, as the lb does), and
+write an access log line per request, or not, as `access_log` says.
+
+The origin nginx (`nginx_static_conf`) serves the frontend's site from disk,
+as the classic stack did, with the same worker count.
+"""
+
+import getpass
+import os
+
+
+def lb_yaml(*, listen, admin, threads, backends, frontend, access_log, metrics=True):
+    """The lb config (schema in lb/README.md), static discovery only.
+
+    `access_log` and `metrics` become config lines through `lb_toggles`.
+    """
+    api = ", ".join(f'"{b}"' for b in backends)
+    toggles = "".join(
+        f"  {line}\n" for line in lb_toggles(access_log=access_log, metrics=metrics)
+    )
+    return f"""version: 1
+server:
+  listen: ["{listen}"]
+  admin: "{admin}"
+  threads: {threads}
+  grace_period: 1s
+  shutdown_timeout: 1s
+{toggles}routes:
+  - {{ prefix: /api/, upstream: api }}
+  - {{ prefix: /, upstream: web }}
+upstreams:
+  api:
+    discovery: {{ static: [{api}] }}
+    health_check: {{ path: /ready, interval: 1s, timeout: 500ms, healthy_after: 1, unhealthy_after: 2 }}
+  web:
+    discovery: {{ static: ["{frontend}"] }}
+    health_check: {{ path: /, interval: 1s, timeout: 500ms, healthy_after: 1, unhealthy_after: 2 }}
+"""
+
+
+# Whether lb_toggles below knows the lb's switches; log-cost mode needs them.
+LB_TOGGLES_SUPPORTED = False
+
+
+def lb_toggles(*, access_log, metrics):
+    """Config lines under `server:` that turn the access log and metrics on or off.
+
+    TODO(lb toggles): fill in from lb/README.md once the lb documents its
+    switches, and set LB_TOGGLES_SUPPORTED. Until then the lb runs as it ships.
+    """
+    del access_log, metrics
+    return []
+
+
+def _user_line():
+    # nginx run as root would switch its workers to `nobody`; keep the current
+    # user so the workers can read the temp dir (and nothing runs as nobody).
+    return f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+
+
+def _nginx_main(tmp, threads):
+    return f"""{_user_line()}worker_processes {threads};
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+"""
+
+
+def _nginx_http_common(tmp, access_log, name):
+    log = f"access_log {tmp}/{name}-access.log;" if access_log else "access_log off;"
+    return f"""    {log}
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+"""
+
+
+def nginx_proxy_conf(*, tmp, listen, threads, backends, frontend, access_log):
+    servers = "".join(f"        server {b};\n" for b in backends)
+    return (
+        _nginx_main(tmp, threads)
+        + f"""http {{
+{_nginx_http_common(tmp, access_log, "proxy")}
+    upstream api {{
+{servers}        keepalive 64;
+    }}
+    upstream web {{
+        server {frontend};
+        keepalive 64;
+    }}
+    server {{
+        listen {listen} reuseport;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Request-Id $request_id;
+        add_header X-Request-Id $request_id always;
+        proxy_next_upstream error timeout;
+        location /api/ {{ proxy_pass http://api; }}
+        location / {{ proxy_pass http://web; }}
+    }}
+}}
+"""
+    )
+
+
+def nginx_static_conf(*, tmp, listen, threads, root, access_log):
+    return (
+        _nginx_main(tmp, threads)
+        + f"""http {{
+{_nginx_http_common(tmp, access_log, "static")}
+    server {{
+        listen {listen} reuseport;
+        root {root};
+        index index.html;
+        location / {{ try_files $uri $uri/ =404; }}
+    }}
+}}
+"""
+    )
+
+
+def haproxy_cfg(*, listen, threads, backends, frontend, access_log):
+    servers = "".join(f"    server api{i} {b}\n" for i, b in enumerate(backends, 1))
+    log_global = "    log stdout format raw local0\n" if access_log else ""
+    log_defaults = "    log global\n    option httplog\n" if access_log else "    no log\n"
+    return f"""global
+    nbthread {threads}
+    maxconn 4096
+{log_global}
+defaults
+    mode http
+{log_defaults}    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+    option http-keep-alive
+    option forwardfor
+    http-reuse always
+
+frontend main
+    bind {listen}
+    unique-id-format %{{+X}}o\\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
+    unique-id-header X-Request-Id
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-response set-header X-Request-Id %[unique-id]
+    acl is_api path_beg /api/
+    use_backend api if is_api
+    default_backend web
+
+backend api
+    balance roundrobin
+{servers}
+backend web
+    balance roundrobin
+    server web1 {frontend}
+"""

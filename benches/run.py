@@ -1,0 +1,466 @@
+#!/usr/bin/env python3
+"""Softy Pinko benchmark: the lb against nginx, HAProxy and no proxy at all.
+
+One command, bounded in time (see benches/README.md):
+
+    python3 benches/run.py            # 5 rounds x 10 s per target, ~20 min
+    python3 benches/run.py --smoke    # 1 round x 2 s, what CI runs (~1.5 min)
+    python3 benches/run.py --mode log-cost   # the lb with access log / metrics off and on
+
+It builds the release binaries, starts 3 backend replicas and the frontend on
+loopback, the lb (static discovery), nginx and HAProxy with equivalent
+configs, and nginx serving the site from disk; then loads each target with oha
+for a fixed time, rotating targets within every round, and reads every
+server's CPU and memory from /proc around each run. It writes a Markdown table,
+the raw figures as JSON and an SVG chart, and prints the table.
+
+Exit status: 0 when every target started, answered correctly and served every
+request with a 2xx; 1 otherwise (the results are still written); 2 for bad
+usage; 130 when interrupted. Every process it started is stopped on the way
+out, on error and on Ctrl-C too.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.dont_write_bytecode = True  # keep benches/ free of __pycache__
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import chart, configs, machine, report  # noqa: E402
+from benchlib.load import LoadError, find_or_install_oha, run_oha  # noqa: E402
+from benchlib.procs import Group, Server, StartError, free_ports, http_get, stop_all, wait_ready  # noqa: E402
+from benchlib.stats import summarise  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+BIG_FILE = "bench-1mb.bin"
+API_PATH = "/api/hello"
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    path: str
+    keepalive: bool
+    targets: list
+    ratios: list  # (subject, reference) pairs quoted in the headline
+    throughput: bool = False
+
+
+@dataclass
+class Target:
+    name: str
+    base: str  # http://127.0.0.1:PORT
+    server: Group  # the processes whose cost is "the target's CPU"
+    upstream: Group = None  # the origins behind it, if it is a proxy
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    servers: list = field(default_factory=list)
+    targets: dict = field(default_factory=dict)
+    site: Path = None
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- scenarios
+
+PROXIES = ["lb", "nginx", "haproxy"]
+
+
+def compare_scenarios():
+    return [
+        Scenario("api-keepalive", f"GET {API_PATH}, keep-alive", API_PATH, True,
+                 PROXIES + ["direct"], [("lb", "nginx"), ("lb", "haproxy"), ("lb", "direct")]),
+        Scenario("api-newconn", f"GET {API_PATH}, a new connection per request", API_PATH, False,
+                 PROXIES + ["direct"], [("lb", "nginx"), ("lb", "haproxy"), ("lb", "direct")]),
+        Scenario("static-proxy", "GET / (the page) through a proxy in front of the frontend", "/", True,
+                 PROXIES + ["frontend"], [("lb", "nginx"), ("lb", "frontend")]),
+        Scenario("static-origin", "GET /: the frontend alone against nginx serving the site from disk",
+                 "/", True, ["frontend", "nginx-static"], [("frontend", "nginx-static")]),
+        Scenario("large-file", f"GET /{BIG_FILE} (1 MiB), keep-alive", f"/{BIG_FILE}", True,
+                 PROXIES + ["frontend", "nginx-static"],
+                 [("lb", "nginx"), ("lb", "frontend"), ("frontend", "nginx-static")], throughput=True),
+    ]
+
+
+# Log-cost mode: lb variants by (access_log, metrics), and nginx without/with its log.
+LB_VARIANTS = {"lb-quiet": (False, False), "lb-log": (True, False),
+               "lb-metrics": (False, True), "lb-log+metrics": (True, True)}
+NGINX_VARIANTS = {"nginx-quiet": False, "nginx-log": True}
+
+
+def log_cost_scenarios():
+    targets = list(LB_VARIANTS) + list(NGINX_VARIANTS)
+    ratios = [(v, "lb-quiet") for v in list(LB_VARIANTS)[1:]] + [("nginx-log", "nginx-quiet")]
+    return [
+        Scenario("api-keepalive", f"GET {API_PATH}, keep-alive", API_PATH, True, targets, ratios),
+        Scenario("api-newconn", f"GET {API_PATH}, a new connection per request", API_PATH, False,
+                 targets, ratios),
+    ]
+
+
+# ---------------------------------------------------------------- build and start
+
+def build(args):
+    """Release binaries of the three packages; their directory."""
+    if args.bin_dir:
+        return Path(args.bin_dir)
+    cmd = ["cargo", "build", "--release", "--locked", "-p", "lb", "-p", "backend", "-p", "frontend"]
+    if not args.no_build:
+        log(f"building: {' '.join(cmd)}  (target dir: $CARGO_TARGET_DIR or ./target)")
+        subprocess.run(cmd, cwd=REPO, check=True)
+    meta = subprocess.run(["cargo", "metadata", "--no-deps", "--format-version", "1"],
+                          cwd=REPO, capture_output=True, text=True, check=True)
+    return Path(json.loads(meta.stdout)["target_directory"]) / "release"
+
+
+def prepare_site(tmp, source):
+    """A temp copy of the frontend's site plus a 1 MiB incompressible file."""
+    site = tmp / "site"
+    shutil.copytree(source, site)
+    (site / BIG_FILE).write_bytes(os.urandom(1 << 20))
+    return site
+
+
+def _start(stack, name, argv, ready_url, env=None):
+    server = Server(name, argv, stack.tmp, env=env)
+    stack.servers.append(server)
+    wait_ready(server, ready_url)
+    return server
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def start_origins(stack, bins):
+    """Three backend replicas and the frontend; (backend servers, frontend, addrs)."""
+    ports = free_ports(4)
+    addrs = [f"127.0.0.1:{p}" for p in ports]
+    backends = []
+    for i, addr in enumerate(addrs[:3], 1):
+        env = dict(os.environ, BACKEND_LISTEN=addr)
+        backends.append(_start(stack, f"backend{i}", [bins / "backend", "--listen", addr],
+                               f"http://{addr}/ready", env=env))
+    frontend = _start(stack, "frontend", [bins / "frontend", "--listen", addrs[3], "--root", stack.site],
+                      f"http://{addrs[3]}/")
+    return backends, frontend, addrs[:3], addrs[3]
+
+
+def start_lb(stack, bins, name, *, threads, backends, frontend, access_log, metrics):
+    listen, admin = (f"127.0.0.1:{p}" for p in free_ports(2))
+    conf = _write(stack.tmp / name / "lb.yaml", configs.lb_yaml(
+        listen=listen, admin=admin, threads=threads, backends=backends, frontend=frontend,
+        access_log=access_log, metrics=metrics))
+    check = subprocess.run([bins / "lb", "-t", "-c", conf], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        raise StartError(f"{name}: lb -t rejected the bench config {conf}:\n{check.stdout}{check.stderr}")
+    server = _start(stack, name, [bins / "lb", "-c", conf], f"http://{admin}/ready")
+    wait_ready(server, f"http://{listen}{API_PATH}")
+    return server, listen
+
+
+def start_nginx(stack, name, conf_text_fn, ready_path):
+    prefix = stack.tmp / name
+    listen = f"127.0.0.1:{free_ports(1)[0]}"
+    conf = _write(prefix / "nginx.conf", conf_text_fn(tmp=prefix, listen=listen))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    argv = [nginx, "-p", prefix, "-c", conf, "-e", prefix / "error.log", "-g", "daemon off;"]
+    return _start(stack, name, argv, f"http://{listen}{ready_path}"), listen
+
+
+def start_haproxy(stack, *, threads, backends, frontend, access_log):
+    listen = f"127.0.0.1:{free_ports(1)[0]}"
+    cfg = _write(stack.tmp / "haproxy" / "haproxy.cfg", configs.haproxy_cfg(
+        listen=listen, threads=threads, backends=backends, frontend=frontend, access_log=access_log))
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    return _start(stack, "haproxy", [haproxy, "-f", cfg, "-db"], f"http://{listen}{API_PATH}"), listen
+
+
+def start_stack(stack, bins, args, scenarios):
+    """Start what the scenarios need; fill stack.targets by name."""
+    wanted = {t for sc in scenarios for t in sc.targets}
+    backends, frontend, backend_addrs, frontend_addr = start_origins(stack, bins)
+    origins = Group("origins", backends + [frontend])
+    t = stack.targets
+    t["direct"] = Target("direct", f"http://{backend_addrs[0]}", Group("backend1", backends[:1]))
+    t["frontend"] = Target("frontend", f"http://{frontend_addr}", Group("frontend", [frontend]))
+    common = dict(threads=args.threads, backends=backend_addrs, frontend=frontend_addr)
+
+    lbs = {"lb": (args.access_log == "on", True)}
+    lbs.update(LB_VARIANTS)
+    for name, (access_log, metrics) in lbs.items():
+        if name in wanted:
+            server, listen = start_lb(stack, bins, name, access_log=access_log, metrics=metrics, **common)
+            t[name] = Target(name, f"http://{listen}", Group(name, [server]), origins)
+
+    nginxes = {"nginx": args.access_log == "on"}
+    nginxes.update(NGINX_VARIANTS)
+    for name, access_log in nginxes.items():
+        if name in wanted:
+            def conf(tmp, listen, access_log=access_log):
+                return configs.nginx_proxy_conf(tmp=tmp, listen=listen, access_log=access_log, **common)
+            server, listen = start_nginx(stack, name, conf, API_PATH)
+            t[name] = Target(name, f"http://{listen}", Group(name, [server]), origins)
+
+    if "nginx-static" in wanted:
+        def static_conf(tmp, listen):
+            return configs.nginx_static_conf(tmp=tmp, listen=listen, threads=args.threads,
+                                             root=stack.site, access_log=args.access_log == "on")
+        server, listen = start_nginx(stack, "nginx-static", static_conf, "/")
+        t["nginx-static"] = Target("nginx-static", f"http://{listen}", Group("nginx-static", [server]))
+
+    if "haproxy" in wanted:
+        server, listen = start_haproxy(stack, access_log=args.access_log == "on", **common)
+        t["haproxy"] = Target("haproxy", f"http://{listen}", Group("haproxy", [server]), origins)
+
+
+# ---------------------------------------------------------------- checks and runs
+
+def expected_body(stack, sc):
+    if sc.path == API_PATH:
+        return None  # checked by content: replicas may differ in the rest
+    rel = sc.path.lstrip("/") or "index.html"
+    return (stack.site / rel).read_bytes()
+
+
+def preflight(stack, scenarios):
+    """Every target answers every scenario's path with a 2xx and the right body."""
+    problems = []
+    for sc in scenarios:
+        want = expected_body(stack, sc)
+        for name in sc.targets:
+            status, body = http_get(stack.targets[name].base + sc.path, timeout=5)
+            ok = status is not None and 200 <= status < 300
+            ok = ok and (b"Hello, World!" in body if want is None else body == want)
+            if not ok:
+                problems.append(f"{sc.key}/{name}: GET {sc.path} -> {status} {body[:120]!r}")
+    return problems
+
+
+def reset_peak_rss(group):
+    """Writing 5 to clear_refs resets VmHWM, so each run reports its own peak."""
+    for pid in group.pids():
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+
+def measure(stack, oha, sc, target, seconds, connections):
+    dead = [s.name for s in stack.servers if not s.alive()]
+    if dead:
+        raise StartError(f"server(s) exited during the benchmark: {', '.join(dead)}")
+    reset_peak_rss(target.server)
+    cpu0 = target.server.cpu_seconds()
+    up0 = target.upstream.cpu_seconds() if target.upstream else None
+    res = run_oha(oha, target.base + sc.path, seconds=seconds, connections=connections,
+                  keepalive=sc.keepalive)
+    cpu1 = target.server.cpu_seconds()
+    up1 = target.upstream.cpu_seconds() if target.upstream else None
+    rss, hwm = target.server.memory_kib()
+    for s in stack.servers:
+        s.trim_log()
+    served = res["ok"] or None
+    res.update(
+        scenario=sc.key,
+        target=target.name,
+        cpu_us=(cpu1 - cpu0) * 1e6 / served if served else None,
+        up_cpu_us=(up1 - up0) * 1e6 / served if served and up0 is not None else None,
+        rss_mib=rss / 1024,
+        hwm_mib=hwm / 1024,
+        mb_per_s=res["bytes_per_s"] / 1e6,
+    )
+    return res
+
+
+def run_rounds(stack, oha, scenarios, args):
+    runs = []
+    warm = min(1.0, args.duration)
+    log(f"warm-up: {warm:g} s per target")
+    for sc in scenarios:
+        for name in sc.targets:
+            run_oha(oha, stack.targets[name].base + sc.path, seconds=warm,
+                    connections=args.connections, keepalive=sc.keepalive)
+    for s in stack.servers:
+        s.trim_log()
+    for rnd in range(1, args.rounds + 1):
+        for sc in scenarios:
+            for name in sc.targets:  # A B C, A B C: drift hits every target alike
+                r = measure(stack, oha, sc, stack.targets[name], args.duration, args.connections)
+                r["round"] = rnd
+                runs.append(r)
+                flag = "" if not (r["errors"] or r["non2xx"]) else f"  errors {r['errors']} non-2xx {r['non2xx']}"
+                cpu = "–" if r["cpu_us"] is None else f"{r['cpu_us']:.1f}"
+                p99 = "–" if r["p99"] is None else f"{r['p99']:.2f}"
+                log(f"round {rnd}/{args.rounds} {sc.key:14} {name:15} {r['rps']:>9,.0f} rps  "
+                    f"p99 {p99} ms  cpu {cpu} µs/req{flag}")
+    return runs
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=("compare", "log-cost"), default="compare",
+                   help="compare: lb vs nginx vs HAProxy vs direct (default); "
+                        "log-cost: the lb with access log and metrics off/on")
+    p.add_argument("--rounds", type=int, default=5, help="rounds over all targets (default 5)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per target per round (default 10)")
+    p.add_argument("--connections", type=int, default=50, help="oha concurrent connections (default 50)")
+    p.add_argument("--smoke", action="store_true",
+                   help="1 round x 2 s into benches/out/ (CI); fails on any error or non-2xx")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="lb threads = nginx workers = HAProxy nbthread (default: CPUs)")
+    p.add_argument("--access-log", choices=("on", "off"), default="on",
+                   help="access log of the lb, nginx and HAProxy in compare mode (default on, as the lb ships)")
+    p.add_argument("--scenarios", help="comma-separated subset, e.g. api-keepalive,api-newconn")
+    p.add_argument("--targets", help="comma-separated subset of targets, e.g. lb,nginx")
+    p.add_argument("--site", default=str(REPO / "frontend" / "site"),
+                   help="the static site to serve (default frontend/site)")
+    p.add_argument("--out", help="results directory (default benches/results, or benches/out with --smoke)")
+    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    p.add_argument("--bin-dir", help="take lb/backend/frontend from this directory (implies --no-build)")
+    p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.duration = 1, 2.0
+    if args.rounds < 1 or not 0.5 <= args.duration <= 600 or not 1 <= args.connections <= 10000:
+        p.error("need --rounds >= 1, 0.5 <= --duration <= 600, 1 <= --connections <= 10000")
+    if args.threads < 1:
+        p.error("--threads must be >= 1")
+    return args
+
+
+def pick_scenarios(args):
+    scenarios = compare_scenarios() if args.mode == "compare" else log_cost_scenarios()
+    if args.scenarios:
+        keep = args.scenarios.split(",")
+        unknown = set(keep) - {s.key for s in scenarios}
+        if unknown:
+            raise SystemExit(f"unknown scenario(s): {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(s.key for s in scenarios)}")
+        scenarios = [s for s in scenarios if s.key in keep]
+    if args.targets:
+        keep = args.targets.split(",")
+        known = {t for s in scenarios for t in s.targets}
+        if set(keep) - known:
+            raise SystemExit(f"unknown target(s): {', '.join(sorted(set(keep) - known))}; "
+                             f"known: {', '.join(sorted(known))}")
+        for s in scenarios:
+            s.targets = [t for t in s.targets if t in keep]
+            s.ratios = [(a, b) for a, b in s.ratios if a in keep and b in keep]
+        scenarios = [s for s in scenarios if s.targets]
+    return scenarios
+
+
+def write_outputs(out_dir, mode, md, svg_text, raw):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{mode}.md").write_text(md)
+    (out_dir / f"{mode}.svg").write_text(svg_text)
+    (out_dir / f"{mode}.json").write_text(json.dumps(raw, indent=1, default=str))
+    return [out_dir / f"{mode}.{ext}" for ext in ("md", "svg", "json")]
+
+
+def main(argv):
+    args = parse_args(argv)
+    scenarios = pick_scenarios(args)
+    if args.mode == "log-cost" and not configs.LB_TOGGLES_SUPPORTED:
+        log("log-cost mode needs the lb's access-log/metrics switches, which benchlib/configs.py "
+            "does not know yet (TODO in benchlib/configs.py, lb_toggles).")
+        return 2
+    out_dir = Path(args.out) if args.out else REPO / "benches" / ("out" if args.smoke else "results")
+    command = "python3 benches/run.py" + (" " + shlex.join(argv) if argv else "")
+    n_runs = sum(len(sc.targets) for sc in scenarios)
+    log(f"{len(scenarios)} scenarios, {n_runs} targets x {args.rounds} rounds x {args.duration:g} s "
+        f"= about {n_runs * (args.rounds * args.duration + 1) / 60 + 1:.0f} min after the build")
+
+    oha = find_or_install_oha(log)
+    bins = build(args)
+    tmp = Path(tempfile.mkdtemp(prefix="softy-bench-"))
+    stack = Stack(tmp=tmp)
+    failures = []
+    try:
+        stack.site = prepare_site(tmp, args.site)
+        load_before = machine.loadavg()
+        log(f"starting servers (temp dir {tmp}); load average {load_before}")
+        start_stack(stack, bins, args, scenarios)
+        failures += preflight(stack, scenarios)
+        if failures:
+            raise StartError("targets answer wrongly:\n  " + "\n  ".join(failures))
+        runs = run_rounds(stack, oha, scenarios, args)
+        load_after = machine.loadavg()
+    finally:
+        stop_all(stack.servers)
+        if args.keep_tmp:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    summary = summarise(runs)
+    info = machine.describe(oha=oha, nginx=shutil.which("nginx") or "/usr/sbin/nginx",
+                            haproxy=shutil.which("haproxy") or "/usr/sbin/haproxy", repo=REPO)
+    settings = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                    rounds=args.rounds, duration=args.duration, connections=args.connections,
+                    threads=args.threads, access_log=args.access_log, mode=args.mode)
+    title = ("Softy Pinko benchmark: lb vs nginx vs HAProxy" if args.mode == "compare"
+             else "Softy Pinko benchmark: cost of the lb's access log and metrics")
+    notes = [] if configs.LB_TOGGLES_SUPPORTED else [
+        "The harness does not know the lb's access-log switch yet: the lb ran as it ships."]
+    md = report.markdown(title=title, summary=summary, scenarios=scenarios, machine=info,
+                         settings=settings, command=command, load_before=load_before,
+                         load_after=load_after, notes=notes)
+    subtitle = (f"{info['nproc']} CPUs, {args.rounds} rounds × {args.duration:g} s, {args.connections} "
+                f"connections, {args.threads} threads/workers; bars: median, whiskers: min–max")
+    svg_text = chart.svg(summary, scenarios, title, subtitle)
+    raw = dict(settings=settings, machine=info, command=command, load_before=load_before,
+               load_after=load_after, runs=runs)
+    paths = write_outputs(out_dir, args.mode, md, svg_text, raw)
+    print(md)
+    log("wrote " + ", ".join(str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p in paths))
+
+    bad = [f"{r['scenario']}/{r['target']} round {r['round']}: {r['errors']} errors "
+           f"{r['error_kinds'] or ''}, {r['non2xx']} non-2xx {r['statuses']}"
+           for r in runs if r["errors"] or r["non2xx"] or not r["ok"]]
+    if bad:
+        log("FAILED: some runs had errors or non-2xx responses:\n  " + "\n  ".join(bad))
+        return 1
+    return 0
+
+
+def _exit_on_signal(signum, _frame):
+    log(f"got {signal.Signals(signum).name}: stopping the servers")
+    raise SystemExit(128 + signum)  # unwinds through main's finally: servers stop
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        log("interrupted; servers stopped")
+        sys.exit(130)
+    except (StartError, LoadError, subprocess.CalledProcessError) as e:
+        log(f"FAILED: {e}")
+        sys.exit(1)

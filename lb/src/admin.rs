@@ -1,0 +1,106 @@
+//! The admin listener (`server.admin`, default `127.0.0.1:9901`): an axum app served by a
+//! pingora background service, apart from the proxy listeners.
+//!
+//! - `GET /ready`: 200 once every pool finished its first discovery, 503 before that and
+//!   while shutting down. `lb healthcheck` asks this.
+//! - `GET /health`: 200 while the process runs (liveness).
+//!
+//! Later endpoints (`/metrics`, `/status`, reload) are more routes on [`app`].
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::state::LbState;
+
+pub fn app(state: Arc<LbState>) -> Router {
+    Router::new()
+        .route("/ready", get(ready))
+        .route("/health", get(health))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<Arc<LbState>>) -> impl IntoResponse {
+    let snapshot = state.snapshot();
+    let upstreams: serde_json::Map<String, serde_json::Value> = snapshot
+        .pools
+        .iter()
+        .map(|(name, pool)| (name.clone(), pool.is_ready().into()))
+        .collect();
+    let ready = state.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "ready": ready,
+        "draining": state.is_draining(),
+        "upstreams": upstreams,
+    });
+    (status, Json(body))
+}
+
+async fn health() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Serves [`app`] on a listener bound before startup (so a taken port fails `lb` at once,
+/// with a clear error, instead of inside a background task).
+pub struct AdminService {
+    listener: Mutex<Option<std::net::TcpListener>>,
+    state: Arc<LbState>,
+}
+
+impl AdminService {
+    pub fn bind(addr: std::net::SocketAddr, state: Arc<LbState>) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            listener: Mutex::new(Some(listener)),
+            state,
+        })
+    }
+}
+
+#[async_trait]
+impl BackgroundService for AdminService {
+    /// Keeps answering through the shutdown grace period, with `/ready` saying 503.
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "admin listener unusable");
+                return;
+            }
+        };
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            while shutdown.changed().await.is_ok() {
+                if *shutdown.borrow() {
+                    state.set_draining();
+                    tracing::info!("shutting down: /ready now answers 503");
+                    break;
+                }
+            }
+        });
+        if let Err(e) = axum::serve(listener, app(self.state.clone())).await {
+            tracing::error!(error = %e, "admin listener stopped");
+        }
+    }
+}

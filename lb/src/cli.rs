@@ -1,0 +1,56 @@
+//! Command line: pingora's flags with their usual meaning, plus `healthcheck` and
+//! `--log-format`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "lb", version, about = "Softy Pinko load balancer (Pingora)")]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        short = 'c',
+        long = "conf",
+        env = "LB_CONFIG",
+        default_value = "/etc/lb/lb.yaml"
+    )]
+    pub conf: PathBuf,
+
+    /// Check the configuration and exit: 0 and "configuration OK", or 2 and every error.
+    #[arg(short = 't', long = "test")]
+    pub test: bool,
+
+    /// Take over the listening sockets of a running lb (zero-downtime upgrade via
+    /// `server.upgrade_sock`; then send SIGQUIT to the old process).
+    #[arg(short = 'u', long = "upgrade")]
+    pub upgrade: bool,
+
+    /// Run in the background.
+    #[arg(short = 'd', long = "daemon")]
+    pub daemon: bool,
+
+    /// Log format; default: json when stdout is not a terminal, text otherwise.
+    #[arg(long, env = "LB_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Accepted and ignored, as pingora does (cargo test may pass it).
+    #[arg(long, hide = true)]
+    pub nocapture: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 if the running lb is ready (GET of the admin /ready), 1 otherwise.
+    Healthcheck {
+        /// Default: `server.admin` from the config file if it can be read, else
+        /// http://127.0.0.1:9901/ready.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}

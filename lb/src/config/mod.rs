@@ -1,0 +1,218 @@
+//! The one config contract: a YAML file parsed into typed, validated settings.
+//!
+//! `load` = read → parse (`raw`, serde) → check (`validate`, collects every error) →
+//! [`Config`]. Everything downstream (pingora's `ServerConf`, the routing snapshot) is built
+//! from a `Config`, never from the raw file, so `lb -t` and a real start accept exactly the
+//! same files. The validated types derive `PartialEq` so a reload can tell which pools changed.
+
+pub mod duration;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Defaults, in one place so the README table and the code cannot drift apart.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const LISTEN: &str = "0.0.0.0:8080";
+    pub const ADMIN: &str = "127.0.0.1:9901";
+    pub const GRACE_PERIOD: Duration = Duration::from_secs(3);
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+    pub const KEEPALIVE_POOL_SIZE: usize = 128;
+    pub const PID_FILE: &str = "/tmp/lb.pid";
+    pub const UPGRADE_SOCK: &str = "/tmp/lb_upgrade.sock";
+    pub const DNS_INTERVAL: Duration = Duration::from_secs(2);
+    pub const RETRIES: usize = 2;
+    /// Upper bound on `retries`: every try may wait a full connect timeout.
+    pub const MAX_RETRIES: usize = 8;
+    pub const HC_PATH: &str = "/";
+    pub const HC_INTERVAL: Duration = Duration::from_secs(1);
+    pub const HC_TIMEOUT: Duration = Duration::from_millis(500);
+    pub const HC_HEALTHY_AFTER: usize = 1;
+    pub const HC_UNHEALTHY_AFTER: usize = 2;
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Below the 30 s header-read timeout of hyper-based backends, so the lb closes an idle
+    /// pooled connection before the backend does (a request racing the backend's close would
+    /// otherwise fail on a dead socket).
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerSettings,
+    /// In file order; precedence is decided by prefix length, not order.
+    pub routes: Vec<RouteSpec>,
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    pub listen: Vec<SocketAddr>,
+    pub admin: SocketAddr,
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub shutdown_timeout: Duration,
+    pub access_log: bool,
+    pub upstream_keepalive_pool_size: usize,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSpec {
+    pub prefix: String,
+    pub upstream: String,
+    pub strip_prefix: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSpec {
+    pub discovery: DiscoverySpec,
+    pub selection: Selection,
+    pub health_check: Option<HealthCheckSpec>,
+    pub retries: usize,
+    pub timeouts: Timeouts,
+    /// `Host` header sent upstream instead of the client's.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiscoverySpec {
+    /// An A/AAAA name re-resolved every `interval`; the port comes from the config because
+    /// A records carry none.
+    Dns {
+        name: String,
+        port: u16,
+        interval: Duration,
+        /// `None` = the system resolver (`/etc/resolv.conf`).
+        resolver: Option<SocketAddr>,
+    },
+    Static {
+        backends: Vec<StaticBackend>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StaticBackend {
+    pub addr: SocketAddr,
+    pub weight: usize,
+}
+
+/// Room for more algorithms; pingora 0.9 also has random and hashing selectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    RoundRobin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheckSpec {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_after: usize,
+    pub unhealthy_after: usize,
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub idle: Duration,
+}
+
+/// One problem in a config file: where, and what is wrong with the value found there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted field path, e.g. `upstreams.api.health_check.interval`; empty for file-level
+    /// problems (unreadable file, invalid YAML).
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one file (never empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError::new(
+                "",
+                format!("cannot read config file {}: {e}", path.display()),
+            )])
+        })?;
+        Self::from_yaml(&text)
+    }
+
+    /// Parse and validate config text.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigErrors> {
+        let raw: raw::RawConfig =
+            serde_yaml::from_str(text).map_err(|e| ConfigErrors(vec![parse_error(&e)]))?;
+        validate::validate(raw).map_err(ConfigErrors)
+    }
+}
+
+/// serde_yaml reports the field path as a `path: ` prefix; split it off so the message
+/// reads like our own validation errors.
+fn parse_error(e: &serde_yaml::Error) -> ConfigError {
+    let text = e.to_string();
+    let location = e
+        .location()
+        .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
+        .unwrap_or_default();
+    // serde_yaml appends " at line L column C"; we print our own location suffix.
+    let text = match text.find(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    match text.split_once(": ") {
+        Some((path, msg)) if !path.contains(' ') && !path.is_empty() => {
+            ConfigError::new(path, format!("{msg}{location}"))
+        }
+        _ => ConfigError::new("", format!("invalid YAML: {text}{location}")),
+    }
+}

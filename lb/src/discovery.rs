@@ -1,0 +1,184 @@
+//! Where a pool's backends come from: a fixed list, or DNS re-resolved on an interval.
+//!
+//! DNS rules (documented in the README):
+//! - A successful answer replaces the set; backends still in it keep their health state.
+//! - A failed lookup (timeout, SERVFAIL, unreachable resolver) keeps the last set and warns
+//!   once per outage.
+//! - NXDOMAIN or an empty answer for a name that used to resolve means "scaled to zero":
+//!   Docker's DNS answers NXDOMAIN when a service has no running replica. One such answer
+//!   can be a blip while containers restart, so the pool empties only on the second in a
+//!   row (one interval later); until then the old set is kept, and health checks already
+//!   take dead replicas out of rotation.
+//! - The record TTL is ignored (Docker sets 600 s): the name is asked again every interval.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hickory_resolver::config::{NameServerConfigGroup, ResolveHosts, ResolverConfig};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::TokioResolver;
+use pingora::lb::discovery::ServiceDiscovery;
+use pingora::lb::{Backend, Extensions};
+use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
+use pingora::{Error, ErrorType, Result};
+
+use crate::config::StaticBackend;
+use crate::health::Admission;
+
+/// How many NXDOMAIN/empty answers in a row empty a pool that had backends.
+const ABSENT_ANSWERS_TO_EMPTY: u32 = 2;
+
+fn backend(addr: SocketAddr, weight: usize) -> Backend {
+    Backend {
+        addr: PSocketAddr::Inet(addr),
+        weight,
+        ext: Extensions::new(),
+    }
+}
+
+/// A fixed list of `IP:port` backends.
+pub struct StaticDiscovery {
+    backends: BTreeSet<Backend>,
+    admission: Arc<Admission>,
+}
+
+impl StaticDiscovery {
+    pub fn new(list: &[StaticBackend], admission: Arc<Admission>) -> Self {
+        Self {
+            backends: list.iter().map(|b| backend(b.addr, b.weight)).collect(),
+            admission,
+        }
+    }
+}
+
+#[async_trait]
+impl ServiceDiscovery for StaticDiscovery {
+    async fn discover(&self) -> Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        let enablement = self.admission.enablement(&self.backends);
+        Ok((self.backends.clone(), enablement))
+    }
+}
+
+/// A name resolved with hickory (async; never pingora's blocking lookups).
+pub struct DnsDiscovery {
+    pool: String,
+    name: String,
+    port: u16,
+    resolver: TokioResolver,
+    admission: Arc<Admission>,
+    state: Mutex<DnsState>,
+}
+
+#[derive(Default)]
+struct DnsState {
+    /// The last set we handed to pingora.
+    last: BTreeSet<Backend>,
+    /// In a lookup-failure outage (so we warn once, and log the recovery).
+    failing: bool,
+    /// Consecutive NXDOMAIN/empty answers.
+    absent: u32,
+}
+
+impl DnsDiscovery {
+    /// `resolver: None` reads `/etc/resolv.conf`; `Some(addr)` asks only that server.
+    /// Lookups time out after `min(interval, 2s)` so a dead resolver cannot stall the loop.
+    pub fn new(
+        pool: &str,
+        name: &str,
+        port: u16,
+        resolver: Option<SocketAddr>,
+        interval: Duration,
+        admission: Arc<Admission>,
+    ) -> anyhow::Result<Self> {
+        let provider = TokioConnectionProvider::default();
+        let mut builder = match resolver {
+            Some(addr) => {
+                let servers =
+                    NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
+                let mut b = TokioResolver::builder_with_config(
+                    ResolverConfig::from_parts(None, vec![], servers),
+                    provider,
+                );
+                b.options_mut().use_hosts_file = ResolveHosts::Never;
+                b
+            }
+            None => TokioResolver::builder(provider).map_err(|e| {
+                anyhow::anyhow!("cannot read the system DNS configuration (/etc/resolv.conf): {e}")
+            })?,
+        };
+        let opts = builder.options_mut();
+        // Ignore TTLs: every interval asks the server again.
+        opts.cache_size = 0;
+        opts.positive_max_ttl = Some(Duration::ZERO);
+        opts.negative_max_ttl = Some(Duration::ZERO);
+        opts.timeout = interval.min(Duration::from_secs(2));
+        opts.attempts = 1;
+        Ok(Self {
+            pool: pool.to_string(),
+            name: name.to_string(),
+            port,
+            resolver: builder.build(),
+            admission,
+            state: Mutex::new(DnsState::default()),
+        })
+    }
+}
+
+#[async_trait]
+impl ServiceDiscovery for DnsDiscovery {
+    async fn discover(&self) -> Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        let answer = self.resolver.lookup_ip(self.name.as_str()).await;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let found: Option<BTreeSet<Backend>> = match answer {
+            Ok(lookup) => Some(
+                lookup
+                    .iter()
+                    .map(|ip| backend(SocketAddr::new(ip, self.port), 1))
+                    .collect(),
+            ),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => None,
+            Err(e) => {
+                if !state.failing {
+                    tracing::warn!(
+                        upstream = %self.pool, name = %self.name, error = %e,
+                        kept = state.last.len(),
+                        "DNS lookup failed; keeping the last known backends until it recovers"
+                    );
+                    state.failing = true;
+                }
+                return Error::e_explain(ErrorType::ConnectNoRoute, "DNS lookup failed");
+            }
+        };
+        if state.failing {
+            tracing::info!(upstream = %self.pool, name = %self.name, "DNS lookup recovered");
+            state.failing = false;
+        }
+        let set = match found {
+            Some(set) if !set.is_empty() => {
+                state.absent = 0;
+                set
+            }
+            _ => {
+                state.absent += 1;
+                if state.last.is_empty() || state.absent >= ABSENT_ANSWERS_TO_EMPTY {
+                    if !state.last.is_empty() {
+                        tracing::warn!(
+                            upstream = %self.pool, name = %self.name,
+                            "name no longer resolves (NXDOMAIN/no records): scaled to zero, pool is empty"
+                        );
+                    }
+                    BTreeSet::new()
+                } else {
+                    state.last.clone()
+                }
+            }
+        };
+        state.last = set.clone();
+        drop(state);
+        let enablement = self.admission.enablement(&set);
+        Ok((set, enablement))
+    }
+}

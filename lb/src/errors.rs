@@ -1,0 +1,115 @@
+//! Responses the lb generates itself: a small JSON body `{"error","status","request_id"}`
+//! with no internals (no addresses, no error chains; those go to the log).
+
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+/// What went wrong, from the client's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbError {
+    BadRequest,
+    NoRoute,
+    Internal,
+    BadGateway,
+    NoHealthyBackend,
+    GatewayTimeout,
+    /// Some other status carried by a pingora `HTTPStatus` error.
+    Other(u16),
+}
+
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECS: &str = "1";
+
+impl LbError {
+    pub fn status(self) -> u16 {
+        match self {
+            LbError::BadRequest => 400,
+            LbError::NoRoute => 404,
+            LbError::Internal => 500,
+            LbError::BadGateway => 502,
+            LbError::NoHealthyBackend => 503,
+            LbError::GatewayTimeout => 504,
+            LbError::Other(code) => code,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            LbError::BadRequest => "bad request",
+            LbError::NoRoute => "no route for this path",
+            LbError::Internal => "internal error",
+            LbError::BadGateway => "bad gateway",
+            LbError::NoHealthyBackend => "no healthy backend available",
+            LbError::GatewayTimeout => "upstream timed out",
+            LbError::Other(_) => "error",
+        }
+    }
+
+    /// Classify a final proxy error. `None` means the client connection is already dead
+    /// and there is nobody to answer.
+    pub fn from_proxy_error(e: &Error) -> Option<LbError> {
+        use ErrorType::*;
+        Some(match e.etype() {
+            HTTPStatus(503) => LbError::NoHealthyBackend,
+            HTTPStatus(code) => LbError::Other(*code),
+            _ => match e.esource() {
+                ErrorSource::Upstream => match e.etype() {
+                    ConnectTimedout | ReadTimedout | WriteTimedout => LbError::GatewayTimeout,
+                    _ => LbError::BadGateway,
+                },
+                ErrorSource::Downstream => match e.etype() {
+                    WriteError | ReadError | ConnectionClosed => return None,
+                    _ => LbError::BadRequest,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => LbError::Internal,
+            },
+        })
+    }
+
+    /// A pingora error carrying this status, not retryable.
+    pub fn into_error(self, context: &'static str) -> Box<Error> {
+        Error::explain(ErrorType::HTTPStatus(self.status()), context)
+    }
+}
+
+pub fn json_body(err: LbError, request_id: &HeaderValue) -> Bytes {
+    let body = serde_json::json!({
+        "error": err.message(),
+        "status": err.status(),
+        "request_id": request_id.to_str().unwrap_or(""),
+    });
+    Bytes::from(body.to_string())
+}
+
+/// Write the error response. `keepalive: false` closes the client connection afterwards
+/// (used when the request body may not have been consumed).
+pub async fn respond(
+    session: &mut Session,
+    err: LbError,
+    request_id: &HeaderValue,
+    keepalive: bool,
+) -> Result<()> {
+    let body = json_body(err, request_id);
+    let mut resp = ResponseHeader::build(err.status(), Some(6))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    resp.insert_header(crate::request_id::HEADER, request_id.clone())?;
+    if err == LbError::NoHealthyBackend {
+        resp.insert_header(http::header::RETRY_AFTER, RETRY_AFTER_SECS)?;
+    }
+    if !keepalive {
+        session.set_keepalive(None);
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `lb healthcheck`: the container health probe. A plain-TCP HTTP/1.0 GET of the admin
+//! `/ready` endpoint; exit 0 on a 2xx, 1 otherwise. No DNS, no TLS, no extra tools, so it
+//! works in a scratch image.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `http://IP:PORT/path` → (address, path). Only numeric addresses (no DNS).
+pub fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    let addr = authority
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("{url:?}: expected http://IP:PORT/path (numeric address, no DNS)"))?;
+    Ok((addr, path))
+}
+
+/// The URL for an admin address from the config: a wildcard bind is probed on loopback.
+pub fn url_for_admin(admin: SocketAddr) -> String {
+    let ip = match admin.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}/ready", SocketAddr::new(ip, admin.port()))
+}
+
+/// Probe `url`; `Ok(status line)` on 2xx.
+pub fn probe(url: &str) -> Result<String, String> {
+    let (addr, path) = parse_url(url)?;
+    let addr = addr
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("{addr}: {e}"))?;
+    let mut buf = Vec::with_capacity(512);
+    stream
+        .take(4096)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let status_line = text.lines().next().unwrap_or("").to_string();
+    let code = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok());
+    match code {
+        Some(c) if (200..300).contains(&c) => Ok(status_line),
+        _ => Err(format!("{url}: {status_line}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let (a, p) = parse_url("http://127.0.0.1:9901/ready").expect("ok");
+        assert_eq!(a.to_string(), "127.0.0.1:9901");
+        assert_eq!(p, "/ready");
+        assert!(parse_url("https://127.0.0.1:1/").is_err());
+        assert!(parse_url("http://localhost:9901/ready").is_err());
+        assert_eq!(
+            url_for_admin("0.0.0.0:9901".parse().expect("addr")),
+            "http://127.0.0.1:9901/ready"
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! Log output: `tracing` everywhere, pingora's `log` records bridged in (tracing-log).
+//!
+//! Format: `--log-format json|text` or `LB_LOG_FORMAT`; by default JSON when stdout is not a
+//! terminal (containers, log shippers) and text on a terminal. Level filter: `RUST_LOG`
+//! (default `info`).
+
+use std::io::IsTerminal;
+
+use clap::ValueEnum;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl LogFormat {
+    pub fn resolve(choice: Option<LogFormat>) -> LogFormat {
+        choice.unwrap_or(if std::io::stdout().is_terminal() {
+            LogFormat::Text
+        } else {
+            LogFormat::Json
+        })
+    }
+}
+
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // try_init also installs the log → tracing bridge (LogTracer).
+    let result = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("lb: logging already initialised: {e}");
+    }
+}

@@ -1,0 +1,191 @@
+//! An upstream pool: one pingora `LoadBalancer` (round robin) plus its settings, built at
+//! runtime from an [`UpstreamSpec`] and driven by [`Pool::run`].
+//!
+//! Pools are plain `Arc`s inside the routing snapshot, not pingora startup services, so a
+//! reload can build new ones, keep unchanged ones and drop removed ones (whose `run` task
+//! the supervisor aborts).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::upstreams::peer::HttpPeer;
+use tokio::sync::Notify;
+
+use crate::config::{DiscoverySpec, UpstreamSpec};
+use crate::discovery::{DnsDiscovery, StaticDiscovery};
+use crate::health::{Admission, GatedHttpCheck};
+
+/// Iteration budget for `select_with`: it counts repeated picks too, so keep it generous.
+const MAX_SELECT_ITERATIONS: usize = 256;
+
+pub struct Pool {
+    pub name: String,
+    pub spec: UpstreamSpec,
+    lb: Arc<LoadBalancer<RoundRobin>>,
+    /// Set once the first discovery (and, with a health check, the first check pass after
+    /// it) has finished.
+    ready: AtomicBool,
+    /// Wakes the health loop right after discovery changes the membership, so new backends
+    /// are checked (and admitted) without waiting a full interval.
+    membership_changed: Notify,
+}
+
+impl Pool {
+    pub fn build(name: &str, spec: &UpstreamSpec) -> anyhow::Result<Arc<Pool>> {
+        let admission = Arc::new(Admission::new(spec.health_check.is_some()));
+        let (discovery, default_host): (
+            Box<dyn pingora::lb::discovery::ServiceDiscovery + Send + Sync>,
+            String,
+        ) = match &spec.discovery {
+            DiscoverySpec::Dns {
+                name: dns_name,
+                port,
+                interval,
+                resolver,
+            } => (
+                Box::new(DnsDiscovery::new(
+                    name,
+                    dns_name,
+                    *port,
+                    *resolver,
+                    *interval,
+                    admission.clone(),
+                )?),
+                format!("{dns_name}:{port}"),
+            ),
+            DiscoverySpec::Static { backends } => (
+                Box::new(StaticDiscovery::new(backends, admission.clone())),
+                "localhost".to_string(),
+            ),
+        };
+        let mut backends = Backends::new(discovery);
+        if let Some(hc) = &spec.health_check {
+            let host = spec.host.as_deref().unwrap_or(&default_host);
+            backends.set_health_check(Box::new(GatedHttpCheck::new(
+                name,
+                hc,
+                host,
+                admission.clone(),
+            )));
+        }
+        let lb = Arc::new(LoadBalancer::<RoundRobin>::from_backends(backends));
+        admission.attach(Arc::downgrade(&lb));
+        Ok(Arc::new(Pool {
+            name: name.to_string(),
+            spec: spec.clone(),
+            lb,
+            ready: AtomicBool::new(false),
+            membership_changed: Notify::new(),
+        }))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The next healthy backend in round-robin order, skipping addresses this request
+    /// already tried; falls back to a tried one rather than failing while one is healthy.
+    pub fn select(&self, tried: &[SocketAddr]) -> Option<Backend> {
+        if tried.is_empty() {
+            return self.lb.select(b"", MAX_SELECT_ITERATIONS);
+        }
+        self.lb
+            .select_with(b"", MAX_SELECT_ITERATIONS, |b, ready| {
+                ready && b.addr.as_inet().is_none_or(|a| !tried.contains(a))
+            })
+            .or_else(|| self.lb.select(b"", MAX_SELECT_ITERATIONS))
+    }
+
+    /// A peer for `addr` with this pool's timeouts. Plain HTTP only (no TLS in this build).
+    pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
+        let t = &self.spec.timeouts;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(t.connect);
+        peer.options.total_connection_timeout = Some(t.connect);
+        peer.options.read_timeout = Some(t.read);
+        peer.options.write_timeout = Some(t.write);
+        peer.options.idle_timeout = Some(t.idle);
+        peer
+    }
+
+    /// Current members with their readiness (for logs now, `/status` later).
+    pub fn members(&self) -> Vec<(SocketAddr, bool)> {
+        self.lb
+            .backends()
+            .get_backend()
+            .iter()
+            .filter_map(|b| Some((*b.addr.as_inet()?, self.lb.backends().ready(b))))
+            .collect()
+    }
+
+    /// Drive discovery and health checks forever; the supervisor aborts the task when the
+    /// pool leaves the snapshot or the server shuts down.
+    pub async fn run(self: Arc<Self>) {
+        let discovery_every = match &self.spec.discovery {
+            DiscoverySpec::Dns { interval, .. } => Some(*interval),
+            DiscoverySpec::Static { .. } => None,
+        };
+        // First discovery: retried until it succeeds; the pool is not ready before.
+        while self.discover().await.is_err() {
+            tokio::time::sleep(discovery_every.unwrap_or(Duration::from_secs(1))).await;
+        }
+        if self.spec.health_check.is_some() {
+            self.lb.backends().run_health_check(true).await;
+        }
+        self.ready.store(true, Ordering::Release);
+        tracing::info!(upstream = %self.name, backends = ?self.members(), "upstream ready");
+
+        let discovery_loop = async {
+            let Some(every) = discovery_every else { return };
+            loop {
+                tokio::time::sleep(every).await;
+                if let Ok(true) = self.discover().await {
+                    self.membership_changed.notify_one();
+                }
+            }
+        };
+        let health_loop = async {
+            let Some(hc) = &self.spec.health_check else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(hc.interval) => {}
+                    _ = self.membership_changed.notified() => {}
+                }
+                self.lb.backends().run_health_check(true).await;
+            }
+        };
+        tokio::join!(discovery_loop, health_loop);
+    }
+
+    /// One discovery round. `Ok(changed)`; on error the previous set stays in place.
+    async fn discover(&self) -> pingora::Result<bool> {
+        let before = self.lb.backends().get_backend();
+        self.lb.update().await?;
+        let after = self.lb.backends().get_backend();
+        if Arc::ptr_eq(&before, &after) {
+            return Ok(false);
+        }
+        let addrs =
+            |set: &BTreeSet<Backend>| set.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>();
+        let added: Vec<_> = after
+            .difference(&before)
+            .map(|b| b.addr.to_string())
+            .collect();
+        let removed: Vec<_> = before
+            .difference(&after)
+            .map(|b| b.addr.to_string())
+            .collect();
+        tracing::info!(
+            upstream = %self.name, ?added, ?removed, backends = ?addrs(&after),
+            "upstream membership changed"
+        );
+        Ok(true)
+    }
+}

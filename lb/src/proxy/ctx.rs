@@ -1,0 +1,82 @@
+//! Per-request state carried through the proxy stages.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderValue;
+
+use crate::config::defaults::MAX_RETRIES;
+use crate::pool::Pool;
+use crate::routes::Route;
+use crate::state::Snapshot;
+
+/// Most tries one request can make (first try + retries).
+pub const MAX_TRIES: usize = MAX_RETRIES + 1;
+
+pub struct RequestCtx {
+    pub started: Instant,
+    /// The routing snapshot this request uses from start to finish, loaded once.
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// Index into `snapshot.routes`.
+    pub route: Option<usize>,
+    pub request_id: HeaderValue,
+    /// Backends tried so far, in order; the last one is the current/final backend.
+    tried: [SocketAddr; MAX_TRIES],
+    tries: usize,
+    /// The upstream's response head has arrived: from here on nothing may be retried.
+    pub response_started: bool,
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            snapshot: None,
+            route: None,
+            request_id: HeaderValue::from_static("-"),
+            tried: [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_TRIES],
+            tries: 0,
+            response_started: false,
+        }
+    }
+
+    pub fn route(&self) -> Option<&Route> {
+        Some(self.snapshot.as_ref()?.routes.get(self.route?))
+    }
+
+    pub fn pool(&self) -> Option<&Arc<Pool>> {
+        self.route().map(|r| &r.pool)
+    }
+
+    pub fn tried(&self) -> &[SocketAddr] {
+        &self.tried[..self.tries]
+    }
+
+    pub fn tries(&self) -> usize {
+        self.tries
+    }
+
+    pub fn backend(&self) -> Option<SocketAddr> {
+        self.tried().last().copied()
+    }
+
+    pub fn record_try(&mut self, addr: SocketAddr) {
+        if self.tries < MAX_TRIES {
+            self.tried[self.tries] = addr;
+            self.tries += 1;
+        }
+    }
+
+    /// Whether the retry budget of this request's pool allows another try.
+    pub fn retry_allowed(&self) -> bool {
+        let retries = self.pool().map_or(0, |p| p.spec.retries);
+        self.tries <= retries && self.tries < MAX_TRIES
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,32 @@
+//! Stage 3, when a try fails: decide whether another backend may take the request.
+//!
+//! - Connect failure or refusal: nothing was sent, so any method is retried (on another
+//!   backend, see `upstream_peer`) while the pool's `retries` budget lasts.
+//! - Failure after sending: only idempotent methods, only if the request body is still
+//!   buffered, never once the upstream response has started, and never after a timeout
+//!   (a slow backend may still be working on it; the client gets a prompt 504 instead of
+//!   waiting `read` once per backend).
+
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType};
+
+use super::ctx::RequestCtx;
+
+pub fn fail_to_connect(ctx: &RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    e.set_retry(ctx.retry_allowed());
+    e
+}
+
+pub fn error_while_proxy(session: &Session, ctx: &RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    let timed_out = matches!(
+        e.etype(),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    );
+    let retry = !ctx.response_started
+        && !timed_out
+        && ctx.retry_allowed()
+        && session.req_header().method.is_idempotent()
+        && !session.as_ref().retry_buffer_truncated();
+    e.set_retry(retry);
+    e
+}

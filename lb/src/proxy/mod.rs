@@ -1,0 +1,144 @@
+//! The pingora `ProxyHttp` implementation, one module per pipeline stage:
+//! `request` (snapshot, request id, route) → `upstream` (backend choice, request headers)
+//! → `failover` (retry policy) → `response` (response headers) → `crate::access_log`.
+
+mod ctx;
+mod failover;
+mod request;
+mod response;
+mod upstream;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+
+pub use ctx::RequestCtx;
+
+use crate::errors::{self, LbError};
+use crate::state::LbState;
+
+pub struct LbProxy {
+    state: Arc<LbState>,
+}
+
+impl LbProxy {
+    pub fn new(state: Arc<LbState>) -> Self {
+        Self { state }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for LbProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        request::request_filter(&self.state, session, ctx).await
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        upstream::upstream_peer(ctx)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream::upstream_request_filter(session, upstream_request, ctx)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        failover::fail_to_connect(ctx, e)
+    }
+
+    fn error_while_proxy(
+        &self,
+        _peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        failover::error_while_proxy(session, ctx, e)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        response::upstream_response_filter(upstream_response, ctx);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        response::response_filter(upstream_response, ctx)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let Some(err) = LbError::from_proxy_error(e) else {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        if session.response_written().is_none() {
+            if ctx.request_id.as_bytes() == b"-" {
+                // failed before request_filter ran (e.g. an unparsable request)
+                ctx.request_id = crate::request_id::generate();
+            }
+            if let Err(write_err) = errors::respond(session, err, &ctx.request_id, false).await {
+                tracing::debug!(error = %write_err, "could not send error response");
+            }
+        }
+        FailToProxy {
+            error_code: err.status(),
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// The 503 for "no healthy backend" is an expected answer, logged by the access log.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        matches!(e.etype(), ErrorType::HTTPStatus(503))
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let enabled = match &ctx.snapshot {
+            Some(s) => s.config.server.access_log,
+            None => self.state.snapshot().config.server.access_log,
+        };
+        if enabled {
+            crate::access_log::log(session, e, ctx);
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Stage 1, request_filter: load the snapshot, settle the request id, pick the route.
+
+use pingora::proxy::Session;
+use pingora::Result;
+
+use super::ctx::RequestCtx;
+use crate::errors::{self, LbError};
+use crate::request_id;
+use crate::state::LbState;
+
+/// `Ok(true)` when the lb answered itself (no route).
+pub async fn request_filter(
+    state: &LbState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<bool> {
+    let req = session.req_header();
+    ctx.request_id = request_id::keep_or_generate(req.headers.get(request_id::HEADER));
+    let snapshot = state.snapshot();
+    ctx.route = snapshot.routes.lookup(req.uri.path());
+    ctx.snapshot = Some(snapshot);
+    if ctx.route.is_none() {
+        let keepalive = !has_body(session);
+        errors::respond(session, LbError::NoRoute, &ctx.request_id, keepalive).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Whether the request may carry a body we did not read (then the connection is closed
+/// after an lb-generated answer instead of being reused).
+fn has_body(session: &Session) -> bool {
+    let h = &session.req_header().headers;
+    h.contains_key(http::header::TRANSFER_ENCODING)
+        || h.get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}

@@ -1,0 +1,81 @@
+//! Stage 2: pick a backend (upstream_peer) and shape the request sent to it
+//! (upstream_request_filter).
+
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+
+use super::ctx::RequestCtx;
+use crate::errors::LbError;
+use crate::request_id;
+
+/// Round robin over healthy backends, avoiding ones this request already tried. No healthy
+/// backend → 503 at once (not retryable).
+pub fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    let (addr, peer) = {
+        let pool = ctx
+            .pool()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
+        let backend = pool
+            .select(ctx.tried())
+            .ok_or_else(|| LbError::NoHealthyBackend.into_error("no healthy backend"))?;
+        let addr = *backend
+            .addr
+            .as_inet()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "non-inet backend"))?;
+        (addr, pool.peer(addr))
+    };
+    ctx.record_try(addr);
+    Ok(Box::new(peer))
+}
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+
+/// Forwarding headers, request id, optional prefix strip and Host override. Hop-by-hop
+/// headers are already stripped by pingora's default upstream request policy.
+pub fn upstream_request_filter(
+    session: &Session,
+    req: &mut RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    if let Some(ip) = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+    {
+        let mut xff = String::with_capacity(64);
+        for prev in req.headers.get_all(X_FORWARDED_FOR) {
+            if let Ok(prev) = prev.to_str() {
+                xff.push_str(prev);
+                xff.push_str(", ");
+            }
+        }
+        use std::fmt::Write;
+        let _ = write!(xff, "{ip}");
+        req.insert_header(X_FORWARDED_FOR, xff)?;
+    }
+    req.insert_header(X_FORWARDED_PROTO, "http")?;
+    if let Some(host) = req.headers.get(http::header::HOST).cloned() {
+        req.insert_header(X_FORWARDED_HOST, host)?;
+    }
+    req.insert_header(request_id::HEADER, ctx.request_id.clone())?;
+    if let Some(route) = ctx.route() {
+        let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        if let Some(new) = route.rewrite(pq) {
+            let uri = new.parse().map_err(|_| {
+                Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "rewritten path is not a valid URI",
+                )
+            })?;
+            req.set_uri(uri);
+        }
+        if let Some(host) = &route.pool.spec.host {
+            req.insert_header(http::header::HOST, host.as_str())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Path-prefix routing: the longest matching prefix wins, whatever the order in the file.
+
+use std::sync::Arc;
+
+use crate::pool::Pool;
+
+pub struct Route {
+    pub prefix: String,
+    pub strip_prefix: bool,
+    pub pool: Arc<Pool>,
+}
+
+impl Route {
+    /// The upstream path for `path` (which matched this route): the prefix removed when
+    /// `strip_prefix` is set, always starting with `/`. `None` means "send it unchanged".
+    pub fn rewrite(&self, path_and_query: &str) -> Option<String> {
+        if !self.strip_prefix {
+            return None;
+        }
+        let rest = path_and_query.get(self.prefix.len()..).unwrap_or("");
+        Some(if rest.starts_with('/') {
+            rest.to_string()
+        } else {
+            format!("/{rest}")
+        })
+    }
+}
+
+/// Routes sorted by descending prefix length, so the first match is the longest.
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn new(mut routes: Vec<Route>) -> Self {
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        Self { routes }
+    }
+
+    /// Index of the route for `path`; no allocation (a linear scan: route tables are short).
+    pub fn lookup(&self, path: &str) -> Option<usize> {
+        self.routes
+            .iter()
+            .position(|r| path.starts_with(r.prefix.as_str()))
+    }
+
+    pub fn get(&self, index: usize) -> &Route {
+        &self.routes[index]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn table() -> RouteTable {
+        let config = Config::from_yaml(
+            r#"
+version: 1
+routes:
+  - { prefix: /, upstream: web }
+  - { prefix: /api/, upstream: api, strip_prefix: true }
+  - { prefix: /api/v2/, upstream: web }
+upstreams:
+  api: { discovery: { static: ["127.0.0.1:1"] } }
+  web: { discovery: { static: ["127.0.0.1:2"] } }
+"#,
+        )
+        .expect("valid");
+        crate::state::Snapshot::build(config).expect("snapshot").routes
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let t = table();
+        let name = |p: &str| t.lookup(p).map(|i| t.get(i).pool.name.clone());
+        assert_eq!(name("/api/hello").as_deref(), Some("api"));
+        assert_eq!(name("/api/v2/x").as_deref(), Some("web"));
+        assert_eq!(name("/index.html").as_deref(), Some("web"));
+        assert_eq!(name("/").as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn strip_prefix_keeps_a_leading_slash() {
+        let t = table();
+        let api = t.get(t.lookup("/api/x").expect("route"));
+        assert_eq!(api.rewrite("/api/hello?x=1").as_deref(), Some("/hello?x=1"));
+        assert_eq!(api.rewrite("/api/").as_deref(), Some("/"));
+    }
+}

@@ -1,0 +1,99 @@
+//! From a validated [`Config`] to a running pingora server: `ServerConf`, the proxy service
+//! on every `listen` address, the pool supervisor and the admin listener.
+
+use std::path::Path;
+
+use anyhow::Context;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
+
+use crate::admin::AdminService;
+use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::proxy::LbProxy;
+use crate::signals::Signals;
+use crate::state::{LbState, Snapshot};
+use crate::supervisor::PoolSupervisor;
+
+/// Pingora's server settings from ours. Durations round up to whole seconds (pingora's unit).
+pub fn server_conf(config: &Config, daemon: bool) -> ServerConf {
+    let s = &config.server;
+    let secs = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    ServerConf {
+        version: 1,
+        daemon,
+        threads: s.threads,
+        grace_period_seconds: Some(secs(s.grace_period)),
+        graceful_shutdown_timeout_seconds: Some(secs(s.shutdown_timeout)),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        ..ServerConf::default()
+    }
+}
+
+/// Everything `lb -t` checks: our config, then pingora's own validation of the server part.
+pub fn check(path: &Path) -> Result<Config, ConfigErrors> {
+    let config = Config::load(path)?;
+    if let Err(e) = server_conf(&config, false).validate() {
+        return Err(ConfigErrors(vec![ConfigError::new(
+            "server",
+            e.to_string(),
+        )]));
+    }
+    Ok(config)
+}
+
+pub struct RunOptions {
+    pub upgrade: bool,
+    pub daemon: bool,
+    pub config_path: String,
+}
+
+/// Build and run the server until it is told to stop (SIGTERM/SIGINT/SIGQUIT).
+pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
+    let conf = server_conf(&config, opts.daemon);
+    let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
+    let admin_addr = config.server.admin;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %opts.config_path,
+        listen = ?listen,
+        admin = %admin_addr,
+        threads = conf.threads,
+        routes = ?config.routes.iter().map(|r| format!("{} -> {}", r.prefix, r.upstream)).collect::<Vec<_>>(),
+        upstreams = ?config.upstreams.keys().collect::<Vec<_>>(),
+        "lb starting"
+    );
+
+    let state = LbState::new(Snapshot::build(config).context("building upstream pools")?);
+    let admin = AdminService::bind(admin_addr, state.clone())
+        .with_context(|| format!("cannot listen on admin address {admin_addr}"))?;
+
+    let pingora_opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(pingora_opt, conf);
+    server.bootstrap();
+
+    let mut proxy =
+        http_proxy_service_with_name(&server.configuration, LbProxy::new(state.clone()), "proxy");
+    for addr in &listen {
+        proxy.add_tcp(addr);
+    }
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "pools",
+        PoolSupervisor::new(state.clone()),
+    ));
+    server.add_service(background_service("admin", admin));
+
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals),
+    });
+    tracing::info!("lb stopped");
+    Ok(())
+}

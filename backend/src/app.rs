@@ -17,7 +17,7 @@ use tower_http::{
 
 use crate::{
     errors, routes,
-    service::{logging, request_id, shutdown},
+    service::{logging, probes, request_id, shutdown},
     state::AppState,
 };
 
@@ -32,10 +32,9 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), count_request));
     let router = Router::new()
         .merge(api)
-        .route("/health", get(routes::health))
-        .route("/ready", get(routes::ready))
         .fallback(routes::not_found)
         .with_state(state.clone())
+        .merge(probes::router(state.draining.clone()))
         // Each `.layer` call wraps everything above it: the last one runs first.
         .layer(RequestBodyLimitLayer::new(state.body_limit))
         .layer(TimeoutLayer::with_status_code(

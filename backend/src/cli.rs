@@ -5,7 +5,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{cors::CorsOrigins, service::logging::LogFormat};
+use crate::{
+    cors::CorsOrigins,
+    service::{healthcheck, logging::LogFormat},
+};
 
 /// The origins the stack serves the page from: the load balancer (8080) and the
 /// frontend published directly (9000), by name and by address.
@@ -35,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// GET this service's /ready and exit 0 on 2xx, 1 otherwise (for Docker HEALTHCHECK).
-    Healthcheck(HealthcheckArgs),
+    Healthcheck(healthcheck::Args),
 }
 
 /// How the API serves. Parse it with `ServeArgs::parse_from`-style helpers in tests.
@@ -76,17 +79,6 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-#[derive(Clone, Debug, Args)]
-pub struct HealthcheckArgs {
-    /// URL to probe [default: http://127.0.0.1:<port of --listen>/ready].
-    #[arg(long, env = "BACKEND_HEALTHCHECK_URL")]
-    pub url: Option<String>,
-
-    /// Give up after this long.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
 }
 
 #[cfg(test)]

@@ -59,24 +59,6 @@ pub async fn slow(
     Json(json!({ "replica": state.replica, "slept_ms": ms })).into_response()
 }
 
-/// `GET /health`: 200 while the process is alive, draining or not.
-pub async fn health() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
-}
-
-/// `GET /ready`: 200 while accepting work, 503 once draining.
-pub async fn ready(State(state): State<AppState>) -> Response {
-    if state.draining.is_draining() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "draining" })),
-        )
-            .into_response()
-    } else {
-        Json(json!({ "status": "ready" })).into_response()
-    }
-}
-
 /// Any other path.
 pub async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not found")

@@ -1,128 +1,27 @@
 //! Real-socket tests: the `backend` binary on 127.0.0.1:0, driven like Docker drives it.
 
-use std::{
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc,
-    thread,
-    time::{Duration, Instant},
-};
+mod support;
 
-use nix::{sys::signal::Signal, unistd::Pid};
+use std::{process::Command, thread};
+
+use nix::sys::signal::Signal;
+use support::{get, wait_until, Service};
 
 const BIN: &str = env!("CARGO_BIN_EXE_backend");
 
-/// A running backend; killed if a test fails half-way.
-struct Backend {
-    child: Child,
-    addr: SocketAddr,
-    log: mpsc::Receiver<String>,
-}
-
-impl Backend {
-    /// Starts the binary and waits (bounded) for its "listening on ADDR" line and a 200
-    /// from /health.
-    fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .envs(envs.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("backend starts");
-        let (tx, log) = mpsc::channel();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = log
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a first log line");
-        let addr = listening_addr(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
-        let backend = Self { child, addr, log };
-        wait_until(|| get(&backend.url("/health")).is_some_and(|(s, _)| s == 200));
-        backend
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn signal(&self, signal: Signal) {
-        nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
-    }
-
-    /// Waits (bounded) for the process to exit and returns its status and remaining log.
-    fn wait(mut self) -> (ExitStatus, String) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "backend did not exit");
-            thread::sleep(Duration::from_millis(20));
-        };
-        let log: Vec<String> = self.log.try_iter().collect();
-        (status, log.join("\n"))
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The address in a `listening on ADDR` log line, text or JSON.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
-    let end = rest
-        .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
-/// GET on a fresh connection: (status, body), or None if nothing answered.
-fn get(url: &str) -> Option<(u16, String)> {
-    let client = reqwest::blocking::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap();
-    let response = client.get(url).send().ok()?;
-    Some((response.status().as_u16(), response.text().ok()?))
-}
-
-/// Polls `condition` every 20 ms for at most 10 s.
-fn wait_until(mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "condition not met within 10 s");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn requests_served(backend: &Backend) -> u64 {
+fn requests_served(backend: &Service) -> u64 {
     let (_, body) = get(&backend.url("/api/whoami")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     json["requests_served"].as_u64().unwrap()
 }
 
 fn healthcheck(url: &str) -> std::process::Output {
-    Command::new(BIN)
-        .args(["healthcheck", "--url", url])
-        .output()
-        .unwrap()
+    support::healthcheck(BIN, &["--url", url], &[])
 }
 
 #[test]
 fn sigterm_drains_finishes_in_flight_work_and_exits_0() {
-    let backend = Backend::start(&["--drain", "1s", "--replica-id", "proc"], &[]);
+    let backend = Service::start(BIN, &["--drain", "1s", "--replica-id", "proc"], &[]);
     assert_eq!(
         get(&backend.url("/api/hello")).unwrap(),
         (200, "Hello, World!".into())
@@ -165,7 +64,7 @@ fn sigterm_drains_finishes_in_flight_work_and_exits_0() {
 
 #[test]
 fn healthcheck_subcommand_exit_codes() {
-    let backend = Backend::start(&[], &[]);
+    let backend = Service::start(BIN, &[], &[]);
     let up = healthcheck(&backend.url("/ready"));
     assert_eq!(up.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&up.stdout).contains("200"));
@@ -182,12 +81,9 @@ fn healthcheck_subcommand_exit_codes() {
 
 #[test]
 fn healthcheck_defaults_to_the_listen_port() {
-    let backend = Backend::start(&[], &[]);
-    let probe = Command::new(BIN)
-        .arg("healthcheck")
-        .env("BACKEND_LISTEN", format!("0.0.0.0:{}", backend.addr.port()))
-        .output()
-        .unwrap();
+    let backend = Service::start(BIN, &[], &[]);
+    let listen = format!("0.0.0.0:{}", backend.addr.port());
+    let probe = support::healthcheck(BIN, &[], &[("BACKEND_LISTEN", &listen)]);
     let stdout = String::from_utf8_lossy(&probe.stdout);
     assert_eq!(probe.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains(&format!("http://127.0.0.1:{}/ready", backend.addr.port())));
@@ -195,7 +91,7 @@ fn healthcheck_defaults_to_the_listen_port() {
 
 #[test]
 fn json_logs_one_line_per_request() {
-    let backend = Backend::start(&[], &[("LOG_FORMAT", "json")]);
+    let backend = Service::start(BIN, &[], &[("LOG_FORMAT", "json")]);
     let url = backend.url("/api/hello");
     let client = reqwest::blocking::Client::new();
     let response = client

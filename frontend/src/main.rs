@@ -1,1 +1,30 @@
-fn main() {}
+//! `frontend`: parse flags, find the site, bind, serve until a signal, drain, exit 0.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use backend::service::{process, shutdown};
+use clap::Parser;
+use frontend::{
+    cli::{Cli, Command, ServeArgs},
+    AppState,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Healthcheck(check)) => check.run(cli.serve.listen).await,
+        None => process::run(cli.serve.log_format, serve(cli.serve)).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let state = AppState::new(&args)?;
+    tracing::info!(root = %state.root.display(), connect_src = state.connect_src.as_str(), "starting");
+    let listener = process::bind(args.listen).await?;
+    let signal = shutdown::signal().context("installing signal handlers")?;
+    frontend::serve(listener, state, signal)
+        .await
+        .context("serving")
+}

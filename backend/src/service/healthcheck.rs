@@ -72,10 +72,30 @@ pub async fn check(url: &str, timeout: Duration) -> Result<u16, Error> {
     }
 }
 
-/// Runs [`check`] and turns the outcome into the process exit code (0 healthy,
-/// 1 not), with one line on stdout or stderr.
-pub async fn run(url: &str, timeout: Duration) -> std::process::ExitCode {
-    match check(url, timeout).await {
+/// The `healthcheck` subcommand's flags, the same in every service.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// URL to probe [default: http://127.0.0.1:<port of --listen>/ready].
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Give up after this long.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+impl Args {
+    /// Runs [`check`] against `--url`, or `/ready` on the service's `listen` address,
+    /// and turns the outcome into the process exit code (0 healthy, 1 not), with one
+    /// line on stdout or stderr.
+    pub async fn run(self, listen: std::net::SocketAddr) -> std::process::ExitCode {
+        let url = self.url.unwrap_or_else(|| default_url(listen, "/ready"));
+        report(&url, check(&url, self.timeout).await)
+    }
+}
+
+fn report(url: &str, outcome: Result<u16, Error>) -> std::process::ExitCode {
+    match outcome {
         Ok(status) => {
             println!("healthy: {url} answered {status}");
             std::process::ExitCode::SUCCESS

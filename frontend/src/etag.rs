@@ -1,0 +1,142 @@
+//! `ETag` for files, and `304 Not Modified` on a matching `If-None-Match`.
+//!
+//! ServeDir already sends `Last-Modified` and honours `If-Modified-Since`, but has no
+//! ETag. The tag is derived from what ServeDir reports about the representation it
+//! chose: total size, modification time and content coding, e.g. `"1a2b-674a1c2e-gzip"`.
+//! Per RFC 9110, `If-None-Match` wins over `If-Modified-Since`.
+
+use axum::{extract::Request, http::StatusCode, middleware::Next, response::Response};
+use http::{header, HeaderMap, HeaderValue, Method};
+
+/// Middleware around the file service.
+pub async fn conditional(mut request: Request, next: Next) -> Response {
+    let headers = request.headers_mut();
+    let if_none_match = headers.remove(header::IF_NONE_MATCH);
+    if if_none_match.is_some() {
+        headers.remove(header::IF_MODIFIED_SINCE);
+    }
+    // ServeDir ignores If-Range; serving the whole file instead of a possibly stale
+    // range is always correct.
+    if headers.remove(header::IF_RANGE).is_some() {
+        headers.remove(header::RANGE);
+    }
+    let safe = matches!(*request.method(), Method::GET | Method::HEAD);
+    let mut response = next.run(request).await;
+    let Some(tag) = tag_for(response.status(), response.headers()) else {
+        return response;
+    };
+    if safe && if_none_match.is_some_and(|list| matches(&list, &tag)) {
+        return not_modified(response, tag);
+    }
+    response.headers_mut().insert(header::ETAG, tag);
+    response
+}
+
+/// The tag of a 200 or 206 file response, or `None` for anything else.
+fn tag_for(status: StatusCode, headers: &HeaderMap) -> Option<HeaderValue> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let size = match status {
+        StatusCode::OK => text(header::CONTENT_LENGTH)?,
+        // "bytes 0-99/1234": the tag names the whole file, not the part.
+        StatusCode::PARTIAL_CONTENT => text(header::CONTENT_RANGE)?.rsplit('/').next()?,
+        _ => return None,
+    };
+    let size: u64 = size.parse().ok()?;
+    let modified = httpdate::parse_http_date(text(header::LAST_MODIFIED)?).ok()?;
+    let secs = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    let coding = text(header::CONTENT_ENCODING)
+        .map(|c| format!("-{c}"))
+        .unwrap_or_default();
+    HeaderValue::from_str(&format!("\"{size:x}-{secs:x}{coding}\"")).ok()
+}
+
+/// Weak comparison, as `If-None-Match` requires: `W/` prefixes are ignored, `*` matches.
+fn matches(list: &HeaderValue, tag: &HeaderValue) -> bool {
+    let Ok(list) = list.to_str() else {
+        return false;
+    };
+    let tag = tag.to_str().unwrap_or_default();
+    list.split(',')
+        .map(|candidate| candidate.trim().trim_start_matches("W/"))
+        .any(|candidate| candidate == "*" || candidate == tag)
+}
+
+/// A 304 that keeps the headers a cache needs to refresh its copy.
+fn not_modified(response: Response, tag: HeaderValue) -> Response {
+    let mut fresh = Response::new(axum::body::Body::empty());
+    *fresh.status_mut() = StatusCode::NOT_MODIFIED;
+    for name in [
+        header::LAST_MODIFIED,
+        header::VARY,
+        header::CONTENT_LOCATION,
+    ] {
+        if let Some(value) = response.headers().get(&name) {
+            fresh.headers_mut().insert(name, value.clone());
+        }
+    }
+    fresh.headers_mut().insert(header::ETAG, tag);
+    fresh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.clone(), HeaderValue::from_str(value).unwrap()))
+            .collect()
+    }
+
+    const DATE: &str = "Sat, 28 Nov 2026 19:00:00 GMT";
+
+    #[test]
+    fn full_and_partial_responses_share_a_tag() {
+        let full = headers(&[
+            (header::CONTENT_LENGTH, "4660"),
+            (header::LAST_MODIFIED, DATE),
+        ]);
+        let part = headers(&[
+            (header::CONTENT_RANGE, "bytes 0-9/4660"),
+            (header::LAST_MODIFIED, DATE),
+        ]);
+        let tag = tag_for(StatusCode::OK, &full).unwrap();
+        assert!(tag.to_str().unwrap().starts_with("\"1234-"), "{tag:?}");
+        assert_eq!(tag_for(StatusCode::PARTIAL_CONTENT, &part), Some(tag));
+    }
+
+    #[test]
+    fn content_coding_changes_the_tag_and_errors_have_none() {
+        let plain = headers(&[
+            (header::CONTENT_LENGTH, "10"),
+            (header::LAST_MODIFIED, DATE),
+        ]);
+        let mut gzip = plain.clone();
+        gzip.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        let gzip_tag = tag_for(StatusCode::OK, &gzip).unwrap();
+        assert!(gzip_tag.to_str().unwrap().ends_with("-gzip\""));
+        assert_ne!(tag_for(StatusCode::OK, &plain), Some(gzip_tag));
+        assert_eq!(tag_for(StatusCode::NOT_FOUND, &plain), None);
+        assert_eq!(
+            tag_for(StatusCode::OK, &headers(&[(header::CONTENT_LENGTH, "1")])),
+            None
+        );
+    }
+
+    #[test]
+    fn if_none_match_uses_weak_comparison() {
+        let tag = HeaderValue::from_static("\"a-b\"");
+        for list in ["\"a-b\"", "W/\"a-b\"", "\"x\", \"a-b\"", "*"] {
+            assert!(matches(&HeaderValue::from_static(list), &tag), "{list}");
+        }
+        assert!(!matches(&HeaderValue::from_static("\"a-c\""), &tag));
+    }
+}

@@ -1,0 +1,33 @@
+//! # frontend: the Softy Pinko site server
+//!
+//! Serves the static site in `frontend/site/` (HTML, CSS, a little JavaScript, no
+//! build step) the way production wants it: correct types, validators and 304s,
+//! caching rules, precompressed twins, Range, a custom 404, strict security headers,
+//! and no way out of the root.
+//!
+//! ## Layout
+//! - [`cli`]: flags, environment variables and the `healthcheck` subcommand.
+//! - [`site_root`]: where the site is found and the checks it must pass.
+//! - [`state`]: settings resolved at startup ([`AppState`]).
+//! - [`app`](mod@app): [`app()`] builds the router and its layers; [`serve`] runs it.
+//! - [`path_guard`]: 400 for traversal attempts, however encoded.
+//! - [`not_found`]: the custom `404.html`, always whole, always 404.
+//! - [`etag`]: ETag and `If-None-Match` on top of ServeDir.
+//! - [`file_headers`]: `Cache-Control`, charset and `Vary`.
+//! - [`security_headers`]: CSP (configurable `connect-src`), `nosniff`, referrer policy.
+//!
+//! Request ids, logs, probes, shutdown and the health-check client come from
+//! `backend::service`, so both services behave identically.
+
+pub mod app;
+pub mod cli;
+pub mod etag;
+pub mod file_headers;
+pub mod not_found;
+pub mod path_guard;
+pub mod security_headers;
+pub mod site_root;
+pub mod state;
+
+pub use app::{app, serve};
+pub use state::AppState;

@@ -1,0 +1,35 @@
+//! What the site server needs at run time, checked once at startup.
+
+use std::{path::PathBuf, time::Duration};
+
+use backend::service::shutdown::{Draining, Plan};
+
+use crate::{cli::ServeArgs, security_headers::ConnectSrc, site_root};
+
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The directory served at `/`; it holds `index.html` (checked).
+    pub root: PathBuf,
+    pub connect_src: ConnectSrc,
+    pub request_timeout: Duration,
+    pub draining: Draining,
+    pub shutdown_plan: Plan,
+}
+
+impl AppState {
+    /// Settings from `args`, with the site root resolved as [`site_root`] describes;
+    /// not draining.
+    pub fn new(args: &ServeArgs) -> Result<Self, site_root::Error> {
+        Ok(Self {
+            root: site_root::resolve(args.root.as_deref())?,
+            connect_src: args.connect_src.clone(),
+            request_timeout: args.request_timeout,
+            draining: Draining::default(),
+            shutdown_plan: Plan {
+                drain: args.drain,
+                timeout: args.shutdown_timeout,
+            },
+        })
+    }
+}

@@ -19,7 +19,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hickory_resolver::config::{NameServerConfigGroup, ResolveHosts, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
-use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::{ResolveError, TokioResolver};
 use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::{Backend, Extensions};
 use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
@@ -127,6 +129,16 @@ impl DnsDiscovery {
     }
 }
 
+/// NXDOMAIN, or NOERROR with no address: the name has no backend right now. Anything else
+/// (SERVFAIL, REFUSED, timeouts) is a failed lookup that says nothing about the backends.
+fn name_is_absent(e: &ResolveError) -> bool {
+    matches!(
+        e.proto().map(|p| p.kind()),
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. })
+            if matches!(*response_code, ResponseCode::NXDomain | ResponseCode::NoError)
+    )
+}
+
 #[async_trait]
 impl ServiceDiscovery for DnsDiscovery {
     async fn discover(&self) -> Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
@@ -139,7 +151,7 @@ impl ServiceDiscovery for DnsDiscovery {
                     .map(|ip| backend(SocketAddr::new(ip, self.port), 1))
                     .collect(),
             ),
-            Err(e) if e.is_nx_domain() || e.is_no_records_found() => None,
+            Err(e) if name_is_absent(&e) => None,
             Err(e) => {
                 if !state.failing {
                     tracing::warn!(

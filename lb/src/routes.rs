@@ -72,7 +72,9 @@ upstreams:
 "#,
         )
         .expect("valid");
-        crate::state::Snapshot::build(config).expect("snapshot").routes
+        crate::state::Snapshot::build(config)
+            .expect("snapshot")
+            .routes
     }
 
     #[test]

@@ -1,0 +1,147 @@
+//! Live DNS discovery against a real DNS server on loopback: the pool follows the A
+//! records; failed lookups keep the last set; NXDOMAIN means scaled to zero.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use support::dns::Answer;
+use support::{client, spread, DnsServer, Lb, Stub};
+
+/// The set of ids that answered `n` requests.
+async fn responders(http: &reqwest::Client, url: &str, n: usize) -> BTreeSet<String> {
+    spread(http, url, n).await.into_keys().collect()
+}
+
+/// Poll until a burst of `n` requests is answered by exactly `want`, within 3 s
+/// (several discovery intervals).
+async fn until_responders(
+    http: &reqwest::Client,
+    url: &str,
+    n: usize,
+    want: BTreeSet<String>,
+    what: &str,
+) {
+    support::eventually(Duration::from_secs(3), what, || {
+        let (http, url, want) = (http.clone(), url.to_string(), want.clone());
+        async move { responders(&http, &url, n).await == want }
+    })
+    .await;
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_follows_dns_records() {
+    let port = support::free_port("127.0.0.2");
+    let ips: Vec<Ipv4Addr> = (2..=4).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    let _stubs = [
+        Stub::start("r2", &format!("{}:{port}", ips[0])).await,
+        Stub::start("r3", &format!("{}:{port}", ips[1])).await,
+        Stub::start("r4", &format!("{}:{port}", ips[2])).await,
+    ];
+    let dns = DnsServer::start(Answer::Records(vec![ips[0]])).await;
+    // interval 300ms; "within interval plus a margin" = the 3 s polls below
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ dns: \"app.test:{port}\", interval: 300ms, resolver: \"{}\" }}\n    \
+         health_check: {{ path: /ready, interval: 200ms, timeout: 200ms }}\n",
+        dns.addr
+    );
+    let mut lb = Lb::start("", &body);
+    lb.wait_ready().await;
+    let http = client();
+    let url = lb.url("/who");
+
+    // 1 record
+    assert_eq!(responders(&http, &url, 9).await, set(&["r2"]));
+
+    // 1 -> 3
+    dns.set(Answer::Records(ips.clone()));
+    until_responders(&http, &url, 12, set(&["r2", "r3", "r4"]), "pool grows to 3").await;
+
+    // 3 -> 2: traffic reaches exactly the current set
+    dns.set(Answer::Records(vec![ips[0], ips[2]]));
+    until_responders(&http, &url, 12, set(&["r2", "r4"]), "pool shrinks to 2").await;
+    assert_eq!(responders(&http, &url, 30).await, set(&["r2", "r4"]));
+
+    // lookups fail (SERVFAIL): the last set stays, for several intervals
+    dns.set(Answer::ServFail);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(responders(&http, &url, 30).await, set(&["r2", "r4"]));
+    assert!(
+        lb.log()
+            .contains("DNS lookup failed; keeping the last known backends"),
+        "{}",
+        lb.log()
+    );
+
+    // recovery
+    dns.set(Answer::Records(vec![ips[1]]));
+    support::eventually(
+        Duration::from_secs(3),
+        "pool follows again after recovery",
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { responders(&http, &url, 9).await == set(&["r3"]) }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nxdomain_means_scaled_to_zero() {
+    let port = support::free_port("127.0.0.2");
+    let ip = Ipv4Addr::new(127, 0, 0, 2);
+    let _stub = Stub::start("r2", &format!("{ip}:{port}")).await;
+    let dns = DnsServer::start(Answer::Records(vec![ip])).await;
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ dns: \"app.test:{port}\", interval: 300ms, resolver: \"{}\" }}\n",
+        dns.addr
+    );
+    let mut lb = Lb::start("", &body);
+    lb.wait_ready().await;
+    let http = client();
+    let url = lb.url("/who");
+    assert_eq!(responders(&http, &url, 3).await, set(&["r2"]));
+
+    dns.set(Answer::NxDomain);
+    until_responders(
+        &http,
+        &url,
+        1,
+        set(&["status:503"]),
+        "empty pool answers 503",
+    )
+    .await;
+
+    dns.set(Answer::Records(vec![ip]));
+    until_responders(&http, &url, 3, set(&["r2"]), "scaled back up").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_first_discovery() {
+    let dns = DnsServer::start(Answer::ServFail).await;
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ dns: \"app.test:80\", interval: 200ms, resolver: \"{}\" }}\n",
+        dns.addr
+    );
+    let mut lb = Lb::start("", &body);
+    let http = client();
+    support::eventually(Duration::from_secs(10), "admin answers", || {
+        let (http, url) = (http.clone(), lb.admin_url("/health"));
+        async move { matches!(http.get(url).send().await, Ok(r) if r.status() == 200) }
+    })
+    .await;
+    let r = http
+        .get(lb.admin_url("/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(r.status(), 503, "not ready while the first lookup fails");
+    dns.set(Answer::Records(vec![Ipv4Addr::new(127, 0, 0, 2)]));
+    lb.wait_ready().await;
+}

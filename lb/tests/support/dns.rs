@@ -1,0 +1,96 @@
+//! A real DNS server on loopback UDP (hickory-proto messages) whose answers tests change.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// These A records (TTL 600, as Docker does), for any name.
+    Records(Vec<Ipv4Addr>),
+    NxDomain,
+    ServFail,
+}
+
+pub struct DnsServer {
+    pub addr: SocketAddr,
+    answer: Arc<Mutex<Answer>>,
+    task: JoinHandle<()>,
+}
+
+impl DnsServer {
+    pub async fn start(initial: Answer) -> DnsServer {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("dns bind");
+        let addr = socket.local_addr().expect("addr");
+        let answer = Arc::new(Mutex::new(initial));
+        let shared = answer.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            loop {
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                    continue;
+                };
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let current = shared.lock().expect("lock").clone();
+                if let Some(reply) = respond(&query, &current) {
+                    let _ = socket.send_to(&reply, peer).await;
+                }
+            }
+        });
+        DnsServer { addr, answer, task }
+    }
+
+    pub fn set(&self, answer: Answer) {
+        *self.answer.lock().expect("lock") = answer;
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn respond(query: &Message, answer: &Answer) -> Option<Vec<u8>> {
+    let mut reply = Message::new();
+    reply
+        .set_id(query.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(query.op_code())
+        .set_recursion_desired(query.recursion_desired())
+        .set_recursion_available(true)
+        .set_authoritative(true);
+    for q in query.queries() {
+        reply.add_query(q.clone());
+    }
+    match answer {
+        Answer::NxDomain => {
+            reply.set_response_code(ResponseCode::NXDomain);
+        }
+        Answer::ServFail => {
+            reply.set_response_code(ResponseCode::ServFail);
+        }
+        Answer::Records(ips) => {
+            reply.set_response_code(ResponseCode::NoError);
+            for q in query.queries() {
+                if q.query_type() == RecordType::A {
+                    for ip in ips {
+                        reply.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            600,
+                            RData::A(A(*ip)),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    reply.to_vec().ok()
+}

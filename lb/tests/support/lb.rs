@@ -1,0 +1,117 @@
+//! The real `lb` binary, started with a temporary config on free loopback ports.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::free_port;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lb")
+}
+
+pub struct Lb {
+    child: Child,
+    pub port: u16,
+    pub admin: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Lb {
+    /// Start `lb` with `body` (routes + upstreams YAML) and a server section on free ports.
+    /// `server_extra` lines are added under `server:` (indent them by two spaces).
+    pub fn start(server_extra: &str, body: &str) -> Lb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (port, admin) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+        let d = dir.path().display();
+        let config = format!(
+            "version: 1\nserver:\n  listen: [\"127.0.0.1:{port}\"]\n  admin: \"127.0.0.1:{admin}\"\n  threads: 2\n  \
+             grace_period: 2s\n  shutdown_timeout: 1s\n  pid_file: {d}/lb.pid\n  upgrade_sock: {d}/upgrade.sock\n\
+             {server_extra}\n{body}\n"
+        );
+        let conf = dir.path().join("lb.yaml");
+        std::fs::write(&conf, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("lb.log")).expect("log file");
+        let child = Command::new(bin())
+            .args(["-c", conf.to_str().expect("path"), "--log-format", "json"])
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn lb");
+        Lb {
+            child,
+            port,
+            admin,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("lb.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Poll the admin `/ready` until 200 (and the proxy port accepts), or fail after 20 s.
+    pub async fn wait_ready(&mut self) {
+        let client = super::client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("lb exited early ({status}):\n{}", self.log());
+            }
+            let ready = matches!(client.get(self.admin_url("/ready")).send().await, Ok(r) if r.status() == 200);
+            if ready && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lb not ready in time:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), sig).expect("kill");
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Wait for the process to exit, up to `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

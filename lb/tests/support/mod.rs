@@ -1,0 +1,178 @@
+//! Test harness: the real `lb` binary, stub upstreams and a DNS server, all on loopback.
+#![allow(dead_code)]
+
+pub mod dns;
+pub mod lb;
+pub mod stub;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use self::dns::DnsServer;
+#[allow(unused_imports)]
+pub use self::lb::Lb;
+#[allow(unused_imports)]
+pub use self::stub::Stub;
+
+/// A port free right now on `ip` (bound then released; the caller binds it next).
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .expect("bind :0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A client with keep-alive, no proxy, bounded timeouts.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// GET `url` `n` times in sequence; counts the `id` field of each JSON answer.
+/// Non-200 answers count under `"status:<code>"`.
+pub async fn spread(client: &reqwest::Client, url: &str, n: usize) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for _ in 0..n {
+        let key = match client.get(url).send().await {
+            Ok(r) if r.status() == 200 => {
+                let v: serde_json::Value = r.json().await.expect("json");
+                v["id"].as_str().unwrap_or("?").to_string()
+            }
+            Ok(r) => format!("status:{}", r.status().as_u16()),
+            Err(e) => format!("error:{e}"),
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Poll `probe` until it returns true, failing the test after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if probe().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Poll until `id` is (`present = true`) or is not among the answers to a burst of 12
+/// requests, failing after `limit`.
+pub async fn until_serving(
+    http: &reqwest::Client,
+    url: &str,
+    id: &str,
+    present: bool,
+    limit: Duration,
+) {
+    let what = format!(
+        "{id} {} the rotation",
+        if present { "in" } else { "out of" }
+    );
+    eventually(limit, &what, || {
+        let (http, url) = (http.clone(), url.to_string());
+        async move { spread(&http, &url, 12).await.contains_key(id) == present }
+    })
+    .await;
+}
+
+/// Outcome of a bounded load run.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    pub ok: usize,
+    pub failures: Vec<String>,
+    pub by_id: BTreeMap<String, usize>,
+}
+
+impl LoadResult {
+    pub fn assert_no_failures(&self, total: usize) {
+        let shown = &self.failures[..self.failures.len().min(5)];
+        assert!(
+            self.failures.is_empty(),
+            "{} of {total} failed, e.g. {shown:?}",
+            self.failures.len()
+        );
+        assert_eq!(self.ok, total);
+    }
+}
+
+/// A bounded load running in the background: `total` GETs over `connections` keep-alive
+/// clients. Read `done` to act mid-run, then `finish().await`.
+pub struct Load {
+    pub done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<LoadResult>>,
+}
+
+impl Load {
+    pub fn start(url: &str, total: usize, connections: usize) -> Load {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks = (0..connections)
+            .map(|c| {
+                let per = total / connections + usize::from(c < total % connections);
+                let (url, done) = (url.to_string(), done.clone());
+                tokio::spawn(async move {
+                    let client = reqwest::Client::builder()
+                        .no_proxy()
+                        .pool_max_idle_per_host(1)
+                        .timeout(Duration::from_secs(10))
+                        .build()
+                        .expect("client");
+                    let mut r = LoadResult::default();
+                    for _ in 0..per {
+                        match client.get(&url).send().await {
+                            Ok(resp) if resp.status() == 200 => {
+                                match resp.json::<serde_json::Value>().await {
+                                    Ok(v) => {
+                                        r.ok += 1;
+                                        let id = v["id"].as_str().unwrap_or("?").to_string();
+                                        *r.by_id.entry(id).or_insert(0) += 1;
+                                    }
+                                    Err(e) => r.failures.push(format!("body: {e}")),
+                                }
+                            }
+                            Ok(resp) => r.failures.push(format!("status {}", resp.status())),
+                            Err(e) => r.failures.push(format!("error: {e}")),
+                        }
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        Load { done, tasks }
+    }
+
+    /// Wait until at least `n` requests completed.
+    pub async fn reached(&self, n: usize) {
+        let done = self.done.clone();
+        eventually(Duration::from_secs(30), "load progress", move || {
+            let d = done.load(std::sync::atomic::Ordering::Relaxed);
+            async move { d >= n }
+        })
+        .await;
+    }
+
+    pub async fn finish(self) -> LoadResult {
+        let mut total = LoadResult::default();
+        for t in self.tasks {
+            let r = t.await.expect("load task");
+            total.ok += r.ok;
+            total.failures.extend(r.failures);
+            for (k, v) in r.by_id {
+                *total.by_id.entry(k).or_insert(0) += v;
+            }
+        }
+        total
+    }
+}

@@ -1,0 +1,161 @@
+//! Stub upstream: a tiny hyper server that answers with its own id.
+//!
+//! - `GET /ready`, `/health`: 200, or 503 after `set_ready(false)`.
+//! - `GET /slow?ms=N`: waits N ms, then answers like any other path.
+//! - anything else: JSON `{id, path, host, xff, xfh, xfp, request_id}`.
+//!
+//! `stop()` closes the listener *and* every open connection (like a killed process);
+//! `start_again()` listens on the same address.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub struct Stub {
+    pub id: String,
+    pub addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    /// Requests (other than probes) currently being answered.
+    pub in_flight: Arc<AtomicUsize>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Stub {
+    /// Listen on `addr` (port 0 picks one) right away.
+    pub async fn start(id: &str, addr: &str) -> Stub {
+        let mut stub = Stub::new(id, addr.parse().expect("addr"));
+        stub.listen().await;
+        stub
+    }
+
+    /// Not listening yet (for "slow to start" backends); call `start_again`.
+    pub fn new(id: &str, addr: SocketAddr) -> Stub {
+        Stub {
+            id: id.to_string(),
+            addr,
+            ready: Arc::new(AtomicBool::new(true)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            task: None,
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    pub async fn start_again(&mut self) {
+        self.stop().await;
+        self.listen().await;
+    }
+
+    async fn listen(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.expect("stub bind");
+        self.addr = listener.local_addr().expect("addr");
+        let (id, ready, in_flight) = (self.id.clone(), self.ready.clone(), self.in_flight.clone());
+        self.task = Some(tokio::spawn(async move {
+            // Connections live in this set: aborting the task drops them all.
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let (id, ready, in_flight) = (id.clone(), ready.clone(), in_flight.clone());
+                        conns.spawn(async move {
+                            let svc = service_fn(move |req| {
+                                answer(req, id.clone(), ready.clone(), in_flight.clone())
+                            });
+                            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                        });
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        }));
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    id: String,
+    ready: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    if path == "/ready" || path == "/health" {
+        let ok = ready.load(Ordering::SeqCst);
+        let mut resp = Response::new(Full::new(Bytes::from_static(if ok {
+            b"ok"
+        } else {
+            b"draining"
+        })));
+        *resp.status_mut() = if ok {
+            hyper::StatusCode::OK
+        } else {
+            hyper::StatusCode::SERVICE_UNAVAILABLE
+        };
+        return Ok(resp);
+    }
+    in_flight.fetch_add(1, Ordering::SeqCst);
+    if path == "/slow" {
+        let ms = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let h = |name: &str| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?").to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let body = serde_json::json!({
+        "id": id,
+        "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "host": h("host"),
+        "xff": h("x-forwarded-for"),
+        "xfh": h("x-forwarded-host"),
+        "xfp": h("x-forwarded-proto"),
+        "request_id": h("x-request-id"),
+        "connection": h("connection"),
+        "x_secret": h("x-secret"),
+    });
+    in_flight.fetch_sub(1, Ordering::SeqCst);
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    resp.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}

@@ -11,8 +11,8 @@
 //! - [`routes`]: one handler per endpoint.
 //! - [`cors`]: the `--cors-origins` value and its layer.
 //! - `errors`: the `{"error": ...}` body shape.
-//! - [`service`]: plumbing shared with the frontend (request ids, logs, shutdown,
-//!   health-check client).
+//! - [`service`]: plumbing shared with the frontend (request ids, logs, probes,
+//!   shutdown, health-check client, the common parts of `main`).
 //!
 //! `main.rs` only parses flags, binds, and calls [`serve`].
 

@@ -6,10 +6,11 @@ use axum::{
     extract::{rejection::QueryRejection, Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
 use serde::Deserialize;
 use serde_json::json;
+use tower_http::request_id::RequestId;
 
 use crate::{errors::error, state::AppState};
 
@@ -21,13 +22,20 @@ pub async fn hello() -> &'static str {
     "Hello, World!"
 }
 
-/// `GET /api/whoami`: which replica answered, so round robin is visible.
-pub async fn whoami(State(state): State<AppState>) -> Response {
+/// `GET /api/whoami`: which replica answered, so round robin is visible. Also the
+/// request id this replica saw, so a proxy's id propagation can be checked end to end.
+pub async fn whoami(
+    State(state): State<AppState>,
+    request_id: Option<Extension<RequestId>>,
+) -> Response {
+    let request_id =
+        request_id.and_then(|Extension(id)| id.header_value().to_str().ok().map(String::from));
     Json(json!({
         "replica": state.replica,
         "version": env!("CARGO_PKG_VERSION"),
         "started_at": state.started_at,
         "requests_served": state.requests_served(),
+        "request_id": request_id,
     }))
     .into_response()
 }

@@ -78,13 +78,15 @@ async fn whoami_names_the_replica_and_counts_api_requests() {
     let router = app(state(&[]));
     get(&router, "/api/hello").await;
     get(&router, "/health").await; // probes are not counted
-    let reply = get(&router, "/api/whoami").await;
+    let request = Request::get("/api/whoami").header("x-request-id", "who-1");
+    let reply = send(&router, request.body(Body::empty()).unwrap()).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header("content-type"), Some("application/json"));
     let json = reply.json();
     assert_eq!(json["replica"], "test-replica");
     assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(json["requests_served"], 2);
+    assert_eq!(json["request_id"], "who-1");
     let started_at = json["started_at"].as_str().unwrap();
     assert!(
         started_at.ends_with('Z') && started_at.contains('T'),

@@ -7,6 +7,7 @@
 //!
 //! Later endpoints (`/metrics`, `/status`, reload) are more routes on [`app`].
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -55,40 +56,62 @@ async fn health() -> impl IntoResponse {
 /// Serves [`app`] on a listener bound before startup (so a taken port fails `lb` at once,
 /// with a clear error, instead of inside a background task).
 pub struct AdminService {
+    addr: SocketAddr,
     listener: Mutex<Option<std::net::TcpListener>>,
     state: Arc<LbState>,
 }
 
 impl AdminService {
-    pub fn bind(addr: std::net::SocketAddr, state: Arc<LbState>) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
+    /// Bind `addr` now. During an upgrade (`-u`) the old process still holds the port, so
+    /// a busy port is not an error then: the service keeps trying until the old one exits.
+    pub fn bind(addr: SocketAddr, state: Arc<LbState>, upgrading: bool) -> std::io::Result<Self> {
+        let listener = match bind_std(addr) {
+            Ok(l) => Some(l),
+            Err(e) if upgrading && e.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::info!(%addr, "admin port still held by the old process; will take it over when it exits");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Self {
-            listener: Mutex::new(Some(listener)),
+            addr,
+            listener: Mutex::new(listener),
             state,
         })
     }
+
+    async fn listener(&self) -> std::io::Result<tokio::net::TcpListener> {
+        let bound = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let std_listener = match bound {
+            Some(l) => l,
+            None => loop {
+                match bind_std(self.addr) {
+                    Ok(l) => break l,
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            },
+        };
+        tokio::net::TcpListener::from_std(std_listener)
+    }
+}
+
+fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 #[async_trait]
 impl BackgroundService for AdminService {
     /// Keeps answering through the shutdown grace period, with `/ready` saying 503.
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let Some(listener) = self
-            .listener
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        else {
-            return;
-        };
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "admin listener unusable");
-                return;
-            }
-        };
         let state = self.state.clone();
         tokio::spawn(async move {
             while shutdown.changed().await.is_ok() {
@@ -99,6 +122,13 @@ impl BackgroundService for AdminService {
                 }
             }
         });
+        let listener = match self.listener().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(addr = %self.addr, error = %e, "admin listener unusable");
+                return;
+            }
+        };
         if let Err(e) = axum::serve(listener, app(self.state.clone())).await {
             tracing::error!(error = %e, "admin listener stopped");
         }

@@ -68,7 +68,7 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     );
 
     let state = LbState::new(Snapshot::build(config).context("building upstream pools")?);
-    let admin = AdminService::bind(admin_addr, state.clone())
+    let admin = AdminService::bind(admin_addr, state.clone(), opts.upgrade)
         .with_context(|| format!("cannot listen on admin address {admin_addr}"))?;
 
     let pingora_opt = Opt {

@@ -221,6 +221,18 @@ async fn sigterm_finishes_in_flight_request_and_exits_0() {
     )
     .await;
     lb.signal(Signal::SIGTERM);
+    // while draining, the admin listener still answers, and /ready says 503
+    let http = client();
+    let ready_url = lb.admin_url("/ready");
+    support::eventually(
+        Duration::from_secs(2),
+        "/ready is 503 while draining",
+        || {
+            let (http, url) = (http.clone(), ready_url.clone());
+            async move { matches!(http.get(url).send().await, Ok(r) if r.status() == 503) }
+        },
+    )
+    .await;
     let status = slow.await.expect("join").expect("slow request completes");
     assert_eq!(status, 200);
     // grace_period 2s + shutdown_timeout 1s, plus a margin

@@ -15,7 +15,8 @@ pub struct Cli {
         short = 'c',
         long = "conf",
         env = "LB_CONFIG",
-        default_value = "/etc/lb/lb.yaml"
+        default_value = "/etc/lb/lb.yaml",
+        global = true
     )]
     pub conf: PathBuf,
 

@@ -311,4 +311,17 @@ async fn healthcheck_subcommand_follows_readiness() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // without --url, the admin address comes from the config file
+    let out = std::process::Command::new(support::lb::bin())
+        .arg("healthcheck")
+        .arg("-c")
+        .arg(lb.config_path())
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -59,6 +59,10 @@ impl Lb {
         format!("http://127.0.0.1:{}{path}", self.admin)
     }
 
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("lb.yaml")
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("lb.log")
     }

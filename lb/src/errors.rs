@@ -53,7 +53,12 @@ impl LbError {
     pub fn from_proxy_error(e: &Error) -> Option<LbError> {
         use ErrorType::*;
         Some(match e.etype() {
+            HTTPStatus(400) => LbError::BadRequest,
+            HTTPStatus(404) => LbError::NoRoute,
+            HTTPStatus(500) => LbError::Internal,
+            HTTPStatus(502) => LbError::BadGateway,
             HTTPStatus(503) => LbError::NoHealthyBackend,
+            HTTPStatus(504) => LbError::GatewayTimeout,
             HTTPStatus(code) => LbError::Other(*code),
             _ => match e.esource() {
                 ErrorSource::Upstream => match e.etype() {
@@ -112,4 +117,45 @@ pub async fn respond(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_proxy_errors() {
+        let upstream = |t: ErrorType| LbError::from_proxy_error(&Error::new_up(t));
+        assert_eq!(
+            upstream(ErrorType::ConnectRefused),
+            Some(LbError::BadGateway)
+        );
+        assert_eq!(
+            upstream(ErrorType::ReadTimedout),
+            Some(LbError::GatewayTimeout)
+        );
+        assert_eq!(
+            LbError::from_proxy_error(&LbError::NoHealthyBackend.into_error("x")),
+            Some(LbError::NoHealthyBackend)
+        );
+        let dead_client = Error::new_down(ErrorType::ConnectionClosed);
+        assert_eq!(LbError::from_proxy_error(&dead_client), None);
+        let garbled = Error::new_down(ErrorType::InvalidHTTPHeader);
+        assert_eq!(
+            LbError::from_proxy_error(&garbled),
+            Some(LbError::BadRequest)
+        );
+    }
+
+    #[test]
+    fn body_is_small_json_without_internals() {
+        let body = json_body(
+            LbError::NoHealthyBackend,
+            &HeaderValue::from_static("rid-1"),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["status"], 503);
+        assert_eq!(v["request_id"], "rid-1");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(3));
+    }
 }

@@ -97,3 +97,50 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!("lb stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_conf_from_config() {
+        let config = Config::from_yaml(
+            "version: 1\nserver: { threads: 3, grace_period: 2500ms, shutdown_timeout: 1s, pid_file: /run/x.pid }\n\
+             routes: [ { prefix: /, upstream: a } ]\nupstreams: { a: { discovery: { static: [\"127.0.0.1:1\"] } } }\n",
+        )
+        .expect("valid");
+        let conf = server_conf(&config, false);
+        assert_eq!(conf.threads, 3);
+        assert_eq!(
+            conf.grace_period_seconds,
+            Some(3),
+            "rounded up to whole seconds"
+        );
+        assert_eq!(conf.graceful_shutdown_timeout_seconds, Some(1));
+        assert_eq!(conf.pid_file, "/run/x.pid");
+        assert_eq!(conf.upgrade_sock, crate::config::defaults::UPGRADE_SOCK);
+        assert!(!conf.daemon);
+    }
+
+    #[test]
+    fn defaults_are_docker_friendly() {
+        let config = Config::from_yaml(
+            "version: 1\nroutes: [ { prefix: /, upstream: a } ]\nupstreams: { a: { discovery: { static: [\"127.0.0.1:1\"] } } }\n",
+        )
+        .expect("valid");
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(config.server.threads, cpus);
+        assert_eq!(
+            config.server.listen,
+            vec!["0.0.0.0:8080".parse().expect("addr")]
+        );
+        assert_eq!(config.server.admin, "127.0.0.1:9901".parse().expect("addr"));
+        let conf = server_conf(&config, false);
+        assert_eq!(conf.grace_period_seconds, Some(3));
+        assert_eq!(conf.graceful_shutdown_timeout_seconds, Some(3));
+        assert!(conf.pid_file.starts_with("/tmp/") && conf.upgrade_sock.starts_with("/tmp/"));
+        let a = &config.upstreams["a"];
+        assert_eq!(a.retries, 2);
+        assert!(a.timeouts.idle < std::time::Duration::from_secs(30));
+    }
+}

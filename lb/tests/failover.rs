@@ -48,7 +48,7 @@ async fn unhealthy_backend_leaves_rotation_and_returns() {
 
     // /ready says 503 (draining): out within interval x unhealthy_after (400 ms) + margin
     b.set_ready(false);
-    support::until_serving(&http, &url, "b", false, Duration::from_secs(3)).await;
+    support::until_serving(&http, &url, "b", false, Duration::from_secs(5)).await;
     let counts = spread(&http, &url, 30).await;
     assert_eq!(
         ids(&counts),
@@ -57,7 +57,7 @@ async fn unhealthy_backend_leaves_rotation_and_returns() {
     );
 
     b.set_ready(true);
-    support::until_serving(&http, &url, "b", true, Duration::from_secs(3)).await;
+    support::until_serving(&http, &url, "b", true, Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

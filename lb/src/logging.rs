@@ -28,7 +28,8 @@ impl LogFormat {
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    // try_init also installs the log → tracing bridge (LogTracer).
+    // try_init also installs the log → tracing bridge (tracing-log's LogTracer, through
+    // tracing-subscriber's default `tracing-log` feature), so pingora's records land here.
     let result = match format {
         LogFormat::Json => builder
             .json()

@@ -159,6 +159,19 @@ async fn exhausted_retries_are_502() {
     assert_eq!(resp.status(), 502);
     let v: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(v["status"], 502);
+    // pingora's own `log` records reach our JSON log through the tracing bridge
+    support::eventually(
+        Duration::from_secs(5),
+        "pingora's error record in the log",
+        || {
+            let bridged = lb
+                .log()
+                .lines()
+                .any(|l| l.contains("\"target\":\"pingora_proxy\"") && l.contains("Fail to proxy"));
+            async move { bridged }
+        },
+    )
+    .await;
     assert!(
         !v.to_string().contains(&dead1) && !v.to_string().contains(&dead2),
         "no internals: {v}"

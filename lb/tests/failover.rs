@@ -177,3 +177,44 @@ async fn exhausted_retries_are_502() {
         "no internals: {v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sending_only_idempotent_requests_are_retried() {
+    // `bad` reads each request, then closes the connection without answering; its health
+    // check still passes, so it stays in rotation.
+    let bad = Stub::start("bad", "127.0.0.1:0").await;
+    let good = Stub::start("good", "127.0.0.1:0").await;
+    bad.set_dropping(true);
+    let mut lb = Lb::start("", &static_config(&[&bad, &good]));
+    lb.wait_ready().await;
+    let http = client();
+
+    for i in 0..6 {
+        let resp = http.get(lb.url("/idempotent")).send().await.expect("get");
+        assert_eq!(resp.status(), 200, "GET {i} is retried on the good backend");
+    }
+    assert!(bad.hits() > 0, "some GETs reached the bad backend first");
+
+    let (bad_before, good_before) = (bad.hits(), good.hits());
+    let mut failed = 0;
+    for i in 0..6 {
+        let resp = http
+            .post(lb.url("/submit"))
+            .body(format!("n={i}"))
+            .send()
+            .await
+            .expect("post");
+        match resp.status().as_u16() {
+            200 => {}
+            502 => failed += 1,
+            other => panic!("POST {i}: unexpected {other}"),
+        }
+    }
+    let (bad_posts, good_posts) = (bad.hits() - bad_before, good.hits() - good_before);
+    assert!(failed > 0, "round robin sent some POSTs to the bad backend");
+    assert_eq!(
+        failed, bad_posts,
+        "every POST the bad backend swallowed is a 502, never retried"
+    );
+    assert_eq!(bad_posts + good_posts, 6, "no POST was sent twice");
+}

@@ -86,7 +86,7 @@ async fn no_route_is_404_json() {
     assert_eq!(v["status"], 404);
     assert_eq!(v["request_id"], "lost-1");
     assert!(v["error"].is_string());
-    assert_eq!(api.in_flight.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(api.hits(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +215,7 @@ async fn sigterm_finishes_in_flight_request_and_exits_0() {
         Duration::from_secs(5),
         "slow request reaches the upstream",
         || {
-            let n = app.in_flight.load(std::sync::atomic::Ordering::SeqCst);
+            let n = app.in_flight();
             async move { n == 1 }
         },
     )

@@ -5,9 +5,9 @@
 //! - anything else: JSON `{id, path, host, xff, xfh, xfp, request_id}`.
 //!
 //! `stop()` closes the listener *and* every open connection (like a killed process);
-//! `start_again()` listens on the same address.
+//! `start_again()` listens on the same address. `set_dropping(true)` makes it read each
+//! (non-probe) request and then close the connection without answering.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,10 +26,19 @@ use tokio::task::{JoinHandle, JoinSet};
 pub struct Stub {
     pub id: String,
     pub addr: SocketAddr,
-    ready: Arc<AtomicBool>,
-    /// Requests (other than probes) currently being answered.
-    pub in_flight: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
+}
+
+/// State the connection tasks share with the test.
+#[derive(Default)]
+struct Shared {
+    id: String,
+    not_ready: AtomicBool,
+    dropping: AtomicBool,
+    /// Requests (other than probes) received / currently being answered.
+    hits: AtomicUsize,
+    in_flight: AtomicUsize,
 }
 
 impl Stub {
@@ -45,14 +54,30 @@ impl Stub {
         Stub {
             id: id.to_string(),
             addr,
-            ready: Arc::new(AtomicBool::new(true)),
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            shared: Arc::new(Shared {
+                id: id.to_string(),
+                ..Shared::default()
+            }),
             task: None,
         }
     }
 
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
+        self.shared.not_ready.store(!ready, Ordering::SeqCst);
+    }
+
+    pub fn set_dropping(&self, dropping: bool) {
+        self.shared.dropping.store(dropping, Ordering::SeqCst);
+    }
+
+    /// Non-probe requests received so far.
+    pub fn hits(&self) -> usize {
+        self.shared.hits.load(Ordering::SeqCst)
+    }
+
+    /// Non-probe requests being answered right now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
     }
 
     pub async fn stop(&mut self) {
@@ -70,7 +95,7 @@ impl Stub {
     async fn listen(&mut self) {
         let listener = TcpListener::bind(self.addr).await.expect("stub bind");
         self.addr = listener.local_addr().expect("addr");
-        let (id, ready, in_flight) = (self.id.clone(), self.ready.clone(), self.in_flight.clone());
+        let shared = self.shared.clone();
         self.task = Some(tokio::spawn(async move {
             // Connections live in this set: aborting the task drops them all.
             let mut conns = JoinSet::new();
@@ -78,11 +103,9 @@ impl Stub {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
-                        let (id, ready, in_flight) = (id.clone(), ready.clone(), in_flight.clone());
+                        let shared = shared.clone();
                         conns.spawn(async move {
-                            let svc = service_fn(move |req| {
-                                answer(req, id.clone(), ready.clone(), in_flight.clone())
-                            });
+                            let svc = service_fn(move |req| answer(req, shared.clone()));
                             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                         });
                     }
@@ -101,15 +124,25 @@ impl Drop for Stub {
     }
 }
 
+/// Dropping a request: hyper closes the connection when the service fails.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dropped on purpose")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
 async fn answer(
     req: Request<Incoming>,
-    id: String,
-    ready: Arc<AtomicBool>,
-    in_flight: Arc<AtomicUsize>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let path = req.uri().path().to_string();
     if path == "/ready" || path == "/health" {
-        let ok = ready.load(Ordering::SeqCst);
+        let ok = !shared.not_ready.load(Ordering::SeqCst);
         let mut resp = Response::new(Full::new(Bytes::from_static(if ok {
             b"ok"
         } else {
@@ -122,7 +155,11 @@ async fn answer(
         };
         return Ok(resp);
     }
-    in_flight.fetch_add(1, Ordering::SeqCst);
+    shared.hits.fetch_add(1, Ordering::SeqCst);
+    if shared.dropping.load(Ordering::SeqCst) {
+        return Err(Dropped);
+    }
+    shared.in_flight.fetch_add(1, Ordering::SeqCst);
     if path == "/slow" {
         let ms = req
             .uri()
@@ -141,7 +178,7 @@ async fn answer(
             .join(", ")
     };
     let body = serde_json::json!({
-        "id": id,
+        "id": shared.id,
         "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
         "host": h("host"),
         "xff": h("x-forwarded-for"),
@@ -151,7 +188,7 @@ async fn answer(
         "connection": h("connection"),
         "x_secret": h("x-secret"),
     });
-    in_flight.fetch_sub(1, Ordering::SeqCst);
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     resp.headers_mut().insert(
         "content-type",

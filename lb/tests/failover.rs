@@ -23,6 +23,16 @@ fn ids(counts: &std::collections::BTreeMap<String, usize>) -> BTreeSet<String> {
     counts.keys().cloned().collect()
 }
 
+/// POST number `i` to `/submit`.
+async fn post(http: &reqwest::Client, lb: &Lb, i: usize) -> reqwest::Response {
+    let body = format!("n={i}");
+    http.post(lb.url("/submit"))
+        .body(body)
+        .send()
+        .await
+        .expect("post")
+}
+
 /// A pool `app` of `addrs` with no health check.
 fn unchecked_pool(addrs: &[String], retries: usize) -> String {
     let quoted: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
@@ -138,12 +148,7 @@ async fn connect_failure_is_retried_for_any_method() {
     lb.wait_ready().await;
     let http = client();
     for i in 0..6 {
-        let resp = http
-            .post(lb.url("/submit"))
-            .body(format!("n={i}"))
-            .send()
-            .await
-            .expect("post");
+        let resp = post(&http, &lb, i).await;
         assert_eq!(resp.status(), 200, "POST {i}");
         let v: serde_json::Value = resp.json().await.expect("json");
         assert_eq!(v["id"], "alive");
@@ -198,12 +203,7 @@ async fn after_sending_only_idempotent_requests_are_retried() {
     let (bad_before, good_before) = (bad.hits(), good.hits());
     let mut failed = 0;
     for i in 0..6 {
-        let resp = http
-            .post(lb.url("/submit"))
-            .body(format!("n={i}"))
-            .send()
-            .await
-            .expect("post");
+        let resp = post(&http, &lb, i).await;
         match resp.status().as_u16() {
             200 => {}
             502 => failed += 1,

@@ -99,15 +99,21 @@ def compare_scenarios():
     ]
 
 
-# Log-cost mode: lb variants by (access_log, metrics), and nginx without/with its log.
-LB_VARIANTS = {"lb-quiet": (False, False), "lb-log": (True, False),
-               "lb-metrics": (False, True), "lb-log+metrics": (True, True)}
+# Log-cost mode: nginx without/with its access log, and lb variants by
+# (access_log, metrics) for the switches the lb has (configs.LB_SWITCHES).
 NGINX_VARIANTS = {"nginx-quiet": False, "nginx-log": True}
 
 
+def lb_variants():
+    variants = {"lb-quiet": (False, False), "lb-log": (True, False)}
+    if configs.LB_SWITCHES["metrics"]:
+        variants.update({"lb-metrics": (False, True), "lb-log+metrics": (True, True)})
+    return variants
+
+
 def log_cost_scenarios():
-    targets = list(LB_VARIANTS) + list(NGINX_VARIANTS)
-    ratios = [(v, "lb-quiet") for v in list(LB_VARIANTS)[1:]] + [("nginx-log", "nginx-quiet")]
+    targets = list(lb_variants()) + list(NGINX_VARIANTS)
+    ratios = [(v, "lb-quiet") for v in list(lb_variants())[1:]] + [("nginx-log", "nginx-quiet")]
     return [
         Scenario("api-keepalive", f"GET {API_PATH}, keep-alive", API_PATH, True, targets, ratios),
         Scenario("api-newconn", f"GET {API_PATH}, a new connection per request", API_PATH, False,
@@ -165,11 +171,12 @@ def start_origins(stack, bins):
     return backends, frontend, addrs[:3], addrs[3]
 
 
-def start_lb(stack, bins, name, *, threads, backends, frontend, access_log, metrics):
+def start_lb(stack, bins, name, *, access_log, metrics, extra, **common):
     listen, admin = (f"127.0.0.1:{p}" for p in free_ports(2))
-    conf = _write(stack.tmp / name / "lb.yaml", configs.lb_yaml(
-        listen=listen, admin=admin, threads=threads, backends=backends, frontend=frontend,
-        access_log=access_log, metrics=metrics))
+    tmp = stack.tmp / name
+    conf = _write(tmp / "lb.yaml", configs.lb_yaml(
+        tmp=tmp, listen=listen, admin=admin, access_log=access_log, metrics=metrics, extra=extra,
+        **common))
     check = subprocess.run([bins / "lb", "-t", "-c", conf], capture_output=True, text=True, timeout=30)
     if check.returncode != 0:
         raise StartError(f"{name}: lb -t rejected the bench config {conf}:\n{check.stdout}{check.stderr}")
@@ -205,11 +212,12 @@ def start_stack(stack, bins, args, scenarios):
     t["frontend"] = Target("frontend", f"http://{frontend_addr}", Group("frontend", [frontend]))
     common = dict(threads=args.threads, backends=backend_addrs, frontend=frontend_addr)
 
-    lbs = {"lb": (args.access_log == "on", True)}
-    lbs.update(LB_VARIANTS)
+    lbs = {"lb": (args.access_log == "on", None)}  # metrics: as the lb ships
+    lbs.update(lb_variants())
     for name, (access_log, metrics) in lbs.items():
         if name in wanted:
-            server, listen = start_lb(stack, bins, name, access_log=access_log, metrics=metrics, **common)
+            server, listen = start_lb(stack, bins, name, access_log=access_log, metrics=metrics,
+                                      extra=args.lb_option, **common)
             t[name] = Target(name, f"http://{listen}", Group(name, [server]), origins)
 
     nginxes = {"nginx": args.access_log == "on"}
@@ -338,6 +346,8 @@ def parse_args(argv):
     p.add_argument("--targets", help="comma-separated subset of targets, e.g. lb,nginx")
     p.add_argument("--site", default=str(REPO / "frontend" / "site"),
                    help="the static site to serve (default frontend/site)")
+    p.add_argument("--lb-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra lb `server:` setting, e.g. upstream_keepalive_pool_size=256 (repeatable)")
     p.add_argument("--out", help="results directory (default benches/results, or benches/out with --smoke)")
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("--bin-dir", help="take lb/backend/frontend from this directory (implies --no-build)")
@@ -349,6 +359,9 @@ def parse_args(argv):
         p.error("need --rounds >= 1, 0.5 <= --duration <= 600, 1 <= --connections <= 10000")
     if args.threads < 1:
         p.error("--threads must be >= 1")
+    if any("=" not in o for o in args.lb_option):
+        p.error("--lb-option takes KEY=VALUE")
+    args.lb_option = [f"{k.strip()}: {v.strip()}" for k, v in (o.split("=", 1) for o in args.lb_option)]
     return args
 
 
@@ -385,10 +398,6 @@ def write_outputs(out_dir, mode, md, svg_text, raw):
 def main(argv):
     args = parse_args(argv)
     scenarios = pick_scenarios(args)
-    if args.mode == "log-cost" and not configs.LB_TOGGLES_SUPPORTED:
-        log("log-cost mode needs the lb's access-log/metrics switches, which benchlib/configs.py "
-            "does not know yet (TODO in benchlib/configs.py, lb_toggles).")
-        return 2
     out_dir = Path(args.out) if args.out else REPO / "benches" / ("out" if args.smoke else "results")
     command = "python3 benches/run.py" + (" " + shlex.join(argv) if argv else "")
     n_runs = sum(len(sc.targets) for sc in scenarios)
@@ -425,8 +434,9 @@ def main(argv):
                     threads=args.threads, access_log=args.access_log, mode=args.mode)
     title = ("Softy Pinko benchmark: lb vs nginx vs HAProxy" if args.mode == "compare"
              else "Softy Pinko benchmark: cost of the lb's access log and metrics")
-    notes = [] if configs.LB_TOGGLES_SUPPORTED else [
-        "The harness does not know the lb's access-log switch yet: the lb ran as it ships."]
+    notes = [f"Extra lb `server:` settings: {', '.join(args.lb_option)}"] if args.lb_option else []
+    if not configs.LB_SWITCHES["metrics"]:
+        notes.append("The lb has no metrics switch yet: metrics ran as the lb ships.")
     md = report.markdown(title=title, summary=summary, scenarios=scenarios, machine=info,
                          settings=settings, command=command, load_before=load_before,
                          load_after=load_after, notes=notes)

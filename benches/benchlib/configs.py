@@ -14,15 +14,16 @@ import getpass
 import os
 
 
-def lb_yaml(*, listen, admin, threads, backends, frontend, access_log, metrics=True):
+def lb_yaml(*, tmp, listen, admin, threads, backends, frontend, access_log, metrics=None, extra=()):
     """The lb config (schema in lb/README.md), static discovery only.
 
-    `access_log` and `metrics` become config lines through `lb_toggles`.
+    `access_log`/`metrics` (None: as the lb ships) become config lines through
+    `lb_toggles`; `extra` are more `key: value` lines under `server:`
+    (e.g. `upstream_keepalive_pool_size: 256`) for experiments.
     """
     api = ", ".join(f'"{b}"' for b in backends)
-    toggles = "".join(
-        f"  {line}\n" for line in lb_toggles(access_log=access_log, metrics=metrics)
-    )
+    server_lines = lb_toggles(access_log=access_log, metrics=metrics) + list(extra)
+    more = "".join(f"  {line}\n" for line in server_lines)
     return f"""version: 1
 server:
   listen: ["{listen}"]
@@ -30,7 +31,9 @@ server:
   threads: {threads}
   grace_period: 1s
   shutdown_timeout: 1s
-{toggles}routes:
+  pid_file: "{tmp}/lb.pid"
+  upgrade_sock: "{tmp}/lb-upgrade.sock"
+{more}routes:
   - {{ prefix: /api/, upstream: api }}
   - {{ prefix: /, upstream: web }}
 upstreams:
@@ -43,18 +46,20 @@ upstreams:
 """
 
 
-# Whether lb_toggles below knows the lb's switches; log-cost mode needs them.
-LB_TOGGLES_SUPPORTED = False
+# The lb's `server:` keys for the switches log-cost mode turns off and on
+# (lb/src/config/raw.rs). None: the lb has no such switch yet.
+# TODO(lb metrics): set "metrics" once the operations issue adds the switch.
+LB_SWITCHES = {"access_log": "access_log", "metrics": None}
 
 
 def lb_toggles(*, access_log, metrics):
-    """Config lines under `server:` that turn the access log and metrics on or off.
-
-    TODO(lb toggles): fill in from lb/README.md once the lb documents its
-    switches, and set LB_TOGGLES_SUPPORTED. Until then the lb runs as it ships.
-    """
-    del access_log, metrics
-    return []
+    """Config lines under `server:` for the switches the lb has."""
+    lines = []
+    for switch, on in (("access_log", access_log), ("metrics", metrics)):
+        key = LB_SWITCHES[switch]
+        if key is not None and on is not None:
+            lines.append(f"{key}: {'true' if on else 'false'}")
+    return lines
 
 
 def _user_line():

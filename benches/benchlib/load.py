@@ -33,13 +33,7 @@ def find_or_install_oha(log):
     return str(cargo_bin)
 
 
-def run_oha(oha, url, *, seconds, connections, keepalive):
-    """Run oha against `url` for `seconds`; return the measured figures.
-
-    Keys: requests (responses received), ok (2xx), non2xx, errors (transport
-    errors, by message in error_kinds), rps, p50/p99/p999 (ms), bytes_per_s,
-    wall_s.
-    """
+def oha_argv(oha, url, seconds, connections, keepalive):
     argv = [
         oha, "--no-tui", "--output-format", "json",
         "-z", f"{round(seconds * 1000)}ms", "-w", "-c", str(connections),
@@ -47,7 +41,17 @@ def run_oha(oha, url, *, seconds, connections, keepalive):
     ]
     if not keepalive:
         argv.append("--disable-keepalive")
-    argv.append(url)
+    return argv + [url]
+
+
+def run_oha(oha, url, *, seconds, connections, keepalive):
+    """Run oha against `url` for `seconds`; return the measured figures.
+
+    Keys: requests (responses received), ok (2xx), non2xx, errors (transport
+    errors, by message in error_kinds), rps, p50/p99/p999 (ms), bytes_per_s,
+    wall_s.
+    """
+    argv = oha_argv(oha, url, seconds, connections, keepalive)
     try:
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=seconds + 60, check=False

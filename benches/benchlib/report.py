@@ -63,6 +63,8 @@ def headline(summary, scenarios):
                     f"| {sc.key} | {_goal_cell('rps', r['rps'])} | {_goal_cell('p99', r['p99'])} "
                     f"| {_goal_cell('cpu_us', r['cpu_us'])} |"
                 )
+    if len(lines) == 2:
+        return "(no ratios: the targets they compare were not part of this run)"
     out = "\n".join(lines)
     if goal_rows:
         out += (

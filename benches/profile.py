@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Where a proxy's CPU per request goes: perf counters and a perf profile under load.
+
+    python3 benches/profile.py                       # the lb, keep-alive, 10 s per step
+    python3 benches/profile.py --target nginx --scenario api-newconn
+    python3 benches/profile.py --threads 1 --lb-option upstream_keepalive_pool_size=256
+
+Starts the same stack as run.py (built binaries from the workspace target dir,
+or --bin-dir), then loads the target with oha three times, each bounded:
+1. plain, for rps and CPU per request from /proc (as run.py measures it);
+2. under `perf stat` (software events: task clock, context switches,
+   migrations, page faults, syscalls), reported per request;
+3. under `perf record -e cpu-clock -g` (no hardware counters in this VM),
+   reported as the top symbols and a split by component (kernel, pingora,
+   tokio, hyper/h1, allocator, ...).
+Needs `perf` (Debian linux-perf). Everything it starts is stopped on exit.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import shutil
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run  # noqa: E402
+from benchlib.load import find_or_install_oha, oha_argv, parse_summary, run_oha  # noqa: E402
+from benchlib.procs import StartError, stop_all  # noqa: E402
+
+# Components by symbol (or DSO) pattern, first match wins.
+COMPONENTS = (
+    ("kernel", re.compile(r"\[k\]")),
+    ("allocator", re.compile(r"malloc|free|realloc|calloc|_int_|tcache|mi_|je_|sdallocx|__rust_alloc|__rust_dealloc", re.I)),
+    ("pingora", re.compile(r"pingora")),
+    ("tokio", re.compile(r"tokio")),
+    ("http parse (httparse/http)", re.compile(r"httparse|\bhttp::")),
+    ("lb (our code)", re.compile(r"\blb::")),
+    ("tracing/logging", re.compile(r"tracing|log::|serde_json|fmt::")),
+    ("libc/std", re.compile(r"libc|std::|core::|memcpy|memmove|memset|__GI|pthread")),
+)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--target", default="lb", help="lb, nginx, haproxy, direct, frontend, nginx-static")
+    p.add_argument("--scenario", default="api-keepalive", help="a run.py scenario (default api-keepalive)")
+    p.add_argument("--seconds", type=float, default=10.0, help="per step (default 10)")
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--access-log", choices=("on", "off"), default="on")
+    p.add_argument("--lb-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--bin-dir")
+    p.add_argument("--no-build", action="store_true")
+    p.add_argument("--site", default=str(run.REPO / "frontend" / "site"))
+    p.add_argument("--top", type=int, default=25, help="symbols to list (default 25)")
+    p.add_argument("--no-record", action="store_true", help="skip perf record")
+    args = p.parse_args(argv)
+    if not 1 <= args.seconds <= 120:
+        p.error("--seconds must be within 1..120")
+    args.lb_option = [f"{k.strip()}: {v.strip()}" for k, v in (o.split("=", 1) for o in args.lb_option)]
+    return args
+
+
+def perf_stat(pids, seconds):
+    events = "task-clock,context-switches,cpu-migrations,page-faults,raw_syscalls:sys_enter"
+    done = subprocess.run(
+        ["perf", "stat", "-x", ",", "-e", events, "-p", ",".join(map(str, pids)), "--", "sleep", str(seconds)],
+        capture_output=True, text=True, timeout=seconds + 30,
+    )
+    counts = {}
+    for line in done.stderr.splitlines():
+        parts = line.split(",")
+        if len(parts) > 2 and parts[0].replace(".", "").isdigit():
+            counts[parts[2]] = float(parts[0])
+    return counts
+
+
+def perf_record(pids, seconds, out):
+    subprocess.run(
+        ["perf", "record", "-e", "cpu-clock", "-F", "1999", "-g", "-o", out,
+         "-p", ",".join(map(str, pids)), "--", "sleep", str(seconds)],
+        capture_output=True, timeout=seconds + 60, check=True,
+    )
+    report = subprocess.run(
+        ["perf", "report", "-i", out, "--stdio", "--no-children", "-g", "none",
+         "--sort", "sym", "--percent-limit", "0.01"],
+        capture_output=True, text=True, timeout=300,
+    ).stdout
+    rows = []
+    for line in report.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(.*)$", line)
+        if m:
+            rows.append((float(m.group(1)), m.group(2).strip()))
+    return rows
+
+
+def split(rows):
+    shares = defaultdict(float)
+    for pct, sym in rows:
+        name = next((n for n, rx in COMPONENTS if rx.search(sym)), "other")
+        shares[name] += pct
+    return sorted(shares.items(), key=lambda kv: -kv[1])
+
+
+def main(argv):
+    args = parse_args(argv)
+    scenario = next((s for s in run.compare_scenarios() if s.key == args.scenario), None)
+    if scenario is None:
+        raise SystemExit(f"unknown scenario {args.scenario}")
+    scenario.targets = [args.target]
+    oha = find_or_install_oha(run.log)
+    bins = run.build(args)
+    tmp = Path(tempfile.mkdtemp(prefix="softy-profile-"))
+    stack = run.Stack(tmp=tmp)
+    try:
+        stack.site = run.prepare_site(tmp, args.site)
+        run.start_stack(stack, bins, args, [scenario])
+        target = stack.targets[args.target]
+        url = target.base + scenario.path
+        load = dict(connections=args.connections, keepalive=scenario.keepalive)
+        run_oha(oha, url, seconds=1, **load)  # warm-up
+
+        r = run.measure(stack, oha, scenario, target, args.seconds, args.connections)
+        print(f"# {args.target} {scenario.key}, {args.threads} threads, {args.connections} connections "
+              f"{' '.join(args.lb_option)}")
+        print(f"plain: {r['rps']:,.0f} rps, p99 {r['p99']:.2f} ms, CPU {r['cpu_us']:.1f} µs/req, "
+              f"upstream CPU {r['up_cpu_us'] or 0:.1f} µs/req")
+
+        pids = target.server.pids()
+
+        def load_during(fn):
+            """Run fn() (a perf command of args.seconds) while oha loads the target a bit longer."""
+            proc = subprocess.Popen(
+                oha_argv(oha, url, args.seconds + 2, args.connections, scenario.keepalive),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                value = fn()
+                out, _ = proc.communicate(timeout=args.seconds + 60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            return value, parse_summary(json.loads(out))
+
+        counts, res = load_during(lambda: perf_stat(pids, args.seconds))
+        reqs = res["rps"] * args.seconds  # requests inside the perf window, approximately
+        per_req = {k: v / reqs for k, v in counts.items()}
+        print(f"perf stat ({res['rps']:,.0f} rps): per request: "
+              f"task-clock {per_req.get('task-clock', 0) * 1000:.1f} µs, "
+              f"syscalls {per_req.get('raw_syscalls:sys_enter', 0):.2f}, "
+              f"context switches {per_req.get('context-switches', 0):.2f}, "
+              f"migrations {per_req.get('cpu-migrations', 0):.3f}, "
+              f"page faults {per_req.get('page-faults', 0):.3f}")
+
+        if not args.no_record:
+            rows, res = load_during(lambda: perf_record(pids, args.seconds, str(tmp / "perf.data")))
+            print(f"perf record ({res['rps']:,.0f} rps under the profiler): share of samples by component")
+            for name, pct in split(rows):
+                print(f"  {pct:5.1f}%  {name}")
+            print(f"top {args.top} symbols:")
+            for pct, sym in rows[: args.top]:
+                print(f"  {pct:5.1f}%  {sym[:150]}")
+    finally:
+        stop_all(stack.servers)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, run._exit_on_signal)
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except StartError as e:
+        run.log(f"FAILED: {e}")
+        sys.exit(1)

@@ -218,3 +218,33 @@ async fn after_sending_only_idempotent_requests_are_retried() {
     );
     assert_eq!(bad_posts + good_posts, 6, "no POST was sent twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_retried_once_the_response_started() {
+    // `half` sends a 200 head and part of the body, then cuts the connection. The client
+    // has started receiving that response, so the lb must not replay the GET elsewhere.
+    let half = Stub::start("half", "127.0.0.1:0").await;
+    let good = Stub::start("good", "127.0.0.1:0").await;
+    half.set_truncating(true);
+    let mut lb = Lb::start("", &static_config(&[&half, &good]));
+    lb.wait_ready().await;
+    let http = client();
+    let mut broken = 0;
+    for _ in 0..6 {
+        let complete = match http.get(lb.url("/stream")).send().await {
+            Ok(resp) => resp.json::<serde_json::Value>().await.is_ok(),
+            Err(_) => false,
+        };
+        broken += usize::from(!complete);
+    }
+    assert!(
+        half.hits() > 0,
+        "round robin reached the truncating backend"
+    );
+    assert_eq!(
+        broken,
+        half.hits(),
+        "each cut response reaches the client as cut"
+    );
+    assert_eq!(half.hits() + good.hits(), 6, "no request was sent twice");
+}

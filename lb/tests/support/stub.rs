@@ -6,8 +6,10 @@
 //!
 //! `stop()` closes the listener *and* every open connection (like a killed process);
 //! `start_again()` listens on the same address. `set_dropping(true)` makes it read each
-//! (non-probe) request and then close the connection without answering.
+//! (non-probe) request and then close the connection without answering; `set_truncating(true)`
+//! makes it send a 200 head and half a body, then cut the connection.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,6 +38,7 @@ struct Shared {
     id: String,
     not_ready: AtomicBool,
     dropping: AtomicBool,
+    truncating: AtomicBool,
     /// Requests (other than probes) received / currently being answered.
     hits: AtomicUsize,
     in_flight: AtomicUsize,
@@ -68,6 +71,10 @@ impl Stub {
 
     pub fn set_dropping(&self, dropping: bool) {
         self.shared.dropping.store(dropping, Ordering::SeqCst);
+    }
+
+    pub fn set_truncating(&self, truncating: bool) {
+        self.shared.truncating.store(truncating, Ordering::SeqCst);
     }
 
     /// Non-probe requests received so far.
@@ -136,18 +143,58 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
-async fn answer(
-    req: Request<Incoming>,
-    shared: Arc<Shared>,
-) -> Result<Response<Full<Bytes>>, Dropped> {
+type Body = http_body_util::combinators::BoxBody<Bytes, Dropped>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    use http_body_util::BodyExt;
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// One data frame, a pause (so hyper flushes the head and that frame), then an error:
+/// hyper aborts the connection mid-body.
+struct HalfBody {
+    sent: bool,
+    pause: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl HalfBody {
+    fn new() -> Self {
+        Self {
+            sent: false,
+            pause: Box::pin(tokio::time::sleep(Duration::from_millis(100))),
+        }
+    }
+}
+
+impl hyper::body::Body for HalfBody {
+    type Data = Bytes;
+    type Error = Dropped;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Dropped>>> {
+        use std::task::Poll;
+        if !self.sent {
+            self.sent = true;
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+                b"{\"id\":\"half",
+            )))));
+        }
+        match self.pause.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Dropped))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+async fn answer(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<Body>, Dropped> {
     let path = req.uri().path().to_string();
     if path == "/ready" || path == "/health" {
         let ok = !shared.not_ready.load(Ordering::SeqCst);
-        let mut resp = Response::new(Full::new(Bytes::from_static(if ok {
-            b"ok"
-        } else {
-            b"draining"
-        })));
+        let mut resp = Response::new(full(if ok { "ok" } else { "draining" }));
         *resp.status_mut() = if ok {
             hyper::StatusCode::OK
         } else {
@@ -158,6 +205,10 @@ async fn answer(
     shared.hits.fetch_add(1, Ordering::SeqCst);
     if shared.dropping.load(Ordering::SeqCst) {
         return Err(Dropped);
+    }
+    if shared.truncating.load(Ordering::SeqCst) {
+        use http_body_util::BodyExt;
+        return Ok(Response::new(HalfBody::new().boxed()));
     }
     shared.in_flight.fetch_add(1, Ordering::SeqCst);
     if path == "/slow" {
@@ -189,7 +240,7 @@ async fn answer(
         "x_secret": h("x-secret"),
     });
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut resp = Response::new(full(body.to_string()));
     resp.headers_mut().insert(
         "content-type",
         hyper::header::HeaderValue::from_static("application/json"),

@@ -1,6 +1,7 @@
 //! Request ids: keep a client's `X-Request-Id` when it is safe to log and forward, else mint
 //! one. The rule is shared with the backend service so an id survives the whole hop chain:
-//! 1 to 128 characters, each an ASCII letter or digit or one of `-_.:`.
+//! 1 to 128 characters, each an ASCII letter or digit or one of `-_.:`. Two or more
+//! `X-Request-Id` headers count as invalid too (there would be no single id to echo).
 
 use http::HeaderValue;
 
@@ -15,10 +16,11 @@ pub fn is_valid(id: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// The incoming id if valid, otherwise a fresh UUID v4.
-pub fn keep_or_generate(incoming: Option<&HeaderValue>) -> HeaderValue {
-    match incoming {
-        Some(v) if is_valid(v.as_bytes()) => v.clone(),
+/// The incoming id if there is exactly one and it is valid, otherwise a fresh UUID v4.
+pub fn keep_or_generate(headers: &http::HeaderMap) -> HeaderValue {
+    let mut ids = headers.get_all(HEADER).iter();
+    match (ids.next(), ids.next()) {
+        (Some(v), None) if is_valid(v.as_bytes()) => v.clone(),
         _ => generate(),
     }
 }
@@ -45,14 +47,25 @@ mod tests {
         assert!(!is_valid("é".as_bytes()));
     }
 
+    fn headers(ids: &[&'static str]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for id in ids {
+            h.append(HEADER, HeaderValue::from_static(id));
+        }
+        h
+    }
+
     #[test]
     fn keeps_valid_and_replaces_invalid() {
-        let good = HeaderValue::from_static("req-1");
-        assert_eq!(keep_or_generate(Some(&good)), good);
-        let bad = HeaderValue::from_static("bad id");
-        let replaced = keep_or_generate(Some(&bad));
-        assert_ne!(replaced, bad);
+        assert_eq!(keep_or_generate(&headers(&["req-1"])), "req-1");
+        let replaced = keep_or_generate(&headers(&["bad id"]));
+        assert_ne!(replaced, "bad id");
         assert!(is_valid(replaced.as_bytes()));
-        assert_eq!(keep_or_generate(None).len(), 36);
+        assert_eq!(keep_or_generate(&headers(&[])).len(), 36);
+        let two = keep_or_generate(&headers(&["a", "b"]));
+        assert!(
+            two != "a" && two != "b" && two.len() == 36,
+            "two ids are one too many"
+        );
     }
 }

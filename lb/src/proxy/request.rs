@@ -15,7 +15,7 @@ pub async fn request_filter(
     ctx: &mut RequestCtx,
 ) -> Result<bool> {
     let req = session.req_header();
-    ctx.request_id = request_id::keep_or_generate(req.headers.get(request_id::HEADER));
+    ctx.request_id = request_id::keep_or_generate(&req.headers);
     let snapshot = state.snapshot();
     ctx.route = snapshot.routes.lookup(req.uri.path());
     ctx.snapshot = Some(snapshot);

@@ -19,7 +19,8 @@ cargo build --locked --release --target "$triple" -p lb -p backend -p frontend
 
 mkdir -p dist/bin
 for bin in lb backend frontend; do
-  install -m 0755 "target/$triple/release/$bin" "dist/bin/$bin"
+  # Symbols stay in target/ for profiling; the images get stripped copies.
+  install -m 0755 -s "target/$triple/release/$bin" "dist/bin/$bin"
 done
 # A static binary has no interpreter; refuse to ship one that does.
 if command -v file >/dev/null && file dist/bin/* | grep -q 'dynamically linked'; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole stack on loopback, without Docker: 3 backend replicas, the
-# frontend and the lb with static discovery (deploy/local.yaml). For
+# frontend and the lb with static discovery (deploy/examples/local.yaml). For
 # development and the benchmarks. Ctrl-C stops everything.
 #
 #   deploy/run-local.sh            release build, then run
@@ -31,7 +31,7 @@ for i in 0 1 2; do
 done
 "$bin/frontend" --listen 127.0.0.1:9000 --root frontend/site &
 pids+=($!)
-"$bin/lb" -c deploy/local.yaml &
+"$bin/lb" -c deploy/examples/local.yaml &
 pids+=($!)
 
 echo "run-local: http://127.0.0.1:8080/ (Ctrl-C to stop)"

@@ -21,3 +21,8 @@ echo "== images (static binaries, FROM scratch)"
 
 echo "== end-to-end (docker compose)"
 python3 deploy/e2e.py
+
+echo "== benchmark smoke (1 round x 2 s, results in benches/out/)"
+# Reuses the static release binaries deploy/build.sh just built.
+python3 benches/run.py --smoke --no-build \
+  --bin-dir "target/$(rustc -vV | sed -n 's/^host: //p')/release"

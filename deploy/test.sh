@@ -1,28 +1,52 @@
 #!/usr/bin/env bash
 # The README's test command: every layer of tests, in order, on a fresh machine.
-#   1. install what is missing (deploy/bootstrap.sh),
-#   2. formatting and lints,
-#   3. cargo tests on loopback (unit, handler, real-socket, real-browser, lb),
-#   4. the end-to-end suite against the real compose stack in Docker,
-#   5. a one-round smoke of the benchmark harness, so it does not rot.
+# It stops at the first failing stage, and its last line counts the stages
+# ("stages: N passed, N failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./deploy/bootstrap.sh
 
-echo "== cargo fmt / clippy"
+passed=0
+current=""
+stage() {
+  current="$1"
+  echo
+  echo "== $1"
+}
+finish() {
+  rc=$?
+  if [ $rc -eq 0 ]; then
+    echo "stages: $passed passed, 0 failed"
+  else
+    echo "FAILED stage: $current (exit $rc)"
+    echo "stages: $passed passed, 1 failed"
+  fi
+}
+trap finish EXIT
+triple=""
+
+stage "bootstrap: install what is missing (cmake, chromium, nginx-light, Compose v2)"
+./deploy/bootstrap.sh
+triple=$(rustc -vV | sed -n 's/^host: //p')
+passed=$((passed + 1))
+
+stage "formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+passed=$((passed + 1))
 
-echo "== cargo test"
+stage "cargo tests on loopback (handlers, real sockets, headless Chromium, the lb binary)"
 cargo test --workspace --locked
+passed=$((passed + 1))
 
-echo "== images (static binaries, FROM scratch)"
+stage "static binaries and FROM-scratch images"
 ./deploy/build.sh
+passed=$((passed + 1))
 
-echo "== end-to-end (docker compose)"
+stage "end-to-end in real Docker (deploy/e2e.py)"
 python3 deploy/e2e.py
+passed=$((passed + 1))
 
-echo "== benchmark smoke (1 round x 2 s, results in benches/out/)"
+stage "benchmark smoke: 1 round x 2 s, results in benches/out/"
 # Reuses the static release binaries deploy/build.sh just built.
-python3 benches/run.py --smoke --no-build \
-  --bin-dir "target/$(rustc -vV | sed -n 's/^host: //p')/release"
+python3 benches/run.py --smoke --no-build --bin-dir "target/$triple/release"
+passed=$((passed + 1))

@@ -4,8 +4,12 @@
 //! - `GET /ready`: 200 once every pool finished its first discovery, 503 before that and
 //!   while shutting down. `lb healthcheck` asks this.
 //! - `GET /health`: 200 while the process runs (liveness).
+//! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
+//! - `GET /status`: JSON state ([`crate::status`]); `GET /status.html` shows it live.
+//! - `POST /reload`: reload the config file ([`crate::reload`]); 200 when applied, 422
+//!   with the errors when rejected. `lb reload` calls it.
 //!
-//! Later endpoints (`/metrics`, `/status`, reload) are more routes on [`app`].
+//! Loopback by default: anyone who can reach it can trigger reloads.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,21 +18,26 @@ use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::state::LbState;
+use crate::reload::Reloader;
 
-pub fn app(state: Arc<LbState>) -> Router {
+pub fn app(reloader: Arc<Reloader>) -> Router {
     Router::new()
         .route("/ready", get(ready))
         .route("/health", get(health))
-        .with_state(state)
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/status.html", get(status_html))
+        .route("/reload", post(reload))
+        .with_state(reloader)
 }
 
-async fn ready(State(state): State<Arc<LbState>>) -> impl IntoResponse {
+async fn ready(State(reloader): State<Arc<Reloader>>) -> impl IntoResponse {
+    let state = &reloader.state;
     let snapshot = state.snapshot();
     let upstreams: serde_json::Map<String, serde_json::Value> = snapshot
         .pools
@@ -53,18 +62,67 @@ async fn health() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+async fn metrics(State(reloader): State<Arc<Reloader>>) -> impl IntoResponse {
+    let state = &reloader.state;
+    let snapshot = state.snapshot();
+    let counts: Vec<(&str, usize, usize)> = snapshot
+        .pools
+        .iter()
+        .map(|(name, pool)| {
+            let members = pool.members();
+            let healthy = members.iter().filter(|(_, ready)| *ready).count();
+            (name.as_str(), healthy, members.len() - healthy)
+        })
+        .collect();
+    state.metrics.set_backends(counts.into_iter());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+async fn status(State(reloader): State<Arc<Reloader>>) -> impl IntoResponse {
+    Json(crate::status::status(&reloader.state))
+}
+
+async fn status_html() -> impl IntoResponse {
+    axum::response::Html(include_str!("status.html"))
+}
+
+async fn reload(State(reloader): State<Arc<Reloader>>) -> impl IntoResponse {
+    let record = reloader.reload("admin").await;
+    let status = if record.applied {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let body = serde_json::json!({
+        "result": if record.applied { "applied" } else { "rejected" },
+        "errors": record.errors,
+        "changes": record.changes,
+    });
+    (status, Json(body))
+}
+
 /// Serves [`app`] on a listener bound before startup (so a taken port fails `lb` at once,
 /// with a clear error, instead of inside a background task).
 pub struct AdminService {
     addr: SocketAddr,
     listener: Mutex<Option<std::net::TcpListener>>,
-    state: Arc<LbState>,
+    reloader: Arc<Reloader>,
 }
 
 impl AdminService {
     /// Bind `addr` now. During an upgrade (`-u`) the old process still holds the port, so
     /// a busy port is not an error then: the service keeps trying until the old one exits.
-    pub fn bind(addr: SocketAddr, state: Arc<LbState>, upgrading: bool) -> std::io::Result<Self> {
+    pub fn bind(
+        addr: SocketAddr,
+        reloader: Arc<Reloader>,
+        upgrading: bool,
+    ) -> std::io::Result<Self> {
         let listener = match bind_std(addr) {
             Ok(l) => Some(l),
             Err(e) if upgrading && e.kind() == std::io::ErrorKind::AddrInUse => {
@@ -76,7 +134,7 @@ impl AdminService {
         Ok(Self {
             addr,
             listener: Mutex::new(listener),
-            state,
+            reloader,
         })
     }
 
@@ -112,7 +170,7 @@ fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 impl BackgroundService for AdminService {
     /// Keeps answering through the shutdown grace period, with `/ready` saying 503.
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let state = self.state.clone();
+        let state = self.reloader.state.clone();
         tokio::spawn(async move {
             while shutdown.changed().await.is_ok() {
                 if *shutdown.borrow() {
@@ -129,7 +187,7 @@ impl BackgroundService for AdminService {
                 return;
             }
         };
-        if let Err(e) = axum::serve(listener, app(self.state.clone())).await {
+        if let Err(e) = axum::serve(listener, app(self.reloader.clone())).await {
             tracing::error!(error = %e, "admin listener stopped");
         }
     }

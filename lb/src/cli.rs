@@ -1,5 +1,5 @@
-//! Command line: pingora's flags with their usual meaning, plus `healthcheck` and
-//! `--log-format`.
+//! Command line: pingora's flags with their usual meaning, plus the `healthcheck` and
+//! `reload` subcommands, `--watch` and `--log-format`.
 
 use std::path::PathBuf;
 
@@ -33,6 +33,10 @@ pub struct Cli {
     #[arg(short = 'd', long = "daemon")]
     pub daemon: bool,
 
+    /// Reload the config file whenever its content changes (checked every second).
+    #[arg(long)]
+    pub watch: bool,
+
     /// Log format; default: json when stdout is not a terminal, text otherwise.
     #[arg(long, env = "LB_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -51,6 +55,14 @@ pub enum Command {
     Healthcheck {
         /// Default: `server.admin` from the config file if it can be read, else
         /// http://127.0.0.1:9901/ready.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Ask the running lb to reload its config file (POST of the admin /reload). Prints the
+    /// result; exit 0 when applied, 1 when rejected or unreachable.
+    Reload {
+        /// Default: `server.admin` from the config file if it can be read, else
+        /// http://127.0.0.1:9901/reload.
         #[arg(long)]
         url: Option<String>,
     },

@@ -19,6 +19,7 @@ use pingora::lb::{Backend, LoadBalancer};
 use pingora::{Error, ErrorType, Result};
 
 use crate::config::HealthCheckSpec;
+use crate::observe::PoolObserver;
 
 /// Pingora's key for a backend's enablement (its `hash_key`, which is crate-private):
 /// the std hash of the backend's identity (address + weight).
@@ -87,17 +88,20 @@ impl Admission {
 pub struct GatedHttpCheck {
     inner: HttpHealthCheck,
     admission: std::sync::Arc<Admission>,
+    observer: std::sync::Arc<PoolObserver>,
     pool: String,
 }
 
 impl GatedHttpCheck {
     /// A GET of `spec.path` with `Host: spec.host` (default: `host_default`); connect and
-    /// read each bounded by `spec.timeout`; any 2xx passes.
+    /// read each bounded by `spec.timeout`; any 2xx passes. Every result is also recorded
+    /// in `observer` (for `/status`).
     pub fn new(
         pool: &str,
         spec: &HealthCheckSpec,
         host_default: &str,
         admission: std::sync::Arc<Admission>,
+        observer: std::sync::Arc<PoolObserver>,
     ) -> Self {
         let host = spec.host.as_deref().unwrap_or(host_default);
         let mut inner = HttpHealthCheck::new(host, false);
@@ -116,6 +120,7 @@ impl GatedHttpCheck {
         Self {
             inner,
             admission,
+            observer,
             pool: pool.to_string(),
         }
     }
@@ -138,6 +143,10 @@ impl HealthCheck for GatedHttpCheck {
         let result = self.inner.check(target).await;
         if result.is_ok() {
             self.admission.admit(target);
+        }
+        if let Some(addr) = target.addr.as_inet() {
+            let error = result.as_ref().err().map(|e| e.to_string());
+            self.observer.record_check(*addr, error);
         }
         result
     }

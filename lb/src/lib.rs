@@ -10,23 +10,31 @@
 //!   discovery and health checks for the pools of the current snapshot.
 //! - Request path: [`proxy`] (one module per stage: request → upstream → failover →
 //!   response), [`request_id`], [`errors`] (lb-generated JSON errors), [`access_log`].
-//! - Operations: [`admin`] (`/ready`, `/health`), [`healthcheck`] (`lb healthcheck`),
-//!   [`signals`] (SIGHUP does not kill), [`logging`] (JSON/text, `log` bridged to tracing).
+//! - Operations: [`admin`] (`/ready`, `/health`, `/metrics`, `/status`, `POST /reload`),
+//!   [`reload`] (hot reload: check, reuse unchanged pools, warm up new ones, swap; `--watch`),
+//!   [`metrics`] (private Prometheus registry, handles resolved per route/pool),
+//!   [`observe`] (per-pool discovery/check history and per-backend counts) and [`status`]
+//!   (the `/status` JSON), [`admin_client`] (`lb healthcheck`, `lb reload`), [`signals`]
+//!   (SIGHUP reloads), [`logging`] (JSON/text, `log` bridged to tracing).
 
 pub mod access_log;
 pub mod admin;
+pub mod admin_client;
 pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod errors;
 pub mod health;
-pub mod healthcheck;
 pub mod logging;
+pub mod metrics;
+pub mod observe;
 pub mod pool;
 pub mod proxy;
+pub mod reload;
 pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod signals;
 pub mod state;
+pub mod status;
 pub mod supervisor;

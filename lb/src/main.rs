@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use lb::admin_client;
 use lb::cli::{Cli, Command};
 use lb::logging::{self, LogFormat};
-use lb::{healthcheck, server};
+use lb::server;
 
 /// Exit code for an invalid configuration (as nginx/pingora tooling expects from `-t`).
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -13,27 +14,44 @@ const EXIT_BAD_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
 
-    if let Some(Command::Healthcheck { url }) = &cli.command {
-        // The URL comes from --url, else from the config's admin address, else the default.
-        let url = url
-            .clone()
+    // Subcommands that talk to a running lb through its admin listener. The URL comes from
+    // --url, else from the config's admin address, else the default admin address.
+    let admin_url = |url: &Option<String>, path: &str| {
+        url.clone()
             .unwrap_or_else(|| match lb::config::Config::load(&cli.conf) {
-                Ok(c) => healthcheck::url_for_admin(c.server.admin),
-                Err(_) => "http://127.0.0.1:9901/ready".to_string(),
-            });
-        return match healthcheck::probe(&url) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("lb healthcheck: {e}");
-                ExitCode::FAILURE
-            }
-        };
+                Ok(c) => admin_client::url_for_admin(c.server.admin, path),
+                Err(_) => format!("http://127.0.0.1:9901{path}"),
+            })
+    };
+    match &cli.command {
+        Some(Command::Healthcheck { url }) => {
+            return match admin_client::probe(&admin_url(url, "/ready")) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("lb healthcheck: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Reload { url }) => {
+            return match admin_client::reload(&admin_url(url, "/reload")) {
+                Ok(body) => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("lb reload: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
 
     // Check the whole config before pingora sees anything; never start on a bad one.
     let path = cli.conf.display().to_string();
-    let config = match server::check(&cli.conf) {
-        Ok(config) => config,
+    let loaded = match server::check(&cli.conf) {
+        Ok(loaded) => loaded,
         Err(errors) => {
             eprintln!(
                 "lb: configuration {path} is invalid ({} error(s)):",
@@ -54,9 +72,10 @@ fn main() -> ExitCode {
     let opts = server::RunOptions {
         upgrade: cli.upgrade,
         daemon: cli.daemon,
-        config_path: path,
+        config_path: cli.conf.clone(),
+        watch: cli.watch,
     };
-    match server::run(config, opts) {
+    match server::run(loaded, opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -19,6 +19,8 @@ use tokio::sync::Notify;
 use crate::config::{DiscoverySpec, UpstreamSpec};
 use crate::discovery::{DnsDiscovery, StaticDiscovery};
 use crate::health::{Admission, GatedHttpCheck};
+use crate::metrics::{DiscoveryResult, Metrics, PoolMetrics};
+use crate::observe::PoolObserver;
 
 /// Iteration budget for `select_with`: it counts repeated picks too, so keep it generous.
 const MAX_SELECT_ITERATIONS: usize = 256;
@@ -33,10 +35,16 @@ pub struct Pool {
     /// Wakes the health loop right after discovery changes the membership, so new backends
     /// are checked (and admitted) without waiting a full interval.
     membership_changed: Notify,
+    /// Resolved metric handles (no label lookups on the hot path).
+    pub metrics: PoolMetrics,
+    /// Discovery and check history, per-backend try counts (for `/status`).
+    pub observer: Arc<PoolObserver>,
 }
 
 impl Pool {
-    pub fn build(name: &str, spec: &UpstreamSpec) -> anyhow::Result<Arc<Pool>> {
+    /// A new, idle pool (not ready until [`Pool::warm_up`] or [`Pool::run`]).
+    pub fn build(name: &str, spec: &UpstreamSpec, metrics: &Metrics) -> anyhow::Result<Arc<Pool>> {
+        let observer = Arc::new(PoolObserver::default());
         let admission = Arc::new(Admission::new(spec.health_check.is_some()));
         let (discovery, default_host): (
             Box<dyn pingora::lb::discovery::ServiceDiscovery + Send + Sync>,
@@ -71,6 +79,7 @@ impl Pool {
                 hc,
                 host,
                 admission.clone(),
+                observer.clone(),
             )));
         }
         let lb = Arc::new(LoadBalancer::<RoundRobin>::from_backends(backends));
@@ -81,6 +90,8 @@ impl Pool {
             lb,
             ready: AtomicBool::new(false),
             membership_changed: Notify::new(),
+            metrics: metrics.pool(name),
+            observer,
         }))
     }
 
@@ -123,22 +134,41 @@ impl Pool {
             .collect()
     }
 
-    /// Drive discovery and health checks forever; the supervisor aborts the task when the
-    /// pool leaves the snapshot or the server shuts down.
-    pub async fn run(self: Arc<Self>) {
-        let discovery_every = match &self.spec.discovery {
+    fn discovery_every(&self) -> Option<Duration> {
+        match &self.spec.discovery {
             DiscoverySpec::Dns { interval, .. } => Some(*interval),
             DiscoverySpec::Static { .. } => None,
-        };
-        // First discovery: retried until it succeeds; the pool is not ready before.
+        }
+    }
+
+    /// First discovery (retried until it succeeds) and, with a health check, the first
+    /// check round; then the pool is ready. Does nothing on a ready pool. A reload awaits
+    /// this for new pools *before* it installs them, so no request meets an empty pool.
+    pub async fn warm_up(&self) {
+        if self.is_ready() {
+            return;
+        }
         while self.discover().await.is_err() {
-            tokio::time::sleep(discovery_every.unwrap_or(Duration::from_secs(1))).await;
+            tokio::time::sleep(self.discovery_every().unwrap_or(Duration::from_secs(1))).await;
         }
         if self.spec.health_check.is_some() {
             self.lb.backends().run_health_check(true).await;
         }
         self.ready.store(true, Ordering::Release);
         tracing::info!(upstream = %self.name, backends = ?self.members(), "upstream ready");
+    }
+
+    /// One try is going to `addr` (for the per-backend count in `/status`).
+    #[inline]
+    pub fn count_try(&self, addr: &SocketAddr) {
+        self.observer.count_request(addr);
+    }
+
+    /// Drive discovery and health checks forever; the supervisor aborts the task when the
+    /// pool leaves the snapshot or the server shuts down.
+    pub async fn run(self: Arc<Self>) {
+        let discovery_every = self.discovery_every();
+        self.warm_up().await;
 
         let discovery_loop = async {
             let Some(every) = discovery_every else { return };
@@ -167,11 +197,28 @@ impl Pool {
     /// One discovery round. `Ok(changed)`; on error the previous set stays in place.
     async fn discover(&self) -> pingora::Result<bool> {
         let before = self.lb.backends().get_backend();
-        self.lb.update().await?;
+        if let Err(e) = self.lb.update().await {
+            self.metrics.discovery(DiscoveryResult::Error);
+            self.observer
+                .record_discovery(DiscoveryResult::Error, Some(e.to_string()));
+            return Err(e);
+        }
         let after = self.lb.backends().get_backend();
-        if Arc::ptr_eq(&before, &after) {
+        let result = if Arc::ptr_eq(&before, &after) {
+            DiscoveryResult::Unchanged
+        } else {
+            DiscoveryResult::Changed
+        };
+        self.metrics.discovery(result);
+        self.observer.record_discovery(result, None);
+        if result == DiscoveryResult::Unchanged {
             return Ok(false);
         }
+        let members: Vec<SocketAddr> = after
+            .iter()
+            .filter_map(|b| b.addr.as_inet().copied())
+            .collect();
+        self.observer.membership(&members);
         let addrs =
             |set: &BTreeSet<Backend>| set.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>();
         let added: Vec<_> = after

@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
+use crate::metrics::RouteMetrics;
 use crate::pool::Pool;
 
 pub struct Route {
     pub prefix: String,
     pub strip_prefix: bool,
     pub pool: Arc<Pool>,
+    /// `lb_requests_total` handles for this route, resolved when the snapshot was built.
+    pub metrics: RouteMetrics,
 }
 
 impl Route {
@@ -72,7 +75,11 @@ upstreams:
 "#,
         )
         .expect("valid");
-        crate::state::Snapshot::build(config)
+        let loaded = crate::config::LoadedConfig {
+            config,
+            hash: String::new(),
+        };
+        crate::state::Snapshot::build(loaded, &crate::metrics::Metrics::new())
             .expect("snapshot")
             .routes
     }

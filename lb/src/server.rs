@@ -1,7 +1,8 @@
 //! From a validated [`Config`] to a running pingora server: `ServerConf`, the proxy service
 //! on every `listen` address, the pool supervisor and the admin listener.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use pingora::proxy::http_proxy_service_with_name;
@@ -10,8 +11,10 @@ use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
 use crate::admin::AdminService;
-use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::config::{self, Config, ConfigError, ConfigErrors, LoadedConfig};
+use crate::metrics::Metrics;
 use crate::proxy::LbProxy;
+use crate::reload::{Reloader, Watcher};
 use crate::signals::Signals;
 use crate::state::{LbState, Snapshot};
 use crate::supervisor::PoolSupervisor;
@@ -34,31 +37,40 @@ pub fn server_conf(config: &Config, daemon: bool) -> ServerConf {
 }
 
 /// Everything `lb -t` checks: our config, then pingora's own validation of the server part.
-pub fn check(path: &Path) -> Result<Config, ConfigErrors> {
-    let config = Config::load(path)?;
+/// Startup and every reload go through here too, so they accept exactly the same files.
+pub fn check(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let text = config::read(path)?;
+    let config = Config::from_yaml(&text)?;
     if let Err(e) = server_conf(&config, false).validate() {
         return Err(ConfigErrors(vec![ConfigError::new(
             "server",
             e.to_string(),
         )]));
     }
-    Ok(config)
+    Ok(LoadedConfig {
+        config,
+        hash: config::sha256_hex(text.as_bytes()),
+    })
 }
 
 pub struct RunOptions {
     pub upgrade: bool,
     pub daemon: bool,
-    pub config_path: String,
+    pub config_path: PathBuf,
+    /// Reload when the config file changes (polled every second).
+    pub watch: bool,
 }
 
 /// Build and run the server until it is told to stop (SIGTERM/SIGINT/SIGQUIT).
-pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
-    let conf = server_conf(&config, opts.daemon);
+pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
+    let config = &loaded.config;
+    let conf = server_conf(config, opts.daemon);
     let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
     let admin_addr = config.server.admin;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        config = %opts.config_path,
+        config = %opts.config_path.display(),
+        config_sha256 = %loaded.hash,
         listen = ?listen,
         admin = %admin_addr,
         threads = conf.threads,
@@ -67,8 +79,11 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         "lb starting"
     );
 
-    let state = LbState::new(Snapshot::build(config).context("building upstream pools")?);
-    let admin = AdminService::bind(admin_addr, state.clone(), opts.upgrade)
+    let metrics = Arc::new(Metrics::new());
+    let snapshot = Snapshot::build(loaded, &metrics).context("building upstream pools")?;
+    let state = LbState::new(snapshot, metrics, opts.config_path.clone());
+    let reloader = Arc::new(Reloader::new(state.clone()));
+    let admin = AdminService::bind(admin_addr, reloader.clone(), opts.upgrade)
         .with_context(|| format!("cannot listen on admin address {admin_addr}"))?;
 
     let pingora_opt = Opt {
@@ -90,9 +105,15 @@ pub fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         PoolSupervisor::new(state.clone()),
     ));
     server.add_service(background_service("admin", admin));
+    if opts.watch {
+        server.add_service(background_service(
+            "config watch",
+            Watcher::new(reloader.clone()),
+        ));
+    }
 
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals),
+        shutdown_signal: Box::new(Signals::new(reloader)),
     });
     tracing::info!("lb stopped");
     Ok(())

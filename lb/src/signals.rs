@@ -1,12 +1,24 @@
 //! Process signals. Pingora's own watcher handles SIGQUIT (upgrade), SIGTERM (graceful) and
 //! SIGINT (fast); SIGHUP would kill the process by default. This watcher adds SIGHUP, which
-//! only logs for now (hot reload hooks in here).
+//! reloads the config file in place ([`crate::reload`]).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
-pub struct Signals;
+use crate::reload::Reloader;
+
+pub struct Signals {
+    reloader: Arc<Reloader>,
+}
+
+impl Signals {
+    pub fn new(reloader: Arc<Reloader>) -> Self {
+        Self { reloader }
+    }
+}
 
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
@@ -25,7 +37,13 @@ impl ShutdownSignalWatch for Signals {
                 _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
                 _ = term.recv() => return ShutdownSignal::GracefulTerminate,
                 _ = int.recv() => return ShutdownSignal::FastShutdown,
-                _ = hup.recv() => tracing::warn!("SIGHUP received: reload not supported yet; still running with the current config"),
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    // In its own task, so other signals are still answered during a
+                    // reload that waits for new pools to warm up.
+                    let reloader = self.reloader.clone();
+                    tokio::spawn(async move { reloader.reload("signal").await });
+                }
             }
         }
     }

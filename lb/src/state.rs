@@ -2,34 +2,65 @@
 //! process-wide flags the admin listener reports.
 //!
 //! A [`Snapshot`] is immutable. Requests load it once (and keep the `Arc` for their whole
-//! life), so swapping in a new one never disturbs a request in flight. Hot reload (next
-//! issue) = build a new `Snapshot` from a new `Config`, reusing unchanged `Arc<Pool>`s, then
-//! [`LbState::install`] it.
+//! life), so swapping in a new one never disturbs a request in flight. Hot reload
+//! ([`crate::reload`]) builds a new `Snapshot` from a new `Config`, reusing the unchanged
+//! `Arc<Pool>`s of the current one, then [`LbState::install`]s it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
-use crate::config::Config;
+use crate::config::{Config, LoadedConfig};
+use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::pool::Pool;
 use crate::routes::{Route, RouteTable};
 
 pub struct Snapshot {
     pub config: Arc<Config>,
+    /// SHA-256 (hex) of the config file this snapshot was built from.
+    pub hash: String,
+    pub loaded_at: SystemTime,
     pub routes: RouteTable,
     /// By upstream name.
     pub pools: BTreeMap<String, Arc<Pool>>,
+    /// `lb_requests_total{route="none"}`: requests that matched no route.
+    pub no_route: RouteMetrics,
 }
 
 impl Snapshot {
-    /// Build pools and routes for `config`. Pools start idle; the supervisor runs them.
-    pub fn build(config: Config) -> anyhow::Result<Snapshot> {
+    /// Build pools and routes for `loaded`. Pools start idle; the supervisor runs them.
+    pub fn build(loaded: LoadedConfig, metrics: &Metrics) -> anyhow::Result<Snapshot> {
+        Ok(Self::build_reusing(loaded, metrics, None)?.0)
+    }
+
+    /// Like [`Snapshot::build`], but every pool whose definition is unchanged in `previous`
+    /// is carried over as the same `Arc` (keeping its backends, health state and connection
+    /// pool). Also returns the pools built fresh, which need a warm-up.
+    pub fn build_reusing(
+        loaded: LoadedConfig,
+        metrics: &Metrics,
+        previous: Option<&Snapshot>,
+    ) -> anyhow::Result<(Snapshot, Vec<Arc<Pool>>)> {
+        let LoadedConfig { config, hash } = loaded;
         let mut pools = BTreeMap::new();
+        let mut fresh = Vec::new();
         for (name, spec) in &config.upstreams {
-            pools.insert(name.clone(), Pool::build(name, spec)?);
+            let kept = previous
+                .and_then(|p| p.pools.get(name))
+                .filter(|p| p.spec == *spec);
+            let pool = match kept {
+                Some(p) => p.clone(),
+                None => {
+                    let p = Pool::build(name, spec, metrics)?;
+                    fresh.push(p.clone());
+                    p
+                }
+            };
+            pools.insert(name.clone(), pool);
         }
         let routes = config
             .routes
@@ -38,13 +69,18 @@ impl Snapshot {
                 prefix: r.prefix.clone(),
                 strip_prefix: r.strip_prefix,
                 pool: pools[&r.upstream].clone(),
+                metrics: metrics.route(&r.prefix, &r.upstream),
             })
             .collect();
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             config: Arc::new(config),
+            hash,
+            loaded_at: SystemTime::now(),
             routes: RouteTable::new(routes),
             pools,
-        })
+            no_route: metrics.route(NO_ROUTE, NO_ROUTE),
+        };
+        Ok((snapshot, fresh))
     }
 
     /// Every pool has finished its first discovery.
@@ -53,20 +89,60 @@ impl Snapshot {
     }
 }
 
+/// The outcome of the last reload attempt (for `/status`).
+#[derive(Debug, Clone)]
+pub struct ReloadRecord {
+    pub at: SystemTime,
+    /// `signal`, `admin` or `watch`.
+    pub trigger: &'static str,
+    pub applied: bool,
+    /// Why it was rejected (every error, with its field path).
+    pub errors: Vec<String>,
+    /// What it changed when applied (e.g. `upstream api: rebuilt`).
+    pub changes: Vec<String>,
+}
+
 pub struct LbState {
     snapshot: ArcSwap<Snapshot>,
     /// Wakes the pool supervisor after [`LbState::install`].
     pub(crate) snapshot_changed: Notify,
     draining: AtomicBool,
+    pub metrics: Arc<Metrics>,
+    /// The config file given with `-c` (reloads read it again).
+    pub config_path: std::path::PathBuf,
+    pub started: Instant,
+    pub started_at: SystemTime,
+    last_reload: Mutex<Option<ReloadRecord>>,
 }
 
 impl LbState {
-    pub fn new(snapshot: Snapshot) -> Arc<Self> {
+    pub fn new(
+        snapshot: Snapshot,
+        metrics: Arc<Metrics>,
+        config_path: std::path::PathBuf,
+    ) -> Arc<Self> {
+        metrics.config_loaded(&snapshot.hash);
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             snapshot_changed: Notify::new(),
             draining: AtomicBool::new(false),
+            metrics,
+            config_path,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            last_reload: Mutex::new(None),
         })
+    }
+
+    pub fn last_reload(&self) -> Option<ReloadRecord> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_last_reload(&self, record: ReloadRecord) {
+        *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(record);
     }
 
     /// The current snapshot (one atomic load; keep the `Arc` for the request's life).

@@ -247,8 +247,8 @@ async fn sigterm_finishes_in_flight_request_and_exits_0() {
 async fn sighup_does_not_kill() {
     let (_app, mut lb) = single_backend("").await;
     lb.signal(Signal::SIGHUP);
-    support::eventually(Duration::from_secs(5), "SIGHUP logged", || {
-        let logged = lb.log().contains("reload not supported yet");
+    support::eventually(Duration::from_secs(5), "SIGHUP reload logged", || {
+        let logged = lb.log().contains("configuration reloaded");
         async move { logged }
     })
     .await;

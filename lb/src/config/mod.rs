@@ -61,6 +61,9 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
     pub access_log: bool,
+    /// Per-request metrics (`lb_requests_total`, durations, tries, per-backend counts).
+    /// Off only to measure their cost; state metrics are always served.
+    pub metrics: bool,
     pub upstream_keepalive_pool_size: usize,
     pub pid_file: String,
     pub upgrade_sock: String,
@@ -130,6 +133,22 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
+/// A validated config and the SHA-256 (hex) of the file text it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub hash: String,
+}
+
+/// SHA-256 of `bytes` in lowercase hex (what `sha256sum FILE` prints).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// One problem in a config file: where, and what is wrong with the value found there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -179,13 +198,7 @@ impl std::error::Error for ConfigErrors {}
 impl Config {
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError::new(
-                "",
-                format!("cannot read config file {}: {e}", path.display()),
-            )])
-        })?;
-        Self::from_yaml(&text)
+        Self::from_yaml(&read(path)?)
     }
 
     /// Parse and validate config text.
@@ -194,6 +207,16 @@ impl Config {
             serde_yaml::from_str(text).map_err(|e| ConfigErrors(vec![parse_error(&e)]))?;
         validate::validate(raw).map_err(ConfigErrors)
     }
+}
+
+/// The text of a config file; an unreadable file is a config error like any other.
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError::new(
+            "",
+            format!("cannot read config file {}: {e}", path.display()),
+        )])
+    })
 }
 
 /// serde_yaml reports the field path as a `path: ` prefix; split it off so the message

@@ -30,6 +30,7 @@ pub struct RawServer {
     pub grace_period: Option<Value>,
     pub shutdown_timeout: Option<Value>,
     pub access_log: Option<bool>,
+    pub metrics: Option<bool>,
     pub upstream_keepalive_pool_size: Option<i64>,
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,

@@ -202,6 +202,7 @@ fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             defaults::SHUTDOWN_TIMEOUT,
         ),
         access_log: raw.access_log.unwrap_or(true),
+        metrics: raw.metrics.unwrap_or(true),
         upstream_keepalive_pool_size: errs.count(
             "server.upstream_keepalive_pool_size",
             raw.upstream_keepalive_pool_size,

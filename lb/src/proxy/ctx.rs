@@ -68,6 +68,13 @@ impl RequestCtx {
         }
     }
 
+    /// Per-request metrics are on (`server.metrics`) for this request's snapshot.
+    pub fn metrics_on(&self) -> bool {
+        self.snapshot
+            .as_ref()
+            .is_some_and(|s| s.config.server.metrics)
+    }
+
     /// Whether the retry budget of this request's pool allows another try.
     pub fn retry_allowed(&self) -> bool {
         let retries = self.pool().map_or(0, |p| p.spec.retries);

@@ -11,10 +11,20 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
 
 use super::ctx::RequestCtx;
+use crate::metrics::RetryReason;
 
 pub fn fail_to_connect(ctx: &RequestCtx, mut e: Box<Error>) -> Box<Error> {
-    e.set_retry(ctx.retry_allowed());
+    let retry = ctx.retry_allowed();
+    e.set_retry(retry);
+    count_retry(ctx, retry, RetryReason::Connect);
     e
+}
+
+/// `lb_retries_total{reason}`, when another try follows.
+fn count_retry(ctx: &RequestCtx, retry: bool, reason: RetryReason) {
+    if let (true, true, Some(pool)) = (retry, ctx.metrics_on(), ctx.pool()) {
+        pool.metrics.retry(reason);
+    }
 }
 
 pub fn error_while_proxy(session: &Session, ctx: &RequestCtx, mut e: Box<Error>) -> Box<Error> {
@@ -28,5 +38,6 @@ pub fn error_while_proxy(session: &Session, ctx: &RequestCtx, mut e: Box<Error>)
         && session.req_header().method.is_idempotent()
         && !session.as_ref().retry_buffer_truncated();
     e.set_retry(retry);
+    count_retry(ctx, retry, RetryReason::AfterSend);
     e
 }

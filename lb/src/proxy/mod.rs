@@ -133,11 +133,27 @@ impl ProxyHttp for LbProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let enabled = match &ctx.snapshot {
-            Some(s) => s.config.server.access_log,
-            None => self.state.snapshot().config.server.access_log,
+        let fallback;
+        let snapshot = match &ctx.snapshot {
+            Some(s) => s,
+            None => {
+                // failed before request_filter (e.g. an unparsable request)
+                fallback = self.state.snapshot();
+                &fallback
+            }
         };
-        if enabled {
+        if snapshot.config.server.metrics {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            match ctx.route() {
+                Some(route) => {
+                    route.metrics.request(status);
+                    let seconds = ctx.started.elapsed().as_secs_f64();
+                    route.pool.metrics.finished(seconds, ctx.tries());
+                }
+                None => snapshot.no_route.request(status),
+            }
+        }
+        if snapshot.config.server.access_log {
             crate::access_log::log(session, e, ctx);
         }
     }

@@ -24,6 +24,9 @@ pub fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
             .addr
             .as_inet()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "non-inet backend"))?;
+        if ctx.metrics_on() {
+            pool.count_try(&addr);
+        }
         (addr, pool.peer(addr))
     };
     ctx.record_try(addr);

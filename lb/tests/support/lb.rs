@@ -1,7 +1,8 @@
 //! The real `lb` binary, started with a temporary config on free loopback ports.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -17,38 +18,62 @@ pub struct Lb {
     child: Child,
     pub port: u16,
     pub admin: u16,
-    dir: tempfile::TempDir,
+    /// Shared with the process an upgrade starts (same config, sockets and pid file).
+    dir: Arc<tempfile::TempDir>,
+    log_name: &'static str,
 }
 
 impl Lb {
     /// Start `lb` with `body` (routes + upstreams YAML) and a server section on free ports.
     /// `server_extra` lines are added under `server:` (indent them by two spaces).
     pub fn start(server_extra: &str, body: &str) -> Lb {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_with_args(server_extra, body, &[])
+    }
+
+    /// Like [`Lb::start`], with extra command-line arguments (e.g. `--watch`).
+    pub fn start_with_args(server_extra: &str, body: &str, args: &[&str]) -> Lb {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let (port, admin) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
-        let d = dir.path().display();
-        let config = format!(
-            "version: 1\nserver:\n  listen: [\"127.0.0.1:{port}\"]\n  admin: \"127.0.0.1:{admin}\"\n  threads: 2\n  \
-             grace_period: 2s\n  shutdown_timeout: 1s\n  pid_file: {d}/lb.pid\n  upgrade_sock: {d}/upgrade.sock\n\
-             {server_extra}\n{body}\n"
-        );
-        let conf = dir.path().join("lb.yaml");
-        std::fs::write(&conf, config).expect("write config");
-        let log = std::fs::File::create(dir.path().join("lb.log")).expect("log file");
-        let child = Command::new(bin())
-            .args(["-c", conf.to_str().expect("path"), "--log-format", "json"])
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn lb");
+        write_config(dir.path(), port, admin, server_extra, body);
+        let child = spawn(dir.path(), "lb.log", args);
         Lb {
             child,
             port,
             admin,
             dir,
+            log_name: "lb.log",
         }
+    }
+
+    /// Rewrite the config file: the same server section plus `server_extra`, and `body`.
+    pub fn write_config(&self, server_extra: &str, body: &str) {
+        write_config(self.dir.path(), self.port, self.admin, server_extra, body);
+    }
+
+    /// Start a second process with `-u` on the same config: it waits for this one's
+    /// listening sockets, which this one hands over on SIGQUIT.
+    pub fn start_upgrade(&self) -> Lb {
+        let log_name = "lb-upgraded.log";
+        Lb {
+            child: spawn(self.dir.path(), log_name, &["-u"]),
+            port: self.port,
+            admin: self.admin,
+            dir: self.dir.clone(),
+            log_name,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Run `lb <args> -c <this config>` to completion (e.g. `reload`).
+    pub fn run_command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin())
+            .args(args)
+            .args(["-c", self.config_path().to_str().expect("path")])
+            .output()
+            .expect("run lb")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -64,7 +89,7 @@ impl Lb {
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("lb.log")
+        self.dir.path().join(self.log_name)
     }
 
     pub fn log(&self) -> String {
@@ -111,6 +136,34 @@ impl Lb {
         }
         None
     }
+}
+
+fn write_config(dir: &Path, port: u16, admin: u16, server_extra: &str, body: &str) {
+    let d = dir.display();
+    let config = format!(
+        "version: 1\nserver:\n  listen: [\"127.0.0.1:{port}\"]\n  admin: \"127.0.0.1:{admin}\"\n  threads: 2\n  \
+         grace_period: 2s\n  shutdown_timeout: 1s\n  pid_file: {d}/lb.pid\n  upgrade_sock: {d}/upgrade.sock\n\
+         {server_extra}\n{body}\n"
+    );
+    // Write then rename, as editors and config managers do, so a reload never reads a
+    // half-written file.
+    let tmp = dir.join("lb.yaml.tmp");
+    std::fs::write(&tmp, config).expect("write config");
+    std::fs::rename(&tmp, dir.join("lb.yaml")).expect("rename config");
+}
+
+fn spawn(dir: &Path, log_name: &str, args: &[&str]) -> Child {
+    let log = std::fs::File::create(dir.join(log_name)).expect("log file");
+    let conf = dir.join("lb.yaml");
+    Command::new(bin())
+        .args(["-c", conf.to_str().expect("path"), "--log-format", "json"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn lb")
 }
 
 impl Drop for Lb {

@@ -1,12 +1,14 @@
-//! `lb healthcheck`: the container health probe. A plain-TCP HTTP/1.0 GET of the admin
-//! `/ready` endpoint; exit 0 on a 2xx, 1 otherwise. No DNS, no TLS, no extra tools, so it
-//! works in a scratch image.
+//! The subcommands that talk to a running lb over its admin listener: `lb healthcheck`
+//! (GET `/ready`, the container health probe) and `lb reload` (POST `/reload`). Plain-TCP
+//! HTTP/1.0: no DNS, no TLS, no extra tools, so they work in a scratch image.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// A reload may wait for new pools to warm up (`reload::WARM_UP_LIMIT`).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `http://IP:PORT/path` → (address, path). Only numeric addresses (no DNS).
 pub fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
@@ -23,18 +25,42 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
     Ok((addr, path))
 }
 
-/// The URL for an admin address from the config: a wildcard bind is probed on loopback.
-pub fn url_for_admin(admin: SocketAddr) -> String {
+/// The URL of `path` on an admin address from the config: a wildcard bind is reached on
+/// loopback.
+pub fn url_for_admin(admin: SocketAddr, path: &str) -> String {
     let ip = match admin.ip() {
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
         ip => ip,
     };
-    format!("http://{}/ready", SocketAddr::new(ip, admin.port()))
+    format!("http://{}{path}", SocketAddr::new(ip, admin.port()))
 }
 
 /// Probe `url`; `Ok(status line)` on 2xx.
 pub fn probe(url: &str) -> Result<String, String> {
+    let (status_line, code, _) = request("GET", url, TIMEOUT)?;
+    match code {
+        Some(c) if (200..300).contains(&c) => Ok(status_line),
+        _ => Err(format!("{url}: {status_line}")),
+    }
+}
+
+/// Ask the lb at `url` to reload: `Ok(body)` when applied, `Err(body or error)` otherwise.
+pub fn reload(url: &str) -> Result<String, String> {
+    let (status_line, code, body) = request("POST", url, RELOAD_TIMEOUT)?;
+    match code {
+        Some(200) => Ok(body),
+        Some(_) if !body.is_empty() => Err(body),
+        _ => Err(format!("{url}: {status_line}")),
+    }
+}
+
+/// One request without a body: (status line, status code, body).
+fn request(
+    method: &str,
+    url: &str,
+    timeout: Duration,
+) -> Result<(String, Option<u16>, String), String> {
     let (addr, path) = parse_url(url)?;
     let addr = addr
         .to_socket_addrs()
@@ -44,19 +70,19 @@ pub fn probe(url: &str) -> Result<String, String> {
     let mut stream =
         TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
     stream
-        .set_read_timeout(Some(TIMEOUT))
+        .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     stream
         .set_write_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| format!("{addr}: {e}"))?;
     let mut buf = Vec::with_capacity(512);
     stream
-        .take(4096)
+        .take(64 * 1024)
         .read_to_end(&mut buf)
         .map_err(|e| format!("{addr}: {e}"))?;
     let text = String::from_utf8_lossy(&buf);
@@ -65,10 +91,11 @@ pub fn probe(url: &str) -> Result<String, String> {
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse::<u16>().ok());
-    match code {
-        Some(c) if (200..300).contains(&c) => Ok(status_line),
-        _ => Err(format!("{url}: {status_line}")),
-    }
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status_line, code, body))
 }
 
 #[cfg(test)]
@@ -83,7 +110,7 @@ mod tests {
         assert!(parse_url("https://127.0.0.1:1/").is_err());
         assert!(parse_url("http://localhost:9901/ready").is_err());
         assert_eq!(
-            url_for_admin("0.0.0.0:9901".parse().expect("addr")),
+            url_for_admin("0.0.0.0:9901".parse().expect("addr"), "/ready"),
             "http://127.0.0.1:9901/ready"
         );
     }

@@ -1,0 +1,345 @@
+//! Prometheus metrics, served as text on the admin `GET /metrics`.
+//!
+//! One private [`Registry`] per process (never the global default), so tests and reloads
+//! start clean. Label values come from the config only (route prefix, upstream name) or
+//! from small fixed sets (code class, retry reason, result): never a path or an address.
+//!
+//! Hot-path cost: label lookups (hashing the label values) happen once, when a snapshot
+//! builds its routes and pools, which keep the resolved handles ([`RouteMetrics`],
+//! [`PoolMetrics`]). A request then does a few relaxed atomic adds: no hashing, no
+//! allocation, no lock. Gauges that describe state (`lb_backends`, `lb_config_info`) are
+//! computed at scrape time from the current snapshot, so they never lag and never keep a
+//! removed pool around.
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Label value for requests that matched no route.
+pub const NO_ROUTE: &str = "none";
+
+/// `code_class` label values, indexed by `status / 100`; index 0 is a request that got no
+/// response (the client went away first).
+const CODE_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Seconds; from sub-millisecond proxying up to the default 30 s read timeout.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+/// Why a request was retried on another backend (`lb_retries_total{reason}`).
+#[derive(Debug, Clone, Copy)]
+pub enum RetryReason {
+    /// The connection to the backend failed or was refused: nothing was sent.
+    Connect,
+    /// The try failed after the request was sent (idempotent requests only).
+    AfterSend,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    tries: IntCounterVec,
+    retries: IntCounterVec,
+    backends: IntGaugeVec,
+    discovery: IntCounterVec,
+    reloads: IntCounterVec,
+    last_reload_success: Gauge,
+    config_info: IntGaugeVec,
+}
+
+/// Resolved handles for one route (`lb_requests_total` by code class).
+pub struct RouteMetrics {
+    requests: [IntCounter; 6],
+}
+
+/// Resolved handles for one pool.
+pub struct PoolMetrics {
+    duration: Histogram,
+    tries: IntCounter,
+    retries_connect: IntCounter,
+    retries_after_send: IntCounter,
+    discovery_changed: IntCounter,
+    discovery_unchanged: IntCounter,
+    discovery_error: IntCounter,
+}
+
+/// Result of one discovery round (`lb_discovery_updates_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveryResult {
+    Changed,
+    Unchanged,
+    Error,
+}
+
+impl DiscoveryResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiscoveryResult::Changed => "changed",
+            DiscoveryResult::Unchanged => "unchanged",
+            DiscoveryResult::Error => "error",
+        }
+    }
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    register(registry, c.clone());
+    c
+}
+
+fn register(registry: &Registry, c: impl Collector + 'static) {
+    // Names are constants and registered once per registry, so this cannot collide.
+    registry
+        .register(Box::new(c))
+        .expect("metric registered once");
+}
+
+impl Metrics {
+    /// A fresh registry with every lb metric, plus the process collector (resident memory,
+    /// CPU seconds, open fds, read from `/proc`).
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = counter_vec(
+            &registry,
+            "lb_requests_total",
+            "Requests answered, by route prefix, upstream pool and status class.",
+            &["route", "upstream", "code_class"],
+        );
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "lb_request_duration_seconds",
+                "Time from the request head to the end of the response, by upstream pool.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["upstream"],
+        )
+        .expect("valid metric definition");
+        register(&registry, duration.clone());
+        let tries = counter_vec(
+            &registry,
+            "lb_upstream_tries_total",
+            "Connection attempts to backends (first tries and retries), by upstream pool.",
+            &["upstream"],
+        );
+        let retries = counter_vec(
+            &registry,
+            "lb_retries_total",
+            "Requests retried on another backend, by upstream pool and reason (connect, after_send).",
+            &["upstream", "reason"],
+        );
+        let backends = IntGaugeVec::new(
+            Opts::new(
+                "lb_backends",
+                "Backends of each pool by state (healthy = receives traffic).",
+            ),
+            &["upstream", "state"],
+        )
+        .expect("valid metric definition");
+        register(&registry, backends.clone());
+        let discovery = counter_vec(
+            &registry,
+            "lb_discovery_updates_total",
+            "Discovery rounds by upstream pool and result (changed, unchanged, error).",
+            &["upstream", "result"],
+        );
+        let reloads = counter_vec(
+            &registry,
+            "lb_config_reloads_total",
+            "Configuration reloads by result (success, failure).",
+            &["result"],
+        );
+        let last_reload_success = Gauge::new(
+            "lb_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load (startup or reload).",
+        )
+        .expect("valid metric definition");
+        register(&registry, last_reload_success.clone());
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "lb_config_info",
+                "Always 1; the hash label is the SHA-256 of the config file in use.",
+            ),
+            &["hash"],
+        )
+        .expect("valid metric definition");
+        register(&registry, config_info.clone());
+        // Both results exist from the start, so a first failure is an increase, not a new series.
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
+        #[cfg(target_os = "linux")]
+        register(
+            &registry,
+            prometheus::process_collector::ProcessCollector::for_self(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            tries,
+            retries,
+            backends,
+            discovery,
+            reloads,
+            last_reload_success,
+            config_info,
+        }
+    }
+
+    pub fn route(&self, prefix: &str, upstream: &str) -> RouteMetrics {
+        RouteMetrics {
+            requests: CODE_CLASSES
+                .map(|class| self.requests.with_label_values(&[prefix, upstream, class])),
+        }
+    }
+
+    pub fn pool(&self, upstream: &str) -> PoolMetrics {
+        let discovery = |result: DiscoveryResult| {
+            self.discovery
+                .with_label_values(&[upstream, result.as_str()])
+        };
+        PoolMetrics {
+            duration: self.duration.with_label_values(&[upstream]),
+            tries: self.tries.with_label_values(&[upstream]),
+            retries_connect: self.retries.with_label_values(&[upstream, "connect"]),
+            retries_after_send: self.retries.with_label_values(&[upstream, "after_send"]),
+            discovery_changed: discovery(DiscoveryResult::Changed),
+            discovery_unchanged: discovery(DiscoveryResult::Unchanged),
+            discovery_error: discovery(DiscoveryResult::Error),
+        }
+    }
+
+    /// Count a reload; a success also moves the "last success" time and the config hash.
+    pub fn reload(&self, success: bool, hash: &str) {
+        let result = if success { "success" } else { "failure" };
+        self.reloads.with_label_values(&[result]).inc();
+        if success {
+            self.config_loaded(hash);
+        }
+    }
+
+    /// The config with `hash` is now in use (at startup or after a reload).
+    pub fn config_loaded(&self, hash: &str) {
+        self.last_reload_success.set(unix_now());
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+    }
+
+    pub fn reload_count(&self, success: bool) -> u64 {
+        let result = if success { "success" } else { "failure" };
+        self.reloads.with_label_values(&[result]).get()
+    }
+
+    /// Set the backend gauges from `pools` (name, healthy, unhealthy), dropping pools gone
+    /// since the last scrape.
+    pub fn set_backends<'a>(&self, pools: impl Iterator<Item = (&'a str, usize, usize)>) {
+        self.backends.reset();
+        for (name, healthy, unhealthy) in pools {
+            let gauge =
+                |state: &str| -> IntGauge { self.backends.with_label_values(&[name, state]) };
+            gauge("healthy").set(healthy as i64);
+            gauge("unhealthy").set(unhealthy as i64);
+        }
+    }
+
+    /// Everything in the Prometheus text format (version 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RouteMetrics {
+    /// One answered request with HTTP `status` (0 = no response was sent).
+    #[inline]
+    pub fn request(&self, status: u16) {
+        let class = usize::from(status / 100).min(CODE_CLASSES.len() - 1);
+        self.requests[class].inc();
+    }
+}
+
+impl PoolMetrics {
+    /// A finished request that went through this pool: its duration and tries.
+    #[inline]
+    pub fn finished(&self, seconds: f64, tries: usize) {
+        self.duration.observe(seconds);
+        if tries > 0 {
+            self.tries.inc_by(tries as u64);
+        }
+    }
+
+    #[inline]
+    pub fn retry(&self, reason: RetryReason) {
+        match reason {
+            RetryReason::Connect => self.retries_connect.inc(),
+            RetryReason::AfterSend => self.retries_after_send.inc(),
+        }
+    }
+
+    pub fn discovery(&self, result: DiscoveryResult) {
+        match result {
+            DiscoveryResult::Changed => self.discovery_changed.inc(),
+            DiscoveryResult::Unchanged => self.discovery_unchanged.inc(),
+            DiscoveryResult::Error => self.discovery_error.inc(),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, as Prometheus timestamps are.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_share_series_and_classes() {
+        let m = Metrics::new();
+        let a = m.route("/api/", "api");
+        let b = m.route("/api/", "api");
+        a.request(200);
+        b.request(204);
+        a.request(503);
+        a.request(0);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"lb_requests_total{code_class="2xx",route="/api/",upstream="api"} 2"#)
+        );
+        assert!(
+            text.contains(r#"lb_requests_total{code_class="5xx",route="/api/",upstream="api"} 1"#)
+        );
+        assert!(
+            text.contains(r#"lb_requests_total{code_class="none",route="/api/",upstream="api"} 1"#)
+        );
+        m.reload(false, "x");
+        assert_eq!(m.reload_count(false), 1);
+        assert_eq!(m.reload_count(true), 0);
+    }
+
+    #[test]
+    fn backends_gauge_drops_removed_pools() {
+        let m = Metrics::new();
+        m.set_backends([("a", 2, 1), ("b", 1, 0)].into_iter());
+        m.set_backends([("a", 3, 0)].into_iter());
+        let text = m.encode();
+        assert!(text.contains(r#"lb_backends{state="healthy",upstream="a"} 3"#));
+        assert!(!text.contains(r#"upstream="b""#));
+    }
+}

@@ -1,0 +1,144 @@
+//! What a pool remembers for `/status`: its last discovery round, each backend's recent
+//! health-check results, and how many tries each backend got since it joined the pool.
+//!
+//! Only the per-backend request count is on the hot path: one atomic load of the current
+//! map (no refcount, no lock), one hash lookup by address and one relaxed add. The map is
+//! rebuilt only when discovery changes the membership.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use crate::metrics::DiscoveryResult;
+
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryRecord {
+    pub at: Option<SystemTime>,
+    pub result: Option<DiscoveryResult>,
+    /// The error of the last round, when it failed (the previous set stays in use).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckRecord {
+    pub at: SystemTime,
+    pub ok: bool,
+    pub error: Option<String>,
+    /// Passes in a row (0 after a failure), and failures in a row (0 after a pass).
+    pub consecutive_ok: u32,
+    pub consecutive_failed: u32,
+}
+
+#[derive(Default)]
+pub struct PoolObserver {
+    discovery: Mutex<DiscoveryRecord>,
+    checks: Mutex<HashMap<SocketAddr, CheckRecord>>,
+    requests: ArcSwap<HashMap<SocketAddr, Arc<AtomicU64>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl PoolObserver {
+    pub fn record_discovery(&self, result: DiscoveryResult, error: Option<String>) {
+        *lock(&self.discovery) = DiscoveryRecord {
+            at: Some(SystemTime::now()),
+            result: Some(result),
+            error,
+        };
+    }
+
+    pub fn discovery(&self) -> DiscoveryRecord {
+        lock(&self.discovery).clone()
+    }
+
+    /// The membership changed: backends still present keep their counters and check
+    /// history; new ones start at zero; removed ones are forgotten.
+    pub fn membership(&self, members: &[SocketAddr]) {
+        let old = self.requests.load();
+        let next: HashMap<SocketAddr, Arc<AtomicU64>> = members
+            .iter()
+            .map(|a| (*a, old.get(a).cloned().unwrap_or_default()))
+            .collect();
+        self.requests.store(Arc::new(next));
+        lock(&self.checks).retain(|a, _| members.contains(a));
+    }
+
+    /// One try sent to `addr` (hot path).
+    #[inline]
+    pub fn count_request(&self, addr: &SocketAddr) {
+        if let Some(c) = self.requests.load().get(addr) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn requests(&self, addr: &SocketAddr) -> u64 {
+        self.requests
+            .load()
+            .get(addr)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn record_check(&self, addr: SocketAddr, error: Option<String>) {
+        let mut checks = lock(&self.checks);
+        let prev = checks.get(&addr);
+        let ok = error.is_none();
+        let (consecutive_ok, consecutive_failed) = match (prev, ok) {
+            (Some(p), true) => (p.consecutive_ok.saturating_add(1), 0),
+            (Some(p), false) => (0, p.consecutive_failed.saturating_add(1)),
+            (None, true) => (1, 0),
+            (None, false) => (0, 1),
+        };
+        checks.insert(
+            addr,
+            CheckRecord {
+                at: SystemTime::now(),
+                ok,
+                error,
+                consecutive_ok,
+                consecutive_failed,
+            },
+        );
+    }
+
+    pub fn check(&self, addr: &SocketAddr) -> Option<CheckRecord> {
+        lock(&self.checks).get(addr).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_survive_membership_changes_of_others() {
+        let o = PoolObserver::default();
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().expect("addr"),
+            "127.0.0.1:2".parse().expect("addr"),
+        );
+        o.membership(&[a]);
+        o.count_request(&a);
+        o.count_request(&b); // not a member: ignored
+        o.record_check(a, None);
+        o.record_check(a, None);
+        o.membership(&[a, b]);
+        o.count_request(&b);
+        assert_eq!((o.requests(&a), o.requests(&b)), (1, 1));
+        assert_eq!(o.check(&a).map(|c| c.consecutive_ok), Some(2));
+        o.record_check(a, Some("refused".into()));
+        let c = o.check(&a).expect("record");
+        assert_eq!(
+            (c.consecutive_ok, c.consecutive_failed, c.ok),
+            (0, 1, false)
+        );
+        o.membership(&[b]);
+        assert_eq!(o.requests(&a), 0);
+        assert!(o.check(&a).is_none());
+    }
+}

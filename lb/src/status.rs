@@ -1,0 +1,119 @@
+//! `GET /status`: what the balancer thinks, as JSON, computed on request from the current
+//! snapshot (nothing here runs on the request path).
+
+use std::time::SystemTime;
+
+use serde_json::{json, Value};
+
+use crate::config::DiscoverySpec;
+use crate::pool::Pool;
+use crate::state::LbState;
+
+fn time(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn opt_time(t: Option<SystemTime>) -> Value {
+    t.map_or(Value::Null, |t| time(t).into())
+}
+
+pub fn status(state: &LbState) -> Value {
+    let snapshot = state.snapshot();
+    let last_reload = state.last_reload().map(|r| {
+        json!({
+            "at": time(r.at),
+            "trigger": r.trigger,
+            "result": if r.applied { "applied" } else { "rejected" },
+            "errors": r.errors,
+            "changes": r.changes,
+        })
+    });
+    let routes: Vec<Value> = snapshot
+        .config
+        .routes
+        .iter()
+        .map(|r| json!({ "prefix": r.prefix, "upstream": r.upstream, "strip_prefix": r.strip_prefix }))
+        .collect();
+    let upstreams: serde_json::Map<String, Value> = snapshot
+        .pools
+        .iter()
+        .map(|(name, pool)| (name.clone(), pool_status(pool)))
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": time(state.started_at),
+        "uptime_seconds": (state.started.elapsed().as_millis() as f64 / 1000.0),
+        "ready": state.is_ready(),
+        "draining": state.is_draining(),
+        "config": {
+            "file": state.config_path.display().to_string(),
+            "sha256": snapshot.hash,
+            "loaded_at": time(snapshot.loaded_at),
+            "metrics": snapshot.config.server.metrics,
+            "access_log": snapshot.config.server.access_log,
+        },
+        "reloads": {
+            "success": state.metrics.reload_count(true),
+            "failure": state.metrics.reload_count(false),
+            "last": last_reload,
+        },
+        "routes": routes,
+        "upstreams": upstreams,
+    })
+}
+
+fn pool_status(pool: &Pool) -> Value {
+    let source = match &pool.spec.discovery {
+        DiscoverySpec::Dns {
+            name,
+            port,
+            interval,
+            resolver,
+        } => json!({
+            "dns": format!("{name}:{port}"),
+            "interval": humantime::format_duration(*interval).to_string(),
+            "resolver": resolver.map(|r| r.to_string()),
+        }),
+        DiscoverySpec::Static { backends } => json!({
+            "static": backends.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>(),
+        }),
+    };
+    let d = pool.observer.discovery();
+    let health_check = pool.spec.health_check.as_ref().map(|hc| {
+        json!({
+            "path": hc.path,
+            "interval": humantime::format_duration(hc.interval).to_string(),
+            "healthy_after": hc.healthy_after,
+            "unhealthy_after": hc.unhealthy_after,
+        })
+    });
+    let backends: Vec<Value> = pool
+        .members()
+        .into_iter()
+        .map(|(addr, ready)| {
+            let check = pool.observer.check(&addr);
+            json!({
+                "address": addr.to_string(),
+                "health": if ready { "healthy" } else { "unhealthy" },
+                "consecutive_ok": check.as_ref().map(|c| c.consecutive_ok),
+                "consecutive_failed": check.as_ref().map(|c| c.consecutive_failed),
+                "last_check_at": opt_time(check.as_ref().map(|c| c.at)),
+                "last_check_ok": check.as_ref().map(|c| c.ok),
+                "last_check_error": check.as_ref().and_then(|c| c.error.clone()),
+                "requests": pool.observer.requests(&addr),
+            })
+        })
+        .collect();
+    json!({
+        "ready": pool.is_ready(),
+        "discovery": {
+            "source": source,
+            "last_at": opt_time(d.at),
+            "last_result": d.result.map(|r| r.as_str()),
+            "last_error": d.error,
+        },
+        "health_check": health_check,
+        "retries": pool.spec.retries,
+        "backends": backends,
+    })
+}

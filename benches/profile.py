@@ -56,6 +56,7 @@ def parse_args(argv):
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--access-log", choices=("on", "off"), default="on")
+    p.add_argument("--origin-log", choices=("on", "off"), default="off")
     p.add_argument("--lb-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--bin-dir")
     p.add_argument("--no-build", action="store_true")
@@ -65,7 +66,8 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if not 1 <= args.seconds <= 120:
         p.error("--seconds must be within 1..120")
-    args.lb_option = [f"{k.strip()}: {v.strip()}" for k, v in (o.split("=", 1) for o in args.lb_option)]
+    args.lb_option = dict(o.split("=", 1) for o in args.lb_option)
+    args.lb_variant = []
     return args
 
 
@@ -130,7 +132,7 @@ def main(argv):
 
         r = run.measure(stack, oha, scenario, target, args.seconds, args.connections)
         print(f"# {args.target} {scenario.key}, {args.threads} threads, {args.connections} connections "
-              f"{' '.join(args.lb_option)}")
+              f"{args.lb_option or ''}")
         print(f"plain: {r['rps']:,.0f} rps, p99 {r['p99']:.2f} ms, CPU {r['cpu_us']:.1f} µs/req, "
               f"upstream CPU {r['up_cpu_us'] or 0:.1f} µs/req")
 

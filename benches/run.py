@@ -157,30 +157,67 @@ def _write(path, text):
     return path
 
 
-def start_origins(stack, bins):
-    """Three backend replicas and the frontend; (backend servers, frontend, addrs)."""
+def start_origins(stack, bins, origin_log):
+    """Three backend replicas and the frontend; (backend servers, frontend, addrs).
+
+    Without `origin_log` they log warnings only (RUST_LOG=warn): their per-request
+    lines would cost the same behind every proxy, but take CPU from the proxy
+    under test on a 2-core machine.
+    """
     ports = free_ports(4)
     addrs = [f"127.0.0.1:{p}" for p in ports]
+    env = dict(os.environ) if origin_log else dict(os.environ, RUST_LOG="warn")
     backends = []
     for i, addr in enumerate(addrs[:3], 1):
-        env = dict(os.environ, BACKEND_LISTEN=addr)
         backends.append(_start(stack, f"backend{i}", [bins / "backend", "--listen", addr],
-                               f"http://{addr}/ready", env=env))
+                               f"http://{addr}/ready", env=dict(env, BACKEND_LISTEN=addr)))
     frontend = _start(stack, "frontend", [bins / "frontend", "--listen", addrs[3], "--root", stack.site],
-                      f"http://{addrs[3]}/")
+                      f"http://{addrs[3]}/", env=env)
     return backends, frontend, addrs[:3], addrs[3]
 
 
-def start_lb(stack, bins, name, *, access_log, metrics, extra, **common):
+@dataclass
+class LbVariant:
+    """Another lb run side by side with the default one (--lb-variant)."""
+
+    name: str
+    server: dict  # `server:` settings over the defaults
+    binary: str = None  # another lb build
+    env: dict = field(default_factory=dict)
+
+
+def parse_lb_variant(text):
+    """NAME:key=value,bin=PATH,env.VAR=value -> LbVariant."""
+    name, _, spec = text.partition(":")
+    if not name or not spec:
+        raise ValueError(f"--lb-variant {text!r}: expected NAME:key=value[,...]")
+    variant = LbVariant(name=name, server={})
+    for item in spec.split(","):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"--lb-variant {text!r}: {item!r} is not key=value")
+        if key == "bin":
+            variant.binary = value
+        elif key.startswith("env."):
+            variant.env[key[4:]] = value
+        else:
+            variant.server[key] = value
+    return variant
+
+
+def start_lb(stack, bins, name, *, access_log, metrics, settings, variant=None, **common):
     listen, admin = (f"127.0.0.1:{p}" for p in free_ports(2))
     tmp = stack.tmp / name
+    settings = dict(settings, **(variant.server if variant else {}))
     conf = _write(tmp / "lb.yaml", configs.lb_yaml(
-        tmp=tmp, listen=listen, admin=admin, access_log=access_log, metrics=metrics, extra=extra,
+        tmp=tmp, listen=listen, admin=admin, access_log=access_log, metrics=metrics, server=settings,
         **common))
-    check = subprocess.run([bins / "lb", "-t", "-c", conf], capture_output=True, text=True, timeout=30)
+    binary = variant.binary if variant and variant.binary else bins / "lb"
+    env = dict(os.environ, **variant.env) if variant else None
+    check = subprocess.run([binary, "-t", "-c", conf], capture_output=True, text=True, timeout=30, env=env)
     if check.returncode != 0:
         raise StartError(f"{name}: lb -t rejected the bench config {conf}:\n{check.stdout}{check.stderr}")
-    server = _start(stack, name, [bins / "lb", "-c", conf], f"http://{admin}/ready")
+    server = _start(stack, name, [binary, "-c", conf], f"http://{admin}/ready", env=env)
     wait_ready(server, f"http://{listen}{API_PATH}")
     return server, listen
 
@@ -205,7 +242,7 @@ def start_haproxy(stack, *, threads, backends, frontend, access_log):
 def start_stack(stack, bins, args, scenarios):
     """Start what the scenarios need; fill stack.targets by name."""
     wanted = {t for sc in scenarios for t in sc.targets}
-    backends, frontend, backend_addrs, frontend_addr = start_origins(stack, bins)
+    backends, frontend, backend_addrs, frontend_addr = start_origins(stack, bins, args.origin_log == "on")
     origins = Group("origins", backends + [frontend])
     t = stack.targets
     t["direct"] = Target("direct", f"http://{backend_addrs[0]}", Group("backend1", backends[:1]))
@@ -217,8 +254,13 @@ def start_stack(stack, bins, args, scenarios):
     for name, (access_log, metrics) in lbs.items():
         if name in wanted:
             server, listen = start_lb(stack, bins, name, access_log=access_log, metrics=metrics,
-                                      extra=args.lb_option, **common)
+                                      settings=args.lb_option, **common)
             t[name] = Target(name, f"http://{listen}", Group(name, [server]), origins)
+    for variant in args.lb_variant:
+        if variant.name in wanted:
+            server, listen = start_lb(stack, bins, variant.name, access_log=args.access_log == "on",
+                                      metrics=None, settings=args.lb_option, variant=variant, **common)
+            t[variant.name] = Target(variant.name, f"http://{listen}", Group(variant.name, [server]), origins)
 
     nginxes = {"nginx": args.access_log == "on"}
     nginxes.update(NGINX_VARIANTS)
@@ -342,12 +384,17 @@ def parse_args(argv):
                    help="lb threads = nginx workers = HAProxy nbthread (default: CPUs)")
     p.add_argument("--access-log", choices=("on", "off"), default="on",
                    help="access log of the lb, nginx and HAProxy in compare mode (default on, as the lb ships)")
+    p.add_argument("--origin-log", choices=("on", "off"), default="off",
+                   help="per-request logs of the backends and frontend (default off: RUST_LOG=warn)")
     p.add_argument("--scenarios", help="comma-separated subset, e.g. api-keepalive,api-newconn")
     p.add_argument("--targets", help="comma-separated subset of targets, e.g. lb,nginx")
     p.add_argument("--site", default=str(REPO / "frontend" / "site"),
                    help="the static site to serve (default frontend/site)")
     p.add_argument("--lb-option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra lb `server:` setting, e.g. upstream_keepalive_pool_size=256 (repeatable)")
+    p.add_argument("--lb-variant", action="append", default=[], metavar="NAME:SPEC",
+                   help="another lb next to the default one, e.g. lb-t1:threads=1 or "
+                        "lb-mi:bin=/path/to/lb,env.VAR=1 (repeatable; see README)")
     p.add_argument("--out", help="results directory (default benches/results, or benches/out with --smoke)")
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("--bin-dir", help="take lb/backend/frontend from this directory (implies --no-build)")
@@ -361,12 +408,25 @@ def parse_args(argv):
         p.error("--threads must be >= 1")
     if any("=" not in o for o in args.lb_option):
         p.error("--lb-option takes KEY=VALUE")
-    args.lb_option = [f"{k.strip()}: {v.strip()}" for k, v in (o.split("=", 1) for o in args.lb_option)]
+    args.lb_option = dict(o.split("=", 1) for o in args.lb_option)
+    try:
+        args.lb_variant = [parse_lb_variant(v) for v in args.lb_variant]
+    except ValueError as e:
+        p.error(str(e))
+    taken = {"lb", "nginx", "haproxy", "direct", "frontend", "nginx-static"} | set(lb_variants()) | set(NGINX_VARIANTS)
+    names = [v.name for v in args.lb_variant]
+    if set(names) & taken or len(set(names)) != len(names):
+        p.error("--lb-variant names must be new and distinct")
     return args
 
 
 def pick_scenarios(args):
     scenarios = compare_scenarios() if args.mode == "compare" else log_cost_scenarios()
+    for sc in scenarios:
+        if "lb" in sc.targets:
+            at = sc.targets.index("lb") + 1
+            sc.targets[at:at] = [v.name for v in args.lb_variant]
+            sc.ratios += [(v.name, ref) for v in args.lb_variant for ref in ("lb", "nginx")]
     if args.scenarios:
         keep = args.scenarios.split(",")
         unknown = set(keep) - {s.key for s in scenarios}
@@ -400,6 +460,8 @@ def main(argv):
     scenarios = pick_scenarios(args)
     out_dir = Path(args.out) if args.out else REPO / "benches" / ("out" if args.smoke else "results")
     command = "python3 benches/run.py" + (" " + shlex.join(argv) if argv else "")
+    if os.environ.get("CARGO_TARGET_DIR"):
+        command = f"CARGO_TARGET_DIR={shlex.quote(os.environ['CARGO_TARGET_DIR'])} {command}"
     n_runs = sum(len(sc.targets) for sc in scenarios)
     log(f"{len(scenarios)} scenarios, {n_runs} targets x {args.rounds} rounds x {args.duration:g} s "
         f"= about {n_runs * (args.rounds * args.duration + 1) / 60 + 1:.0f} min after the build")
@@ -431,10 +493,12 @@ def main(argv):
                             haproxy=shutil.which("haproxy") or "/usr/sbin/haproxy", repo=REPO)
     settings = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
                     rounds=args.rounds, duration=args.duration, connections=args.connections,
-                    threads=args.threads, access_log=args.access_log, mode=args.mode)
+                    threads=args.threads, access_log=args.access_log, origin_log=args.origin_log, mode=args.mode)
     title = ("Softy Pinko benchmark: lb vs nginx vs HAProxy" if args.mode == "compare"
              else "Softy Pinko benchmark: cost of the lb's access log and metrics")
-    notes = [f"Extra lb `server:` settings: {', '.join(args.lb_option)}"] if args.lb_option else []
+    notes = [f"Extra lb `server:` settings: {args.lb_option}"] if args.lb_option else []
+    notes += [f"lb variant `{v.name}`: settings {v.server}, binary {v.binary or 'the same'}, env {v.env}"
+              for v in args.lb_variant]
     if not configs.LB_SWITCHES["metrics"]:
         notes.append("The lb has no metrics switch yet: metrics ran as the lb ships.")
     md = report.markdown(title=title, summary=summary, scenarios=scenarios, machine=info,

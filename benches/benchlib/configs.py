@@ -14,26 +14,29 @@ import getpass
 import os
 
 
-def lb_yaml(*, tmp, listen, admin, threads, backends, frontend, access_log, metrics=None, extra=()):
+def lb_yaml(*, tmp, listen, admin, threads, backends, frontend, access_log, metrics=None, server=None):
     """The lb config (schema in lb/README.md), static discovery only.
 
-    `access_log`/`metrics` (None: as the lb ships) become config lines through
-    `lb_toggles`; `extra` are more `key: value` lines under `server:`
-    (e.g. `upstream_keepalive_pool_size: 256`) for experiments.
+    `access_log`/`metrics` (None: as the lb ships) become settings through
+    `lb_toggles`; `server` holds more `server:` settings, which win over
+    everything else (e.g. {"threads": "1", "upstream_keepalive_pool_size": "256"}).
     """
     api = ", ".join(f'"{b}"' for b in backends)
-    server_lines = lb_toggles(access_log=access_log, metrics=metrics) + list(extra)
-    more = "".join(f"  {line}\n" for line in server_lines)
+    settings = {
+        "listen": f'["{listen}"]',
+        "admin": f'"{admin}"',
+        "threads": threads,
+        "grace_period": "1s",
+        "shutdown_timeout": "1s",
+        "pid_file": f'"{tmp}/lb.pid"',
+        "upgrade_sock": f'"{tmp}/lb-upgrade.sock"',
+    }
+    settings.update(lb_toggles(access_log=access_log, metrics=metrics))
+    settings.update(server or {})
+    lines = "".join(f"  {k}: {v}\n" for k, v in settings.items())
     return f"""version: 1
 server:
-  listen: ["{listen}"]
-  admin: "{admin}"
-  threads: {threads}
-  grace_period: 1s
-  shutdown_timeout: 1s
-  pid_file: "{tmp}/lb.pid"
-  upgrade_sock: "{tmp}/lb-upgrade.sock"
-{more}routes:
+{lines}routes:
   - {{ prefix: /api/, upstream: api }}
   - {{ prefix: /, upstream: web }}
 upstreams:
@@ -53,13 +56,13 @@ LB_SWITCHES = {"access_log": "access_log", "metrics": None}
 
 
 def lb_toggles(*, access_log, metrics):
-    """Config lines under `server:` for the switches the lb has."""
-    lines = []
+    """`server:` settings for the switches the lb has."""
+    settings = {}
     for switch, on in (("access_log", access_log), ("metrics", metrics)):
         key = LB_SWITCHES[switch]
         if key is not None and on is not None:
-            lines.append(f"{key}: {'true' if on else 'false'}")
-    return lines
+            settings[key] = "true" if on else "false"
+    return settings
 
 
 def _user_line():

@@ -111,7 +111,8 @@ def markdown(*, title, summary, scenarios, machine, settings, command, load_befo
         f"- Load average (1/5/15 min) before: {load_before}; after: {load_after}",
         f"- Settings: {settings['rounds']} rounds × {settings['duration']} s per target, "
         f"{settings['connections']} connections, {settings['threads']} proxy threads/workers, "
-        f"access log {settings['access_log']}; targets rotate within each round",
+        f"proxies' access log {settings['access_log']}, backends' and frontend's request log "
+        f"{settings.get('origin_log', 'on')}; targets rotate within each round",
         "- Cells: median over rounds (min–max). CPU µs/req = (utime+stime of the target's "
         "processes after − before the run) ÷ 2xx responses; upstream = the backends and "
         "frontend behind it. See benches/README.md.",

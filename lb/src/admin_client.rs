@@ -45,12 +45,27 @@ pub fn probe(url: &str) -> Result<String, String> {
     }
 }
 
-/// Ask the lb at `url` to reload: `Ok(body)` when applied, `Err(body or error)` otherwise.
+/// Ask the lb at `url` to reload: `Ok(report)` when applied, `Err(report or error)`
+/// otherwise. A report is a summary line, then one indented line per change or error.
 pub fn reload(url: &str) -> Result<String, String> {
     let (status_line, code, body) = request("POST", url, RELOAD_TIMEOUT)?;
-    match code {
-        Some(200) => Ok(body),
-        Some(_) if !body.is_empty() => Err(body),
+    let answer: Option<serde_json::Value> = serde_json::from_str(&body).ok();
+    let lines = |key: &str| -> String {
+        answer
+            .as_ref()
+            .and_then(|a| a[key].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.as_str())
+            .map(|l| format!("\n  {l}"))
+            .collect()
+    };
+    match (code, &answer) {
+        (Some(200), Some(_)) => Ok(format!("configuration reloaded{}", lines("changes"))),
+        (Some(422), Some(_)) => Err(format!(
+            "configuration rejected; still running with the previous one:{}",
+            lines("errors")
+        )),
         _ => Err(format!("{url}: {status_line}")),
     }
 }

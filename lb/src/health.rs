@@ -145,7 +145,10 @@ impl HealthCheck for GatedHttpCheck {
             self.admission.admit(target);
         }
         if let Some(addr) = target.addr.as_inet() {
-            let error = result.as_ref().err().map(|e| e.to_string());
+            let error = result
+                .as_ref()
+                .err()
+                .map(|e| e.to_string().trim().to_string());
             self.observer.record_check(*addr, error);
         }
         result

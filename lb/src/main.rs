@@ -18,9 +18,9 @@ fn main() -> ExitCode {
     // --url, else from the config's admin address, else the default admin address.
     let admin_url = |url: &Option<String>, path: &str| {
         url.clone()
-            .unwrap_or_else(|| match lb::config::Config::load(&cli.conf) {
-                Ok(c) => admin_client::url_for_admin(c.server.admin, path),
-                Err(_) => format!("http://127.0.0.1:9901{path}"),
+            .unwrap_or_else(|| match lb::config::admin_address(&cli.conf) {
+                Some(admin) => admin_client::url_for_admin(admin, path),
+                None => format!("http://127.0.0.1:9901{path}"),
             })
     };
     match &cli.command {
@@ -35,12 +35,12 @@ fn main() -> ExitCode {
         }
         Some(Command::Reload { url }) => {
             return match admin_client::reload(&admin_url(url, "/reload")) {
-                Ok(body) => {
-                    println!("{body}");
+                Ok(report) => {
+                    println!("{report}");
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("lb reload: {e}");
+                Err(report) => {
+                    eprintln!("lb reload: {report}");
                     ExitCode::FAILURE
                 }
             };

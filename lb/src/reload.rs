@@ -56,7 +56,6 @@ impl Reloader {
             Ok((hash, changes)) => (true, hash, Vec::new(), changes),
             Err(errors) => (false, String::new(), errors, Vec::new()),
         };
-        self.state.metrics.reload(applied, &hash);
         if applied {
             tracing::info!(config = %path, trigger, sha256 = %hash, ?changes, "configuration reloaded");
         } else {
@@ -75,7 +74,9 @@ impl Reloader {
             errors,
             changes,
         };
+        // The record first: `/status` readers that see the counter move also see it.
         self.state.set_last_reload(record.clone());
+        self.state.metrics.reload(applied, &hash);
         record
     }
 

@@ -209,6 +209,18 @@ impl Config {
     }
 }
 
+/// `server.admin` of a config file even when the rest of it is invalid (so `lb reload` can
+/// report a broken file's errors from the running lb): `None` when the file can't be read
+/// or parsed as YAML, or the value is not an `IP:port`; the default when the key is absent.
+pub fn admin_address(path: &Path) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    match doc.get("server").and_then(|s| s.get("admin")) {
+        Some(v) => v.as_str()?.parse().ok(),
+        None => defaults::ADMIN.parse().ok(),
+    }
+}
+
 /// The text of a config file; an unreadable file is a config error like any other.
 pub fn read(path: &Path) -> Result<String, ConfigErrors> {
     std::fs::read_to_string(path).map_err(|e| {

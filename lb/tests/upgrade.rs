@@ -1,0 +1,112 @@
+//! Zero-downtime binary upgrade with real processes: `lb -u` takes over the listening
+//! sockets of the running lb on SIGQUIT, the old one drains and exits, no request fails.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use support::{Lb, Stub};
+
+/// Most requests each load connection sends; with the pause below the load spans the
+/// whole hand-over (the old process waits 5 s, then drains for `grace_period`).
+const PER_CONNECTION: usize = 500;
+const CONNECTIONS: usize = 8;
+const PAUSE: Duration = Duration::from_millis(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_upgrade_under_load_loses_nothing() {
+    let a = Stub::start("a", "127.0.0.1:0").await;
+    let b = Stub::start("b", "127.0.0.1:0").await;
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [\"{}\", \"{}\"] }}\n    health_check: {{ path: /ready, interval: 200ms, timeout: 200ms }}\n",
+        a.addr, b.addr
+    );
+    let mut old = Lb::start("  access_log: false", &body);
+    old.wait_ready().await;
+
+    // A paced, bounded load on keep-alive connections, running until the old process is
+    // gone (or each connection reached its cap).
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = old.url("/work");
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (stop, url) = (stop.clone(), url.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(1)
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .expect("client");
+                let (mut ok, mut failures) = (0usize, Vec::new());
+                for _ in 0..PER_CONNECTION {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => match r.bytes().await {
+                            Ok(_) => ok += 1,
+                            Err(e) => failures.push(format!("body: {e}")),
+                        },
+                        Ok(r) => failures.push(format!("status {}", r.status())),
+                        Err(e) => failures.push(format!("error: {e}")),
+                    }
+                    tokio::time::sleep(PAUSE).await;
+                }
+                (ok, failures)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut new = old.start_upgrade();
+    let sock = old.config_path().with_file_name("upgrade.sock");
+    support::eventually(
+        Duration::from_secs(10),
+        "new process waiting on upgrade_sock",
+        || {
+            let exists = sock.exists();
+            async move { exists }
+        },
+    )
+    .await;
+    old.signal(Signal::SIGQUIT);
+    let exit = old.wait_exit(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let (mut ok, mut failures) = (0, Vec::new());
+    for t in tasks {
+        let (o, f) = t.await.expect("load task");
+        ok += o;
+        failures.extend(f);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed of {}, e.g. {:?}\nold log:\n{}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)],
+        old.log()
+    );
+    let exit = exit.expect("old process exits after draining");
+    assert!(exit.success(), "old process: {exit}");
+    assert!(
+        ok > 1000,
+        "the load ran through the hand-over ({ok} requests)"
+    );
+    assert!(old.log().contains("listener sockets sent"), "{}", old.log());
+
+    // The new process serves on the same ports, admin included.
+    new.wait_ready().await;
+    let resp = support::client()
+        .get(new.url("/after"))
+        .send()
+        .await
+        .expect("get via the new process");
+    assert_eq!(resp.status(), 200);
+    assert!(new.is_running());
+}

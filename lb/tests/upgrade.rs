@@ -35,12 +35,7 @@ async fn binary_upgrade_under_load_loses_nothing() {
         .map(|_| {
             let (stop, url) = (stop.clone(), url.clone());
             tokio::spawn(async move {
-                let client = reqwest::Client::builder()
-                    .no_proxy()
-                    .pool_max_idle_per_host(1)
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .expect("client");
+                let client = support::load_client();
                 let (mut ok, mut failures) = (0usize, Vec::new());
                 for _ in 0..PER_CONNECTION {
                     if stop.load(Ordering::Relaxed) {

@@ -87,6 +87,16 @@ pub async fn until_serving(
     .await;
 }
 
+/// One load connection: a client that keeps one keep-alive connection.
+pub fn load_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
 /// Outcome of a bounded load run.
 #[derive(Debug, Default)]
 pub struct LoadResult {
@@ -122,12 +132,7 @@ impl Load {
                 let per = total / connections + usize::from(c < total % connections);
                 let (url, done) = (url.to_string(), done.clone());
                 tokio::spawn(async move {
-                    let client = reqwest::Client::builder()
-                        .no_proxy()
-                        .pool_max_idle_per_host(1)
-                        .timeout(Duration::from_secs(10))
-                        .build()
-                        .expect("client");
+                    let client = load_client();
                     let mut r = LoadResult::default();
                     for _ in 0..per {
                         match client.get(&url).send().await {

@@ -449,3 +449,33 @@ async fn status_describes_config_routes_and_pools() {
         .expect("body")
         .contains("fetch(\"/status\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_counted_by_reason() {
+    let app = Stub::start("app", "127.0.0.1:0").await;
+    let dead = format!("127.0.0.1:{}", support::free_port("127.0.0.1"));
+    // No health check: the dead backend stays in rotation, so every other request fails to
+    // connect once and is retried on the live one.
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [\"{dead}\", \"{}\"] }}\n    retries: 1\n",
+        app.addr
+    );
+    let mut lb = Lb::start("", &body);
+    lb.wait_ready().await;
+    let counts = spread(&client(), &lb.url("/r"), 10).await;
+    assert_eq!(counts.get("app"), Some(&10), "{counts:?}");
+    support::eventually(Duration::from_secs(5), "retries counted", || async {
+        let m = scrape(&lb).await;
+        metric(&m, "lb_retries_total{reason=connect,upstream=app}") >= 4.0
+            && metric(&m, "lb_upstream_tries_total{upstream=app}") >= 14.0
+    })
+    .await;
+    let m = scrape(&lb).await;
+    assert_eq!(
+        metric(&m, "lb_retries_total{reason=after_send,upstream=app}"),
+        0.0
+    );
+    let s = status(&lb).await;
+    let dead_status = backend(&s, &dead).expect("dead backend listed");
+    assert!(dead_status["requests"].as_u64() >= Some(4), "{dead_status}");
+}

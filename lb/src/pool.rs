@@ -35,6 +35,8 @@ pub struct Pool {
     /// Wakes the health loop right after discovery changes the membership, so new backends
     /// are checked (and admitted) without waiting a full interval.
     membership_changed: Notify,
+    /// Wakes requests waiting in [`Pool::wait_ready`] once the pool is ready.
+    became_ready: Notify,
     /// Resolved metric handles (no label lookups on the hot path).
     pub metrics: PoolMetrics,
     /// Discovery and check history, per-backend try counts (for `/status`).
@@ -90,6 +92,7 @@ impl Pool {
             lb,
             ready: AtomicBool::new(false),
             membership_changed: Notify::new(),
+            became_ready: Notify::new(),
             metrics: metrics.pool(name),
             observer,
         }))
@@ -97,6 +100,21 @@ impl Pool {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Wait until the pool is ready, at most `limit`; true if it is. Requests that arrive
+    /// while a pool warms up (a process that just started or took the sockets over in an
+    /// upgrade) wait for it instead of getting a 503.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let became_ready = self.became_ready.notified();
+        tokio::pin!(became_ready);
+        // Register before checking, so a wake-up in between is not lost.
+        became_ready.as_mut().enable();
+        if self.is_ready() {
+            return true;
+        }
+        let _ = tokio::time::timeout(limit, became_ready).await;
+        self.is_ready()
     }
 
     /// The next healthy backend in round-robin order, skipping addresses this request
@@ -155,6 +173,7 @@ impl Pool {
             self.lb.backends().run_health_check(true).await;
         }
         self.ready.store(true, Ordering::Release);
+        self.became_ready.notify_waiters();
         tracing::info!(upstream = %self.name, backends = ?self.members(), "upstream ready");
     }
 

@@ -34,8 +34,14 @@ impl ShutdownSignalWatch for Signals {
         };
         loop {
             tokio::select! {
-                _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
-                _ = term.recv() => return ShutdownSignal::GracefulTerminate,
+                _ = quit.recv() => {
+                    self.reloader.state.set_closing();
+                    return ShutdownSignal::GracefulUpgrade;
+                }
+                _ = term.recv() => {
+                    self.reloader.state.set_closing();
+                    return ShutdownSignal::GracefulTerminate;
+                }
                 _ = int.recv() => return ShutdownSignal::FastShutdown,
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP received: reloading the configuration");

@@ -107,6 +107,8 @@ pub struct LbState {
     /// Wakes the pool supervisor after [`LbState::install`].
     pub(crate) snapshot_changed: Notify,
     draining: AtomicBool,
+    /// Set on SIGQUIT/SIGTERM: responses close their connection from then on.
+    closing: AtomicBool,
     pub metrics: Arc<Metrics>,
     /// The config file given with `-c` (reloads read it again).
     pub config_path: std::path::PathBuf,
@@ -126,6 +128,7 @@ impl LbState {
             snapshot: ArcSwap::from_pointee(snapshot),
             snapshot_changed: Notify::new(),
             draining: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             metrics,
             config_path,
             started: Instant::now(),
@@ -167,5 +170,19 @@ impl LbState {
 
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// From now on every response says `Connection: close`. Set when SIGQUIT hands the
+    /// sockets to a new process (or SIGTERM stops this one): clients then open their next
+    /// connection to the new process, and no keep-alive connection is left idle for
+    /// pingora's shutdown to close under a request the client is just sending.
+    pub fn set_closing(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    /// One relaxed load per response (hot path).
+    #[inline]
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 }

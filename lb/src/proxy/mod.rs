@@ -48,6 +48,10 @@ impl ProxyHttp for LbProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        if let Some(pool) = ctx.pool().filter(|p| !p.is_ready()).cloned() {
+            // still warming up: wait for its first discovery, as long as a connect may take
+            pool.wait_ready(pool.spec.timeouts.connect).await;
+        }
         upstream::upstream_peer(ctx)
     }
 
@@ -93,10 +97,14 @@ impl ProxyHttp for LbProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if self.state.is_closing() {
+            // handing over or stopping: this connection ends after this response
+            session.set_keepalive(None);
+        }
         response::response_filter(upstream_response, ctx)
     }
 

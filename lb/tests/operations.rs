@@ -140,6 +140,43 @@ async fn reload_moves_a_route_to_a_new_pool_under_load() {
     assert!(lb.log().contains("stopping discovery and health checks"));
 }
 
+/// A pool changed in place (same name, new backends and check settings) is rebuilt,
+/// warmed up and swapped in under load without a failed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rebuilds_a_changed_pool_under_load() {
+    let a = Stub::start("a", "127.0.0.1:0").await;
+    let b = Stub::start("b", "127.0.0.1:0").await;
+    let config = |stubs: &[&Stub], interval: &str| {
+        let addrs: Vec<String> = stubs.iter().map(|s| format!("\"{}\"", s.addr)).collect();
+        format!(
+            "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [{}] }}\n    health_check: {{ path: /ready, interval: {interval}, timeout: 200ms }}\n",
+            addrs.join(", ")
+        )
+    };
+    let mut lb = Lb::start("  access_log: false", &config(&[&a], "200ms"));
+    lb.wait_ready().await;
+    let total = 3000;
+    let load = Load::start(&lb.url("/x"), total, 8);
+    load.reached(600).await;
+    lb.write_config("  access_log: false", &config(&[&a, &b], "300ms"));
+    let out = lb.run_command(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("upstream app: rebuilt"));
+    let result = load.finish().await;
+    result.assert_no_failures(total);
+    let counts = spread(&client(), &lb.url("/x"), 20).await;
+    // both backends in rotation now (round robin: about half each)
+    let (ca, cb) = (
+        counts.get("a").copied().unwrap_or(0),
+        counts.get("b").copied().unwrap_or(0),
+    );
+    assert!(ca >= 8 && cb >= 8 && ca + cb == 20, "{counts:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_reload_keeps_the_old_config_then_a_fixed_one_applies() {
     let (app, lb) = one_pool().await;

@@ -516,3 +516,33 @@ async fn retries_are_counted_by_reason() {
     let dead_status = backend(&s, &dead).expect("dead backend listed");
     assert!(dead_status["requests"].as_u64() >= Some(4), "{dead_status}");
 }
+
+/// A request in flight finishes on the snapshot it started with, even when the reload
+/// removes its route's pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_finishes_on_its_snapshot() {
+    let a = Stub::start("a", "127.0.0.1:0").await;
+    let b = Stub::start("b", "127.0.0.1:0").await;
+    let only = |name: &str, stub: &Stub| {
+        format!(
+            "routes:\n  - {{ prefix: /, upstream: {name} }}\nupstreams:\n{}",
+            pool(name, &[stub])
+        )
+    };
+    let mut lb = Lb::start("", &only("pool_a", &a));
+    lb.wait_ready().await;
+    let slow = tokio::spawn(client().get(lb.url("/slow?ms=1500")).send());
+    support::eventually(Duration::from_secs(5), "slow request at a", || async {
+        a.in_flight() == 1
+    })
+    .await;
+    lb.write_config("", &only("pool_b", &b));
+    lb.signal(Signal::SIGHUP);
+    until_reloads(&lb, "success", 1).await;
+    let counts = spread(&client(), &lb.url("/now"), 3).await;
+    assert_eq!(counts.get("b"), Some(&3), "{counts:?}");
+    let resp = slow.await.expect("task").expect("slow request");
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["id"], "a");
+}

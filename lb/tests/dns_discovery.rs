@@ -78,6 +78,38 @@ async fn pool_follows_dns_records() {
         "{}",
         lb.log()
     );
+    // ...and the failed rounds show in /status and /metrics
+    let status: serde_json::Value = http
+        .get(lb.admin_url("/status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    let discovery = &status["upstreams"]["app"]["discovery"];
+    assert_eq!(discovery["last_result"], "error", "{discovery}");
+    assert!(discovery["last_error"].is_string(), "{discovery}");
+    assert_eq!(
+        discovery["source"]["dns"],
+        format!("app.test:{port}").as_str()
+    );
+    let metrics = http
+        .get(lb.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let errors: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"lb_discovery_updates_total{result="error",upstream="app"} "#)
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("discovery error counter");
+    assert!(errors >= 1.0, "{errors}");
 
     // recovery
     dns.set(Answer::Records(vec![ips[1]]));

@@ -79,14 +79,7 @@ async fn pool_follows_dns_records() {
         lb.log()
     );
     // ...and the failed rounds show in /status and /metrics
-    let status: serde_json::Value = http
-        .get(lb.admin_url("/status"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let status = lb.admin_json("/status").await;
     let discovery = &status["upstreams"]["app"]["discovery"];
     assert_eq!(discovery["last_result"], "error", "{discovery}");
     assert!(discovery["last_error"].is_string(), "{discovery}");

@@ -45,14 +45,7 @@ fn backend(s: &Value, addr: &str) -> Option<Value> {
 }
 
 async fn status(lb: &Lb) -> Value {
-    client()
-        .get(lb.admin_url("/status"))
-        .send()
-        .await
-        .expect("GET /status")
-        .json()
-        .await
-        .expect("status JSON")
+    lb.admin_json("/status").await
 }
 
 /// Wait until `/status` counts `n` reloads with `result` (`success` or `failure`).

@@ -84,6 +84,18 @@ impl Lb {
         format!("http://127.0.0.1:{}{path}", self.admin)
     }
 
+    /// GET an admin endpoint and parse its JSON body (e.g. `/status`).
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        super::client()
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .expect("admin GET")
+            .json()
+            .await
+            .expect("admin JSON")
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("lb.yaml")
     }

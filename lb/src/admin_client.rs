@@ -4,7 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
+
+use crate::cli::Command;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// A reload may wait for new pools to warm up (`reload::WARM_UP_LIMIT`).
@@ -34,6 +38,35 @@ pub fn url_for_admin(admin: SocketAddr, path: &str) -> String {
         ip => ip,
     };
     format!("http://{}{path}", SocketAddr::new(ip, admin.port()))
+}
+
+/// Run a subcommand against the lb whose config is `conf`. The URL comes from `--url`,
+/// else from the config's admin address (read leniently, so `reload` can report a broken
+/// file), else the default admin address.
+pub fn run(command: &Command, conf: &Path) -> ExitCode {
+    let url = |url: &Option<String>, path: &str| {
+        url.clone()
+            .unwrap_or_else(|| match crate::config::admin_address(conf) {
+                Some(admin) => url_for_admin(admin, path),
+                None => format!("http://127.0.0.1:9901{path}"),
+            })
+    };
+    let (name, outcome) = match command {
+        Command::Healthcheck { url: u } => ("healthcheck", probe(&url(u, "/ready"))),
+        Command::Reload { url: u } => ("reload", reload(&url(u, "/reload"))),
+    };
+    match outcome {
+        Ok(report) => {
+            if matches!(command, Command::Reload { .. }) {
+                println!("{report}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(report) => {
+            eprintln!("lb {name}: {report}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Probe `url`; `Ok(status line)` on 2xx.

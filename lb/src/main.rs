@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lb::admin_client;
-use lb::cli::{Cli, Command};
+use lb::cli::Cli;
 use lb::logging::{self, LogFormat};
 use lb::server;
 
@@ -14,38 +14,9 @@ const EXIT_BAD_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
 
-    // Subcommands that talk to a running lb through its admin listener. The URL comes from
-    // --url, else from the config's admin address, else the default admin address.
-    let admin_url = |url: &Option<String>, path: &str| {
-        url.clone()
-            .unwrap_or_else(|| match lb::config::admin_address(&cli.conf) {
-                Some(admin) => admin_client::url_for_admin(admin, path),
-                None => format!("http://127.0.0.1:9901{path}"),
-            })
-    };
-    match &cli.command {
-        Some(Command::Healthcheck { url }) => {
-            return match admin_client::probe(&admin_url(url, "/ready")) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("lb healthcheck: {e}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Some(Command::Reload { url }) => {
-            return match admin_client::reload(&admin_url(url, "/reload")) {
-                Ok(report) => {
-                    println!("{report}");
-                    ExitCode::SUCCESS
-                }
-                Err(report) => {
-                    eprintln!("lb reload: {report}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        None => {}
+    // `healthcheck` and `reload` talk to a running lb through its admin listener.
+    if let Some(command) = &cli.command {
+        return admin_client::run(command, &cli.conf);
     }
 
     // Check the whole config before pingora sees anything; never start on a bad one.

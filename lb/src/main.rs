@@ -8,6 +8,14 @@ use lb::cli::Cli;
 use lb::logging::{self, LogFormat};
 use lb::server;
 
+/// mimalloc instead of glibc's malloc: the proxy allocates and frees many small buffers and
+/// header maps per request, and glibc's `malloc`/`free` took about a fifth of the lb's user
+/// instructions per request (callgrind, keep-alive `GET /api/hello`). mimalloc's per-thread
+/// free lists make that path much shorter. It is C built by the `cc` crate and links into the
+/// static (`+crt-static`) release binary like the rest.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for an invalid configuration (as nginx/pingora tooling expects from `-t`).
 const EXIT_BAD_CONFIG: u8 = 2;
 

@@ -398,6 +398,8 @@ def parse_args(argv):
     p.add_argument("--out", help="results directory (default benches/results, or benches/out with --smoke)")
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("--bin-dir", help="take lb/backend/frontend from this directory (implies --no-build)")
+    p.add_argument("--note", action="append", default=[],
+                   help="a line for the results header, e.g. where the binaries came from (repeatable)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
     args = p.parse_args(argv)
     if args.smoke:
@@ -496,11 +498,13 @@ def main(argv):
                     threads=args.threads, access_log=args.access_log, origin_log=args.origin_log, mode=args.mode)
     title = ("Softy Pinko benchmark: lb vs nginx vs HAProxy" if args.mode == "compare"
              else "Softy Pinko benchmark: cost of the lb's access log and metrics")
-    notes = [f"Extra lb `server:` settings: {args.lb_option}"] if args.lb_option else []
+    notes = list(args.note)
+    if args.bin_dir:
+        notes.append(f"Binaries from `{args.bin_dir}` (--bin-dir), not built by this run.")
+    if args.lb_option:
+        notes.append(f"Extra lb `server:` settings: {args.lb_option}")
     notes += [f"lb variant `{v.name}`: settings {v.server}, binary {v.binary or 'the same'}, env {v.env}"
               for v in args.lb_variant]
-    if not configs.LB_SWITCHES["metrics"]:
-        notes.append("The lb has no metrics switch yet: metrics ran as the lb ships.")
     md = report.markdown(title=title, summary=summary, scenarios=scenarios, machine=info,
                          settings=settings, command=command, load_before=load_before,
                          load_after=load_after, notes=notes)

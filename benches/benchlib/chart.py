@@ -71,14 +71,14 @@ def _text(x, y, s, size=11, anchor="middle", extra=""):
     )
 
 
-def _panel(x0, y0, sc, metric, summary):
+def _panel(x0, y0, width, bottom, sc, metric, summary):
     out = []
-    pw, ph = PANEL_W - LEFT - RIGHT, PANEL_H - TOP - BOTTOM
+    pw, ph = width - LEFT - RIGHT, PANEL_H - TOP - bottom
     px, py = x0 + LEFT, y0 + TOP
     bars = [(t, summary[(sc.key, t)][metric]) for t in sc.targets if (sc.key, t) in summary]
     top = max((s.max or 0 for _, s in bars), default=0)
     ymax = _nice_max(top * 1.12)
-    out.append(_text(x0 + PANEL_W / 2, y0 + 16, sc.key, 12, extra='font-weight="bold"'))
+    out.append(_text(x0 + width / 2, y0 + 16, sc.key, 12, extra='font-weight="bold"'))
     for i in range(5):
         v = ymax * i / 4
         y = py + ph - ph * i / 4
@@ -109,7 +109,12 @@ def _panel(x0, y0, sc, metric, summary):
 
 
 def svg(summary, scenarios, title, subtitle):
-    width = LEFT + PANEL_W * len(scenarios) + 20
+    # Wide enough for every bar's value label (about 34 px per bar).
+    panel_w = max(PANEL_W, LEFT + RIGHT + 34 * max(len(sc.targets) for sc in scenarios))
+    width = LEFT + panel_w * len(scenarios) + 20
+    # Room below the axis for the longest rotated target name.
+    longest = max(len(t) for sc in scenarios for t in sc.targets)
+    bottom = max(BOTTOM, 18 + round(3.5 * longest))
     height = HEADER + PANEL_H * len(ROWS) + 10
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -123,6 +128,6 @@ def svg(summary, scenarios, title, subtitle):
         lx, ly = 16, y0 + PANEL_H / 2
         out.append(_text(lx, ly, label, 11, "middle", f'transform="rotate(-90 {lx} {ly:.1f})" fill="#333"'))
         for c, sc in enumerate(scenarios):
-            out += _panel(LEFT - 20 + c * PANEL_W, y0, sc, metric, summary)
+            out += _panel(LEFT - 20 + c * panel_w, y0, panel_w, bottom, sc, metric, summary)
     out.append("</svg>")
     return "\n".join(out) + "\n"

@@ -50,9 +50,8 @@ upstreams:
 
 
 # The lb's `server:` keys for the switches log-cost mode turns off and on
-# (lb/src/config/raw.rs). None: the lb has no such switch yet.
-# TODO(lb metrics): set "metrics" once the operations issue adds the switch.
-LB_SWITCHES = {"access_log": "access_log", "metrics": None}
+# (lb/src/config/raw.rs; both default to true). None: the lb has no such switch.
+LB_SWITCHES = {"access_log": "access_log", "metrics": "metrics"}
 
 
 def lb_toggles(*, access_log, metrics):
@@ -119,6 +118,9 @@ def nginx_proxy_conf(*, tmp, listen, threads, backends, frontend, access_log):
         proxy_set_header X-Request-Id $request_id;
         add_header X-Request-Id $request_id always;
         proxy_next_upstream error timeout;
+        # Stream large responses through the memory buffers, as the lb and HAProxy do,
+        # instead of spilling what the client has not read yet to temp files (the default).
+        proxy_max_temp_file_size 0;
         location /api/ {{ proxy_pass http://api; }}
         location / {{ proxy_pass http://web; }}
     }}

@@ -103,7 +103,7 @@ def markdown(*, title, summary, scenarios, machine, settings, command, load_befo
     parts = [
         f"# {title}",
         "",
-        f"Command: `{command}`",
+        f"Command: `` {command} ``" if "`" in command else f"Command: `{command}`",
         "",
         f"- Date (UTC): {settings['date']}; commit {m['commit']}",
         f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}",

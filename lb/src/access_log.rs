@@ -1,41 +1,247 @@
-//! One structured line per request, as a `tracing` event with target `access` (JSON or text
-//! depending on `--log-format`). Fields: request_id, client_ip, method, path, status, route,
-//! upstream, backend, tries, duration_ms, bytes_in, bytes_out (body bytes), and error when
-//! the request failed. The event's timestamp is the time.
+//! One structured line per request with target `access`. Fields: request_id, client_ip,
+//! method, path, status, route, upstream, backend, tries, duration_ms, bytes_in, bytes_out
+//! (body bytes), and error when the request failed; plus timestamp, level and target like
+//! every other log line.
 //!
-//! Values are passed as `Display` references, so nothing is formatted unless a subscriber
-//! actually writes the line; `server.access_log: false` skips the event altogether.
+//! With JSON logs (the default off a terminal) the line is written here directly: the same
+//! shape `tracing-subscriber`'s JSON formatter gives every other event, but built in a reused
+//! per-thread buffer and written with one `write_all` to stdout. Going through the generic
+//! formatter cost ~29k instructions per request (callgrind: field visitors, a `String` per
+//! `Display` value, date formatting), about a fifth of the lb's whole per-request work; this
+//! path is a small fraction of that. It still obeys the `RUST_LOG` filter (`access=off`
+//! silences it). With text logs the line is an ordinary `tracing` event.
+//! `server.access_log: false` skips both.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use pingora::proxy::Session;
 use pingora::Error;
-use tracing::field::display;
+use tracing::Level;
 
+use crate::logging::{self, LogFormat};
 use crate::proxy::RequestCtx;
 
 pub fn log(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
-    let req = session.req_header();
-    let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    let client_ip = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| display(a.ip()));
-    let route = ctx.route();
-    let downstream = session.as_downstream();
-    tracing::info!(
-        target: "access",
-        request_id = ctx.request_id.to_str().unwrap_or("-"),
-        client_ip,
-        method = req.method.as_str(),
-        path = req.uri.path(),
-        status,
-        route = route.map(|r| r.prefix.as_str()),
-        upstream = route.map(|r| r.pool.name.as_str()),
-        backend = ctx.backend().map(display),
-        tries = ctx.tries(),
-        // whole microseconds, so the number prints short (2.417, not 2.4170000000000003)
-        duration_ms = ctx.started.elapsed().as_micros() as f64 / 1000.0,
-        bytes_in = downstream.body_bytes_read(),
-        bytes_out = downstream.body_bytes_sent(),
-        error = error.map(|e| e.etype().as_str()),
+    if !tracing::enabled!(target: "access", Level::INFO) {
+        return;
+    }
+    let line = Line::new(session, error, ctx);
+    match logging::format() {
+        Some(LogFormat::Json) => line.write_json(),
+        _ => line.emit_event(),
+    }
+}
+
+/// The fields of one access log line.
+struct Line<'a> {
+    request_id: &'a str,
+    client_ip: Option<std::net::IpAddr>,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    route: Option<&'a str>,
+    upstream: Option<&'a str>,
+    backend: Option<std::net::SocketAddr>,
+    tries: usize,
+    /// Whole microseconds, so the number prints short (2.417, not 2.4170000000000003).
+    duration_us: u128,
+    bytes_in: usize,
+    bytes_out: usize,
+    error: Option<&'static str>,
+}
+
+thread_local! {
+    /// The line being built; keeps its capacity between requests.
+    static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+}
+
+impl<'a> Line<'a> {
+    fn new(session: &'a Session, error: Option<&Error>, ctx: &'a RequestCtx) -> Self {
+        let req = session.req_header();
+        let route = ctx.route();
+        let downstream = session.as_downstream();
+        Line {
+            request_id: ctx.request_id.to_str().unwrap_or("-"),
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            route: route.map(|r| r.prefix.as_str()),
+            upstream: route.map(|r| r.pool.name.as_str()),
+            backend: ctx.backend(),
+            tries: ctx.tries(),
+            duration_us: ctx.started.elapsed().as_micros(),
+            bytes_in: downstream.body_bytes_read(),
+            bytes_out: downstream.body_bytes_sent(),
+            error: error.map(|e| e.etype().as_str()),
+        }
+    }
+
+    fn duration_ms(&self) -> f64 {
+        self.duration_us as f64 / 1000.0
+    }
+
+    fn emit_event(&self) {
+        tracing::info!(
+            target: "access",
+            request_id = self.request_id,
+            client_ip = self.client_ip.map(display),
+            method = self.method,
+            path = self.path,
+            status = self.status,
+            route = self.route,
+            upstream = self.upstream,
+            backend = self.backend.map(display),
+            tries = self.tries,
+            duration_ms = self.duration_ms(),
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            error = self.error,
+        );
+    }
+
+    fn write_json(&self) {
+        BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            self.to_json(buf, SystemTime::now());
+            // One write per line, as the tracing formatter does, so lines never interleave.
+            let _ = std::io::stdout().lock().write_all(buf);
+        });
+    }
+
+    /// `{"timestamp":…,"level":"INFO",<fields>,"target":"access"}\n`; absent optional
+    /// fields are left out, as tracing leaves out unset ones.
+    fn to_json(&self, buf: &mut Vec<u8>, now: SystemTime) {
+        buf.extend_from_slice(b"{\"timestamp\":\"");
+        write_timestamp(buf, now);
+        buf.extend_from_slice(b"\",\"level\":\"INFO\"");
+        str_field(buf, "request_id", self.request_id);
+        if let Some(ip) = self.client_ip {
+            let _ = write!(buf, ",\"client_ip\":\"{ip}\"");
+        }
+        str_field(buf, "method", self.method);
+        str_field(buf, "path", self.path);
+        let _ = write!(buf, ",\"status\":{}", self.status);
+        if let Some(route) = self.route {
+            str_field(buf, "route", route);
+        }
+        if let Some(upstream) = self.upstream {
+            str_field(buf, "upstream", upstream);
+        }
+        if let Some(backend) = self.backend {
+            let _ = write!(buf, ",\"backend\":\"{backend}\"");
+        }
+        let _ = write!(
+            buf,
+            ",\"tries\":{},\"duration_ms\":{},\"bytes_in\":{},\"bytes_out\":{}",
+            self.tries,
+            self.duration_ms(),
+            self.bytes_in,
+            self.bytes_out
+        );
+        if let Some(error) = self.error {
+            str_field(buf, "error", error);
+        }
+        buf.extend_from_slice(b",\"target\":\"access\"}\n");
+    }
+}
+
+/// `,"key":"value"` with the value JSON-escaped (a path may hold `"` or `\`).
+fn str_field(buf: &mut Vec<u8>, key: &str, value: &str) {
+    buf.extend_from_slice(b",\"");
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(b"\":");
+    // writing a &str into a Vec cannot fail
+    let _ = serde_json::to_writer(&mut *buf, value);
+}
+
+/// RFC 3339 UTC with microseconds, as tracing-subscriber prints it:
+/// `2026-11-28T20:36:42.773565Z`.
+fn write_timestamp(buf: &mut Vec<u8>, now: SystemTime) {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let _ = write!(
+        buf,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_micros()
     );
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn timestamp_like_tracing() {
+        let mut buf = Vec::new();
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_898_202_773_565);
+        write_timestamp(&mut buf, t);
+        assert_eq!(buf, b"2026-11-28T20:36:42.773565Z");
+    }
+
+    #[test]
+    fn json_line_escapes_and_skips_absent_fields() {
+        let line = Line {
+            request_id: "id-1",
+            client_ip: Some([10, 0, 0, 1].into()),
+            method: "GET",
+            path: "/a\"b\\c",
+            status: 502,
+            route: Some("/api/"),
+            upstream: Some("api"),
+            backend: None,
+            tries: 3,
+            duration_us: 2417,
+            bytes_in: 0,
+            bytes_out: 64,
+            error: Some("ConnectRefused"),
+        };
+        let mut buf = Vec::new();
+        line.to_json(&mut buf, UNIX_EPOCH);
+        assert_eq!(buf.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&buf).expect("one JSON object");
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000000Z");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["path"], "/a\"b\\c");
+        assert_eq!(v["client_ip"], "10.0.0.1");
+        assert_eq!(v["status"], 502);
+        assert_eq!(v["duration_ms"], 2.417);
+        assert_eq!(v["error"], "ConnectRefused");
+        assert!(v.get("backend").is_none());
+    }
 }

@@ -5,6 +5,7 @@
 //! (default `info`).
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
@@ -25,6 +26,14 @@ impl LogFormat {
     }
 }
 
+/// The format [`init`] installed; `None` before (or if another subscriber was already set).
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// The installed format, for writers that build their lines themselves (the access log).
+pub fn format() -> Option<LogFormat> {
+    FORMAT.get().copied()
+}
+
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -38,7 +47,10 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    if let Err(e) = result {
-        eprintln!("lb: logging already initialised: {e}");
+    match result {
+        Ok(()) => {
+            let _ = FORMAT.set(format);
+        }
+        Err(e) => eprintln!("lb: logging already initialised: {e}"),
     }
 }

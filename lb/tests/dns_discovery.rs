@@ -70,14 +70,19 @@ async fn pool_follows_dns_records() {
 
     // lookups fail (SERVFAIL): the last set stays, for several intervals
     dns.set(Answer::ServFail);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Wait until the lb has really seen a failed lookup, rather than sleeping and hoping.
+    support::eventually(
+        Duration::from_secs(5),
+        "a failed DNS lookup in the log",
+        || {
+            let seen = lb
+                .log()
+                .contains("DNS lookup failed; keeping the last known backends");
+            async move { seen }
+        },
+    )
+    .await;
     assert_eq!(responders(&http, &url, 30).await, set(&["r2", "r4"]));
-    assert!(
-        lb.log()
-            .contains("DNS lookup failed; keeping the last known backends"),
-        "{}",
-        lb.log()
-    );
     // ...and the failed rounds show in /status and /metrics
     let status = lb.admin_json("/status").await;
     let discovery = &status["upstreams"]["app"]["discovery"];

@@ -144,6 +144,12 @@ pub fn not_in_place(old: &ServerSettings, new: &ServerSettings) -> Vec<String> {
         new.threads.to_string(),
     );
     check(
+        "work_stealing",
+        old.work_stealing == new.work_stealing,
+        old.work_stealing.to_string(),
+        new.work_stealing.to_string(),
+    );
+    check(
         "grace_period",
         old.grace_period == new.grace_period,
         format!("{:?}", old.grace_period),

@@ -27,6 +27,7 @@ pub fn server_conf(config: &Config, daemon: bool) -> ServerConf {
         version: 1,
         daemon,
         threads: s.threads,
+        work_stealing: s.work_stealing,
         grace_period_seconds: Some(secs(s.grace_period)),
         graceful_shutdown_timeout_seconds: Some(secs(s.shutdown_timeout)),
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
@@ -103,6 +104,10 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     server.add_service(background_service(
         "pools",
         PoolSupervisor::new(state.clone()),
+    ));
+    server.add_service(background_service(
+        "idle upstream connections",
+        crate::proxy::keepalive::Sweeper,
     ));
     server.add_service(background_service("admin", admin));
     if opts.watch {

@@ -164,16 +164,28 @@ async fn exhausted_retries_are_502() {
     assert_eq!(resp.status(), 502);
     let v: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(v["status"], 502);
-    // pingora's own `log` records reach our JSON log through the tracing bridge
+    // a request with a body goes through pingora's engine: same answer
+    let posted = client()
+        .post(lb.url("/x"))
+        .body("payload")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status(), 502);
+    // the direct path logs its failure; pingora's own `log` records (the engine path's)
+    // reach our JSON log through the tracing bridge
     support::eventually(
         Duration::from_secs(5),
-        "pingora's error record in the log",
+        "both failure records in the log",
         || {
-            let bridged = lb
-                .log()
+            let log = lb.log();
+            let direct = log
+                .lines()
+                .any(|l| l.contains("\"fail to proxy\"") && l.contains("\"path\":\"/x\""));
+            let bridged = log
                 .lines()
                 .any(|l| l.contains("\"target\":\"pingora_proxy\"") && l.contains("Fail to proxy"));
-            async move { bridged }
+            async move { direct && bridged }
         },
     )
     .await;

@@ -24,6 +24,7 @@ pub mod defaults {
     pub const GRACE_PERIOD: Duration = Duration::from_secs(3);
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
     pub const KEEPALIVE_POOL_SIZE: usize = 128;
+    pub const WORK_STEALING: bool = false;
     pub const PID_FILE: &str = "/tmp/lb.pid";
     pub const UPGRADE_SOCK: &str = "/tmp/lb_upgrade.sock";
     pub const DNS_INTERVAL: Duration = Duration::from_secs(2);
@@ -58,6 +59,10 @@ pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     pub admin: SocketAddr,
     pub threads: usize,
+    /// One tokio runtime whose threads steal each other's tasks (true), or one
+    /// single-threaded runtime per thread, each connection staying on the thread that
+    /// accepted it (false).
+    pub work_stealing: bool,
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
     pub access_log: bool,

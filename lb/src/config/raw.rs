@@ -27,6 +27,7 @@ pub struct RawServer {
     pub listen: Option<Vec<String>>,
     pub admin: Option<String>,
     pub threads: Option<i64>,
+    pub work_stealing: Option<bool>,
     pub grace_period: Option<Value>,
     pub shutdown_timeout: Option<Value>,
     pub access_log: Option<bool>,

@@ -191,6 +191,7 @@ fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
         listen,
         admin,
         threads: errs.count("server.threads", raw.threads, cpus, 1, Some(1024)),
+        work_stealing: raw.work_stealing.unwrap_or(defaults::WORK_STEALING),
         grace_period: errs.duration(
             "server.grace_period",
             raw.grace_period.as_ref(),

@@ -26,6 +26,8 @@ pub struct RequestCtx {
     tries: usize,
     /// The upstream's response head has arrived: from here on nothing may be retried.
     pub response_started: bool,
+    /// Proxied by the direct path (`super::direct`), which logs its own failures.
+    pub direct: bool,
 }
 
 impl RequestCtx {
@@ -38,6 +40,7 @@ impl RequestCtx {
             tried: [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_TRIES],
             tries: 0,
             response_started: false,
+            direct: false,
         }
     }
 
@@ -73,6 +76,13 @@ impl RequestCtx {
         self.snapshot
             .as_ref()
             .is_some_and(|s| s.config.server.metrics)
+    }
+
+    /// Idle upstream connections each worker thread keeps (`server.upstream_keepalive_pool_size`).
+    pub fn keepalive_capacity(&self) -> usize {
+        self.snapshot
+            .as_ref()
+            .map_or(0, |s| s.config.server.upstream_keepalive_pool_size)
     }
 
     /// Whether the retry budget of this request's pool allows another try.

@@ -1,11 +1,14 @@
 //! Stage 3, when a try fails: decide whether another backend may take the request.
 //!
 //! - Connect failure or refusal: nothing was sent, so any method is retried (on another
-//!   backend, see `upstream_peer`) while the pool's `retries` budget lasts.
+//!   backend, see `upstream::choose_backend`) while the pool's `retries` budget lasts.
 //! - Failure after sending: only idempotent methods, only if the request body is still
 //!   buffered, never once the upstream response has started, and never after a timeout
 //!   (a slow backend may still be working on it; the client gets a prompt 504 instead of
 //!   waiting `read` once per backend).
+//!
+//! The engine path (pingora's `fail_to_connect` / `error_while_proxy` hooks) and the direct
+//! path (`super::direct`) both decide here.
 
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
@@ -27,17 +30,27 @@ fn count_retry(ctx: &RequestCtx, retry: bool, reason: RetryReason) {
     }
 }
 
-pub fn error_while_proxy(session: &Session, ctx: &RequestCtx, mut e: Box<Error>) -> Box<Error> {
-    let timed_out = matches!(
-        e.etype(),
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout
-    );
-    let retry = !ctx.response_started
-        && !timed_out
-        && ctx.retry_allowed()
-        && session.req_header().method.is_idempotent()
-        && !session.as_ref().retry_buffer_truncated();
+pub fn error_while_proxy(session: &Session, ctx: &RequestCtx, e: Box<Error>) -> Box<Error> {
+    let resendable =
+        session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
+    after_send(ctx, resendable, e)
+}
+
+/// The direct path only takes body-less `GET`/`HEAD`, which can always be sent again.
+pub fn error_while_proxy_direct(ctx: &RequestCtx, e: Box<Error>) -> Box<Error> {
+    after_send(ctx, true, e)
+}
+
+fn after_send(ctx: &RequestCtx, resendable: bool, mut e: Box<Error>) -> Box<Error> {
+    let retry = !ctx.response_started && !is_timeout(&e) && ctx.retry_allowed() && resendable;
     e.set_retry(retry);
     count_retry(ctx, retry, RetryReason::AfterSend);
     e
+}
+
+pub fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    )
 }

@@ -1,9 +1,15 @@
 //! The pingora `ProxyHttp` implementation, one module per pipeline stage:
 //! `request` (snapshot, request id, route) → `upstream` (backend choice, request headers)
 //! → `failover` (retry policy) → `response` (response headers) → `crate::access_log`.
+//!
+//! Body-less `GET`/`HEAD` requests leave pingora's engine after `request` and are proxied
+//! by `direct` (with idle upstream connections kept by `keepalive`) through the same
+//! stages; every other request goes through pingora's engine and its hooks below.
 
 mod ctx;
+mod direct;
 mod failover;
+pub mod keepalive;
 mod request;
 mod response;
 mod upstream;
@@ -40,7 +46,15 @@ impl ProxyHttp for LbProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        request::request_filter(&self.state, session, ctx).await
+        if request::request_filter(&self.state, session, ctx).await? {
+            return Ok(true);
+        }
+        if !direct::eligible(session) {
+            return Ok(false);
+        }
+        ctx.direct = true;
+        direct::proxy(session, ctx, self.state.is_closing()).await?;
+        Ok(true)
     }
 
     async fn upstream_peer(
@@ -136,8 +150,10 @@ impl ProxyHttp for LbProxy {
     }
 
     /// The 503 for "no healthy backend" is an expected answer, logged by the access log.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
-        matches!(e.etype(), ErrorType::HTTPStatus(503))
+    /// pingora would report a direct-path failure as "Fail to filter request", so the
+    /// direct path logs its own.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        matches!(e.etype(), ErrorType::HTTPStatus(503)) || ctx.direct
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -1,6 +1,8 @@
 //! Stage 2: pick a backend (upstream_peer) and shape the request sent to it
 //! (upstream_request_filter).
 
+use std::net::SocketAddr;
+
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
@@ -11,26 +13,32 @@ use crate::errors::LbError;
 use crate::request_id;
 
 /// Round robin over healthy backends, avoiding ones this request already tried. No healthy
-/// backend → 503 at once (not retryable).
-pub fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-    let (addr, peer) = {
-        let pool = ctx
-            .pool()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
-        let backend = pool
-            .select(ctx.tried())
-            .ok_or_else(|| LbError::NoHealthyBackend.into_error("no healthy backend"))?;
-        let addr = *backend
-            .addr
-            .as_inet()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "non-inet backend"))?;
-        if ctx.metrics_on() {
-            pool.count_try(&addr);
-        }
-        (addr, pool.peer(addr))
-    };
+/// backend → 503 at once (not retryable). The choice is recorded as this request's next try.
+pub fn choose_backend(ctx: &mut RequestCtx) -> Result<SocketAddr> {
+    let pool = ctx
+        .pool()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
+    let backend = pool
+        .select(ctx.tried())
+        .ok_or_else(|| LbError::NoHealthyBackend.into_error("no healthy backend"))?;
+    let addr = *backend
+        .addr
+        .as_inet()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "non-inet backend"))?;
+    if ctx.metrics_on() {
+        pool.count_try(&addr);
+    }
     ctx.record_try(addr);
-    Ok(Box::new(peer))
+    Ok(addr)
+}
+
+/// The engine path's peer for [`choose_backend`]'s choice.
+pub fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    let addr = choose_backend(ctx)?;
+    let pool = ctx
+        .pool()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
+    Ok(Box::new(pool.peer(addr)))
 }
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";

@@ -2,12 +2,15 @@
 //!
 //! - `GET /ready`, `/health`: 200, or 503 after `set_ready(false)`.
 //! - `GET /slow?ms=N`: waits N ms, then answers like any other path.
+//! - `GET /bytes?n=N`: N bytes of a repeating `0..=250` pattern (octet-stream).
 //! - anything else: JSON `{id, path, host, xff, xfh, xfp, request_id}`.
 //!
 //! `stop()` closes the listener *and* every open connection (like a killed process);
 //! `start_again()` listens on the same address. `set_dropping(true)` makes it read each
 //! (non-probe) request and then close the connection without answering; `set_truncating(true)`
 //! makes it send a 200 head and half a body, then cut the connection.
+//! `set_idle_close(ms)` closes a kept-alive connection that sends no request for that long
+//! (hyper's header-read timeout). `accepted()` / `open()` count TCP connections.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,6 +45,11 @@ struct Shared {
     /// Requests (other than probes) received / currently being answered.
     hits: AtomicUsize,
     in_flight: AtomicUsize,
+    /// TCP connections accepted / still open.
+    accepted: AtomicUsize,
+    open: AtomicUsize,
+    /// 0: keep idle connections open.
+    idle_close_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Stub {
@@ -75,6 +83,20 @@ impl Stub {
 
     pub fn set_truncating(&self, truncating: bool) {
         self.shared.truncating.store(truncating, Ordering::SeqCst);
+    }
+
+    pub fn set_idle_close(&self, ms: u64) {
+        self.shared.idle_close_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// TCP connections accepted so far (health checks included, if any).
+    pub fn accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections open right now.
+    pub fn open(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
     }
 
     /// Non-probe requests received so far.
@@ -111,15 +133,35 @@ impl Stub {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let shared = shared.clone();
+                        shared.accepted.fetch_add(1, Ordering::SeqCst);
+                        shared.open.fetch_add(1, Ordering::SeqCst);
+                        let _open = OpenGuard(shared.clone());
                         conns.spawn(async move {
+                            let _open = _open;
+                            let mut builder = http1::Builder::new();
+                            let idle_ms = shared.idle_close_ms.load(Ordering::SeqCst);
+                            if idle_ms > 0 {
+                                builder
+                                    .timer(hyper_util::rt::TokioTimer::new())
+                                    .header_read_timeout(Duration::from_millis(idle_ms));
+                            }
                             let svc = service_fn(move |req| answer(req, shared.clone()));
-                            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
                         });
                     }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 }
             }
         }));
+    }
+}
+
+/// Counts a connection as closed when its task ends (or is aborted).
+struct OpenGuard(Arc<Shared>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -209,6 +251,21 @@ async fn answer(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     if shared.truncating.load(Ordering::SeqCst) {
         use http_body_util::BodyExt;
         return Ok(Response::new(HalfBody::new().boxed()));
+    }
+    if path == "/bytes" {
+        let n: usize = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("n="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        let mut resp = Response::new(full(body));
+        resp.headers_mut().insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("application/octet-stream"),
+        );
+        return Ok(resp);
     }
     shared.in_flight.fetch_add(1, Ordering::SeqCst);
     if path == "/slow" {

@@ -1,0 +1,229 @@
+//! The direct path: plain `GET`/`HEAD` requests without a body are proxied here, inside
+//! `request_filter`, in the request's own task; everything else (request bodies, upgrades,
+//! `Expect`, connection-nominated headers) goes through pingora's full proxy engine.
+//!
+//! Why: pingora's engine runs the upstream and downstream halves as two futures joined by a
+//! channel and keeps upstream connections in a pool that spawns a watcher task per released
+//! connection. For a body-less request and its response that machinery is most of the lb's
+//! CPU per request (see benches/README.md). Here the request goes out, the response comes
+//! back and its body is copied in one straight line, with idle connections kept per thread
+//! ([`super::keepalive`]). The routing, backend choice, request and response headers,
+//! retry policy, error answers, metrics and access log are the same code as the engine path.
+
+use std::net::SocketAddr;
+
+use pingora::http::RequestHeader;
+use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
+use pingora::protocols::l4::stream::Stream as TcpConn;
+use pingora::protocols::Stream;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, OrErr, Result};
+
+use super::ctx::RequestCtx;
+use super::{failover, keepalive, response, upstream};
+use crate::pool::Pool;
+
+/// Whether this request can take the direct path.
+pub fn eligible(session: &Session) -> bool {
+    let req = session.req_header();
+    let h = &req.headers;
+    matches!(req.method, http::Method::GET | http::Method::HEAD)
+        && matches!(req.version, http::Version::HTTP_11 | http::Version::HTTP_10)
+        && !h.contains_key(http::header::TRANSFER_ENCODING)
+        && h.get(http::header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0")
+        && !h.contains_key(http::header::UPGRADE)
+        && !h.contains_key(http::header::EXPECT)
+        && h.get_all(http::header::CONNECTION)
+            .iter()
+            .all(only_persistence_tokens)
+}
+
+/// `Connection: keep-alive` / `close` only; any other token nominates a header to strip,
+/// which the engine path's request policy handles.
+fn only_persistence_tokens(v: &http::HeaderValue) -> bool {
+    v.as_bytes().split(|&b| b == b',').all(|t| {
+        let t = t.trim_ascii();
+        t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
+    })
+}
+
+/// Proxy the request and write the response. An `Err` is a final failure, answered by
+/// `fail_to_proxy` (a JSON 502/503/504, unless the response had already started).
+pub async fn proxy(session: &mut Session, ctx: &mut RequestCtx, closing: bool) -> Result<()> {
+    let pool = ctx
+        .pool()
+        .cloned()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route on direct path"))?;
+    if !pool.is_ready() {
+        pool.wait_ready(pool.spec.timeouts.connect).await;
+    }
+    loop {
+        let addr = upstream::choose_backend(ctx)?;
+        match try_backend(session, ctx, &pool, addr, closing).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.retry() => continue,
+            Err(e) => {
+                if !matches!(e.etype(), ErrorType::HTTPStatus(503)) {
+                    let req = session.req_header();
+                    tracing::error!(
+                        error = %e,
+                        request_id = ctx.request_id.to_str().unwrap_or("-"),
+                        method = %req.method,
+                        path = req.uri.path(),
+                        backend = %addr,
+                        tries = ctx.tries(),
+                        "fail to proxy"
+                    );
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// The request as the backend gets it: HTTP/1.1, hop-by-hop headers dropped (the request
+/// had only persistence tokens in `Connection`, see [`eligible`]), then the same forwarding
+/// headers and rewrites as the engine path.
+fn upstream_request(session: &Session, ctx: &RequestCtx) -> Result<Box<RequestHeader>> {
+    let mut req = Box::new(session.req_header().clone());
+    req.set_version(http::Version::HTTP_11);
+    for name in HOP_BY_HOP {
+        req.remove_header(*name);
+    }
+    upstream::upstream_request_filter(session, &mut req, ctx)?;
+    Ok(req)
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
+/// One try against `addr`. Errors come back marked retryable or not, by the same policy as
+/// the engine path ([`failover`]).
+async fn try_backend(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    pool: &Pool,
+    addr: SocketAddr,
+    closing: bool,
+) -> Result<()> {
+    let timeouts = &pool.spec.timeouts;
+    let request = upstream_request(session, ctx)?;
+    let mut upstream = match keepalive::take(addr) {
+        Some(stream) => match send(stream, request, pool).await {
+            Ok(upstream) => upstream,
+            // A pooled connection the backend closed just as we sent: nothing reached the
+            // application, so the same backend gets it again on a new connection.
+            Err(e) if !failover::is_timeout(&e) && !ctx.response_started => {
+                tracing::debug!(backend = %addr, error = %e, "reused connection failed, reconnecting");
+                let request = upstream_request(session, ctx)?;
+                connect_and_send(ctx, addr, request, pool).await?
+            }
+            Err(e) => return Err(failover::error_while_proxy_direct(ctx, e.into_up())),
+        },
+        None => connect_and_send(ctx, addr, request, pool).await?,
+    };
+
+    let mut resp = Box::new(
+        upstream
+            .resp_header()
+            .cloned()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "response head missing"))?,
+    );
+    response::upstream_response_filter(&mut resp, ctx);
+    response::response_filter(&mut resp, ctx)?;
+    if closing {
+        session.set_keepalive(None);
+    }
+    let no_body = upstream.is_body_done();
+    session.write_response_header(resp, no_body).await?;
+    if !no_body {
+        loop {
+            let chunk = upstream.read_body_bytes().await.map_err(|e| e.into_up())?;
+            let done = chunk.is_none() || upstream.is_body_done();
+            session.write_response_body(chunk, done).await?;
+            if done {
+                break;
+            }
+        }
+    }
+
+    upstream.respect_keepalive();
+    if let Some(stream) = upstream.reuse().await {
+        let capacity = ctx.keepalive_capacity();
+        keepalive::put(addr, stream, timeouts.idle, capacity);
+    }
+    Ok(())
+}
+
+async fn connect_and_send(
+    ctx: &RequestCtx,
+    addr: SocketAddr,
+    request: Box<RequestHeader>,
+    pool: &Pool,
+) -> Result<UpstreamSession> {
+    let stream = connect(addr, pool.spec.timeouts.connect)
+        .await
+        .map_err(|e| failover::fail_to_connect(ctx, e))?;
+    send(stream, request, pool)
+        .await
+        .map_err(|e| failover::error_while_proxy_direct(ctx, e.into_up()))
+}
+
+/// Send the request head and read the response head, skipping interim (1xx) responses: a
+/// request without `Expect`/`Upgrade` has no use for them, and a `101` is not a valid
+/// answer to it.
+async fn send(stream: Stream, request: Box<RequestHeader>, pool: &Pool) -> Result<UpstreamSession> {
+    let mut upstream = UpstreamSession::new(stream);
+    upstream.read_timeout = Some(pool.spec.timeouts.read);
+    upstream.write_timeout = Some(pool.spec.timeouts.write);
+    upstream.write_request_header(request).await?;
+    loop {
+        upstream.read_response().await?;
+        match upstream.get_status().map(|s| s.as_u16()) {
+            Some(101) => {
+                return Error::e_explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "101 answer to a request that asked for no upgrade",
+                )
+            }
+            Some(100..=199) => continue,
+            _ => return Ok(upstream),
+        }
+    }
+}
+
+/// A new TCP connection (no delay: heads and bodies go out as whole writes already).
+async fn connect(addr: SocketAddr, limit: std::time::Duration) -> Result<Stream> {
+    let tcp = match tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            let etype = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                ErrorType::ConnectRefused
+            } else {
+                ErrorType::ConnectError
+            };
+            return Err(Error::because(etype, "connecting to backend", e).into_up());
+        }
+        Err(_) => {
+            return Err(Error::explain(
+                ErrorType::ConnectTimedout,
+                "timed out connecting to backend",
+            )
+            .into_up())
+        }
+    };
+    tcp.set_nodelay(true)
+        .or_err(ErrorType::ConnectError, "setting TCP_NODELAY")?;
+    Ok(Box::new(TcpConn::from(tcp)))
+}

@@ -1,0 +1,133 @@
+//! The direct path (body-less GET/HEAD) and its per-thread upstream keep-alive: connection
+//! reuse, connections the backend closed while idle, the lb's own idle timeout, and
+//! responses of every shape passing through intact.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{client, Lb, Stub};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One stub behind the lb, no health check (so the stub only sees proxied connections).
+async fn behind_lb(app: &Stub, upstream_extra: &str) -> Lb {
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [\"{}\"] }}\n    retries: 0\n{upstream_extra}",
+        app.addr
+    );
+    let mut lb = Lb::start("  threads: 2", &body);
+    lb.wait_ready().await;
+    lb
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused() {
+    let app = Stub::start("app", "127.0.0.1:0").await;
+    let lb = behind_lb(&app, "").await;
+    let http = client();
+    for i in 0..20 {
+        let resp = http.get(lb.url("/reuse")).send().await.expect("get");
+        assert_eq!(resp.status(), 200, "request {i}");
+        resp.bytes().await.expect("body");
+    }
+    assert_eq!(app.hits(), 20);
+    // one idle list per lb thread: at most one connection each for sequential requests
+    assert!(
+        app.accepted() <= 2,
+        "20 sequential requests opened {} upstream connections",
+        app.accepted()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_the_backend_closed_while_idle_is_not_used() {
+    let app = Stub::start("app", "127.0.0.1:0").await;
+    app.set_idle_close(100);
+    let lb = behind_lb(&app, "").await;
+    let http = client();
+    let first = http.get(lb.url("/one")).send().await.expect("get");
+    assert_eq!(first.status(), 200);
+    first.bytes().await.expect("body");
+    support::eventually(
+        Duration::from_secs(5),
+        "the stub closing the idle connection",
+        || {
+            let open = app.open();
+            async move { open == 0 }
+        },
+    )
+    .await;
+    // retries: 0 and a single backend: only a fresh connection can answer this
+    let second = http.get(lb.url("/two")).send().await.expect("get");
+    assert_eq!(second.status(), 200);
+    assert_eq!(app.accepted(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_connections_close_after_the_idle_timeout() {
+    let app = Stub::start("app", "127.0.0.1:0").await;
+    let lb = behind_lb(&app, "    timeouts: { idle: 300ms }\n").await;
+    let resp = client().get(lb.url("/idle")).send().await.expect("get");
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.expect("body");
+    assert_eq!(app.open(), 1, "kept for reuse right after the response");
+    support::eventually(
+        Duration::from_secs(5),
+        "the lb closing its idle connection",
+        || {
+            let open = app.open();
+            async move { open == 0 }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_heads_and_http10_pass_through_intact() {
+    let app = Stub::start("app", "127.0.0.1:0").await;
+    let lb = behind_lb(&app, "").await;
+    let http = client();
+
+    let n = 1 << 20;
+    let resp = http
+        .get(lb.url(&format!("/bytes?n={n}")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.expect("body");
+    assert_eq!(body.len(), n);
+    assert!(
+        body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8),
+        "body intact"
+    );
+
+    let head = http
+        .head(lb.url("/bytes?n=1000"))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], "1000");
+    assert!(head.headers().contains_key("x-request-id"));
+    assert!(head.bytes().await.expect("body").is_empty());
+
+    // HTTP/1.0 without keep-alive: one answer, then the lb closes the connection
+    let mut raw = tokio::net::TcpStream::connect(lb.url("").trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    raw.write_all(b"GET /bytes?n=10 HTTP/1.0\r\nHost: t\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut answer))
+        .await
+        .expect("the lb closes an HTTP/1.0 connection after the answer")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    assert!(answer.ends_with(&(0..10).collect::<Vec<u8>>()), "{text}");
+}

@@ -9,13 +9,14 @@ use std::time::Duration;
 use support::{client, Lb, Stub};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One stub behind the lb, no health check (so the stub only sees proxied connections).
+/// One stub behind the lb (2 threads, as every test lb), no health check, so the stub only
+/// sees proxied connections.
 async fn behind_lb(app: &Stub, upstream_extra: &str) -> Lb {
     let body = format!(
         "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [\"{}\"] }}\n    retries: 0\n{upstream_extra}",
         app.addr
     );
-    let mut lb = Lb::start("  threads: 2", &body);
+    let mut lb = Lb::start("", &body);
     lb.wait_ready().await;
     lb
 }

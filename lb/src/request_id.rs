@@ -6,6 +6,8 @@
 use http::HeaderValue;
 
 pub const HEADER: &str = "x-request-id";
+/// The same name, pre-parsed: lookups by `&str` parse the name on every call.
+pub const HEADER_NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
 pub const MAX_LEN: usize = 128;
 
 /// True when `id` may be forwarded and logged as is.
@@ -18,7 +20,7 @@ pub fn is_valid(id: &[u8]) -> bool {
 
 /// The incoming id if there is exactly one and it is valid, otherwise a fresh UUID v4.
 pub fn keep_or_generate(headers: &http::HeaderMap) -> HeaderValue {
-    let mut ids = headers.get_all(HEADER).iter();
+    let mut ids = headers.get_all(&HEADER_NAME).iter();
     match (ids.next(), ids.next()) {
         (Some(v), None) if is_valid(v.as_bytes()) => v.clone(),
         _ => generate(),

@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 
+use http::header::{self, HeaderName};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora::protocols::l4::stream::Stream as TcpConn;
@@ -88,24 +89,25 @@ pub async fn proxy(session: &mut Session, ctx: &mut RequestCtx, closing: bool) -
 fn upstream_request(session: &Session, ctx: &RequestCtx) -> Result<Box<RequestHeader>> {
     let mut req = Box::new(session.req_header().clone());
     req.set_version(http::Version::HTTP_11);
-    for name in HOP_BY_HOP {
-        req.remove_header(*name);
+    for name in &HOP_BY_HOP {
+        req.remove_header(name);
     }
     upstream::upstream_request_filter(session, &mut req, ctx)?;
     Ok(req)
 }
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
+/// Pre-parsed names: removing by `&str` would parse each name on every request.
+const HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    response::KEEP_ALIVE,
+    response::PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// One try against `addr`. Errors come back marked retryable or not, by the same policy as

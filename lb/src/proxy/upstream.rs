@@ -42,6 +42,9 @@ pub fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
 }
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
+/// Pre-parsed for lookups (pingora's `insert_header` parses its name argument either way, and
+/// a `&'static str` saves it a copy).
+const X_FORWARDED_FOR_NAME: http::HeaderName = http::HeaderName::from_static(X_FORWARDED_FOR);
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 
@@ -58,7 +61,7 @@ pub fn upstream_request_filter(
         .map(|a| a.ip())
     {
         let mut xff = String::with_capacity(64);
-        for prev in req.headers.get_all(X_FORWARDED_FOR) {
+        for prev in req.headers.get_all(&X_FORWARDED_FOR_NAME) {
             if let Ok(prev) = prev.to_str() {
                 xff.push_str(prev);
                 xff.push_str(", ");

@@ -21,6 +21,20 @@ async fn behind_lb(app: &Stub, upstream_extra: &str) -> Lb {
     lb
 }
 
+/// Send `request` on a new connection and read until the lb closes it.
+async fn until_closed(lb: &Lb, request: &[u8]) -> Vec<u8> {
+    let mut raw = tokio::net::TcpStream::connect(lb.url("").trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    raw.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut answer))
+        .await
+        .expect("the lb closes the connection after the answer")
+        .expect("read");
+    answer
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_reused() {
     let app = Stub::start("app", "127.0.0.1:0").await;
@@ -113,22 +127,39 @@ async fn bodies_heads_and_http10_pass_through_intact() {
     assert!(head.headers().contains_key("x-request-id"));
     assert!(head.bytes().await.expect("body").is_empty());
 
+    // a chunked upstream body (no length) arrives whole, and the connection stays usable
+    for _ in 0..2 {
+        let resp = http
+            .get(lb.url("/chunked?n=300"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.expect("body"), support::chunked_body(300));
+    }
+
     // HTTP/1.0 without keep-alive: one answer, then the lb closes the connection
-    let mut raw = tokio::net::TcpStream::connect(lb.url("").trim_start_matches("http://"))
-        .await
-        .expect("connect");
-    raw.write_all(b"GET /bytes?n=10 HTTP/1.0\r\nHost: t\r\n\r\n")
-        .await
-        .expect("write");
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut answer))
-        .await
-        .expect("the lb closes an HTTP/1.0 connection after the answer")
-        .expect("read");
+    let answer = until_closed(&lb, b"GET /bytes?n=10 HTTP/1.0\r\nHost: t\r\n\r\n").await;
     let text = String::from_utf8_lossy(&answer);
     assert!(
         text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
         "{text}"
     );
     assert!(answer.ends_with(&(0..10).collect::<Vec<u8>>()), "{text}");
+
+    // HTTP/1.0 cannot take chunks: a chunked upstream body comes back close-delimited, on
+    // the direct path and on pingora's engine (a `Connection`-nominated header sends it there)
+    for request in [
+        &b"GET /chunked?n=5 HTTP/1.0\r\nHost: t\r\n\r\n"[..],
+        &b"GET /chunked?n=5 HTTP/1.0\r\nHost: t\r\nConnection: x-foo\r\nX-Foo: 1\r\n\r\n"[..],
+    ] {
+        let answer = until_closed(&lb, request).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.contains(" 200 "), "{text}");
+        assert!(
+            !text.to_ascii_lowercase().contains("transfer-encoding"),
+            "{text}"
+        );
+        assert!(text.ends_with(&support::chunked_body(5)), "{text}");
+    }
 }

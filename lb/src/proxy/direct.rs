@@ -147,6 +147,7 @@ async fn try_backend(
     if closing {
         session.set_keepalive(None);
     }
+    response::http10_framing(session, &mut resp);
     let no_body = upstream.is_body_done();
     session.write_response_header(resp, no_body).await?;
     if !no_body {

@@ -119,6 +119,7 @@ impl ProxyHttp for LbProxy {
             // handing over or stopping: this connection ends after this response
             session.set_keepalive(None);
         }
+        response::http10_framing(session, upstream_response);
         response::response_filter(upstream_response, ctx)
     }
 

@@ -1,6 +1,7 @@
 //! Stage 4: the response head on its way back.
 
 use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
 use pingora::Result;
 
 use super::ctx::RequestCtx;
@@ -17,6 +18,21 @@ pub fn upstream_response_filter(resp: &mut ResponseHeader, ctx: &mut RequestCtx)
     resp.remove_header(&PROXY_CONNECTION);
     if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
         resp.remove_header(&http::header::CONNECTION);
+    }
+}
+
+/// An HTTP/1.0 client cannot read chunked encoding (RFC 9112 §6.1: a server must not send
+/// `Transfer-Encoding` unless the request is HTTP/1.1 or later), yet pingora passes a chunked
+/// upstream response through, and even adds chunking to a close-delimited one. For such a
+/// client the body goes out close-delimited instead: no `Transfer-Encoding`, and the
+/// connection closes after it.
+pub fn http10_framing(session: &mut Session, resp: &mut ResponseHeader) {
+    if session.req_header().version < http::Version::HTTP_11
+        && resp
+            .remove_header(&http::header::TRANSFER_ENCODING)
+            .is_some()
+    {
+        session.set_keepalive(None);
     }
 }
 

@@ -13,7 +13,7 @@ pub use self::dns::DnsServer;
 #[allow(unused_imports)]
 pub use self::lb::Lb;
 #[allow(unused_imports)]
-pub use self::stub::Stub;
+pub use self::stub::{chunked_body, Stub};
 
 /// A port free right now on `ip` (bound then released; the caller binds it next).
 pub fn free_port(ip: &str) -> u16 {

@@ -3,6 +3,7 @@
 //! - `GET /ready`, `/health`: 200, or 503 after `set_ready(false)`.
 //! - `GET /slow?ms=N`: waits N ms, then answers like any other path.
 //! - `GET /bytes?n=N`: N bytes of a repeating `0..=250` pattern (octet-stream).
+//! - `GET /chunked?n=N`: N lines `chunk i` sent as N frames with no length, so chunked.
 //! - anything else: JSON `{id, path, host, xff, xfh, xfp, request_id}`.
 //!
 //! `stop()` closes the listener *and* every open connection (like a killed process);
@@ -194,6 +195,43 @@ fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
+/// `N` from a `?n=N` query (0 without one).
+fn query_n(req: &Request<Incoming>) -> usize {
+    req.uri()
+        .query()
+        .and_then(|q| q.strip_prefix("n="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `n` data frames of unknown total length: hyper sends them chunked.
+struct Chunks {
+    next: usize,
+    n: usize,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Dropped;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Dropped>>> {
+        if self.next == self.n {
+            return std::task::Poll::Ready(None);
+        }
+        let line = format!("chunk {}\n", self.next);
+        self.next += 1;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(line)))))
+    }
+}
+
+/// The body `/chunked?n=N` sends.
+pub fn chunked_body(n: usize) -> String {
+    (0..n).map(|i| format!("chunk {i}\n")).collect()
+}
+
 /// One data frame, a pause (so hyper flushes the head and that frame), then an error:
 /// hyper aborts the connection mid-body.
 struct HalfBody {
@@ -252,13 +290,13 @@ async fn answer(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
         use http_body_util::BodyExt;
         return Ok(Response::new(HalfBody::new().boxed()));
     }
+    if path == "/chunked" {
+        use http_body_util::BodyExt;
+        let n = query_n(&req);
+        return Ok(Response::new(Chunks { next: 0, n }.boxed()));
+    }
     if path == "/bytes" {
-        let n: usize = req
-            .uri()
-            .query()
-            .and_then(|q| q.strip_prefix("n="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let n = query_n(&req);
         let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
         let mut resp = Response::new(full(body));
         resp.headers_mut().insert(

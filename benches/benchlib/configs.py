@@ -4,7 +4,9 @@ All three: listen on one loopback port, send /api/ round robin to the three
 backends and everything else to the frontend, keep upstream connections alive
 and reuse them, run `threads` workers, add X-Forwarded-For/-Proto/-Host and an
 X-Request-Id (sent upstream and echoed to the client, as the lb does), and
-write an access log line per request, or not, as `access_log` says.
+write an access log line per request, or not, as `access_log` says. nginx
+buffers its log lines as the lb does by default (32 KiB or 100 ms); HAProxy
+writes each line to stdout.
 
 The origin nginx (`nginx_static_conf`) serves the frontend's site from disk,
 as the classic stack did, with the same worker count.
@@ -79,7 +81,12 @@ events {{ worker_connections 4096; }}
 
 
 def _nginx_http_common(tmp, access_log, name):
-    log = f"access_log {tmp}/{name}-access.log;" if access_log else "access_log off;"
+    # Buffered like the lb's shipped `access_log_flush: 100ms` (32 KiB or 100 ms).
+    log = (
+        f"access_log {tmp}/{name}-access.log combined buffer=32k flush=100ms;"
+        if access_log
+        else "access_log off;"
+    )
     return f"""    {log}
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;

@@ -16,6 +16,8 @@
 //!   [`observe`] (per-pool discovery/check history and per-backend counts) and [`status`]
 //!   (the `/status` JSON), [`admin_client`] (`lb healthcheck`, `lb reload`), [`signals`]
 //!   (SIGHUP reloads), [`logging`] (JSON/text, `log` bridged to tracing).
+//! - Shared plumbing: [`per_thread`] (per-thread values a background task can visit: idle
+//!   upstream connections, access-log buffers).
 
 pub mod access_log;
 pub mod admin;
@@ -28,6 +30,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod observe;
+pub mod per_thread;
 pub mod pool;
 pub mod proxy;
 pub mod reload;

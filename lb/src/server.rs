@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use pingora::proxy::http_proxy_service_with_name;
@@ -13,6 +14,7 @@ use pingora::services::background::background_service;
 use crate::admin::AdminService;
 use crate::config::{self, Config, ConfigError, ConfigErrors, LoadedConfig};
 use crate::metrics::Metrics;
+use crate::per_thread::Every;
 use crate::proxy::LbProxy;
 use crate::reload::{Reloader, Watcher};
 use crate::signals::Signals;
@@ -107,7 +109,17 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     ));
     server.add_service(background_service(
         "idle upstream connections",
-        crate::proxy::keepalive::Sweeper,
+        Every {
+            every: Duration::from_secs(1),
+            run: crate::proxy::keepalive::sweep,
+        },
+    ));
+    server.add_service(background_service(
+        "access log flush",
+        Every {
+            every: Duration::from_millis(20),
+            run: crate::access_log::flush_due,
+        },
     ));
     server.add_service(background_service("admin", admin));
     if opts.watch {
@@ -120,6 +132,7 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals::new(reloader)),
     });
+    crate::access_log::flush_all();
     tracing::info!("lb stopped");
     Ok(())
 }

@@ -68,6 +68,11 @@ fn broken_configs_exit_2_naming_the_field() {
             &["server", "unknown field `colour`"],
         ),
         (
+            "access log flush too long",
+            format!("version: 1\nserver: {{ listen: [\"127.0.0.1:8080\"], access_log_flush: 11s }}\n{GOOD_TAIL}"),
+            &["server.access_log_flush: \"11s\" is longer than the maximum 10s"],
+        ),
+        (
             "bad duration",
             r#"version: 1
 routes: [ { prefix: /, upstream: api } ]

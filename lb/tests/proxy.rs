@@ -207,7 +207,15 @@ async fn slow_upstream_is_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_request_and_exits_0() {
-    let (app, mut lb) = single_backend("").await;
+    let app = Stub::start("app", "127.0.0.1:0").await;
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n{}",
+        static_pool("app", &[&app], "")
+    );
+    // access-log lines may wait 10 s in their buffer: only the flush at exit writes this
+    // request's line before the process is gone
+    let mut lb = Lb::start("  access_log_flush: 10s", &body);
+    lb.wait_ready().await;
     let url = lb.url("/slow?ms=1200");
     let slow =
         tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
@@ -241,6 +249,12 @@ async fn sigterm_finishes_in_flight_request_and_exits_0() {
         .await
         .expect("exits within the grace time");
     assert_eq!(exit.code(), Some(0), "log:\n{}", lb.log());
+    let log = lb.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"target\":\"access\"") && l.contains("\"path\":\"/slow\"")),
+        "the in-flight request's access line is written at exit:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

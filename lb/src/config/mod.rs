@@ -25,6 +25,8 @@ pub mod defaults {
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
     pub const KEEPALIVE_POOL_SIZE: usize = 128;
     pub const WORK_STEALING: bool = false;
+    pub const ACCESS_LOG_FLUSH: Duration = Duration::from_millis(100);
+    pub const ACCESS_LOG_FLUSH_MAX: Duration = Duration::from_secs(10);
     pub const PID_FILE: &str = "/tmp/lb.pid";
     pub const UPGRADE_SOCK: &str = "/tmp/lb_upgrade.sock";
     pub const DNS_INTERVAL: Duration = Duration::from_secs(2);
@@ -66,6 +68,9 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
     pub access_log: bool,
+    /// How long JSON access-log lines may wait in a per-thread buffer before they are
+    /// written (a full 32 KiB buffer is written at once). Zero: one write per line.
+    pub access_log_flush: Duration,
     /// Per-request metrics (`lb_requests_total`, durations, tries, per-backend counts).
     /// Off only to measure their cost; state metrics are always served.
     pub metrics: bool,

@@ -31,6 +31,7 @@ pub struct RawServer {
     pub grace_period: Option<Value>,
     pub shutdown_timeout: Option<Value>,
     pub access_log: Option<bool>,
+    pub access_log_flush: Option<Value>,
     pub metrics: Option<bool>,
     pub upstream_keepalive_pool_size: Option<i64>,
     pub pid_file: Option<String>,

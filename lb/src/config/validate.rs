@@ -40,6 +40,34 @@ impl Errors {
         }
     }
 
+    /// A duration from zero up to `max`.
+    fn duration_up_to(
+        &mut self,
+        path: &str,
+        value: Option<&Value>,
+        default: Duration,
+        max: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        match duration::parse(value) {
+            Ok(d) if d > max => {
+                self.push(
+                    path,
+                    format!(
+                        "{} is longer than the maximum {max:?}",
+                        duration::show(value)
+                    ),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(msg) => {
+                self.push(path, msg);
+                default
+            }
+        }
+    }
+
     fn socket_addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
         match text.parse::<SocketAddr>() {
             Ok(a) => Some(a),
@@ -203,6 +231,12 @@ fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             defaults::SHUTDOWN_TIMEOUT,
         ),
         access_log: raw.access_log.unwrap_or(true),
+        access_log_flush: errs.duration_up_to(
+            "server.access_log_flush",
+            raw.access_log_flush.as_ref(),
+            defaults::ACCESS_LOG_FLUSH,
+            defaults::ACCESS_LOG_FLUSH_MAX,
+        ),
         metrics: raw.metrics.unwrap_or(true),
         upstream_keepalive_pool_size: errs.count(
             "server.upstream_keepalive_pool_size",

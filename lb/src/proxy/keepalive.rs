@@ -9,7 +9,7 @@
 //! - whether the backend closed it meanwhile is checked when it is taken, with one
 //!   non-blocking read (the same test pingora makes);
 //! - a connection past its upstream's `timeouts.idle` is never handed out, and [`sweep`]
-//!   (run every second by the pool supervisor) closes those, so an idle lb does not hold
+//!   (run every second by a background service) closes those, so an idle lb does not hold
 //!   backend sockets open;
 //! - each thread keeps at most `server.upstream_keepalive_pool_size` connections, closing
 //!   the oldest first.
@@ -18,15 +18,16 @@
 //! registered it (this matters with `work_stealing: false`, where each thread has its own).
 //! The lock is per thread and only contended by the once-a-second sweep.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
-
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
 
 use pingora::protocols::Stream;
 use tokio::io::AsyncReadExt;
+
+use crate::per_thread::{lock, Registry};
 
 struct Idle {
     addr: SocketAddr,
@@ -34,26 +35,12 @@ struct Idle {
     stream: Stream,
 }
 
-type List = Arc<Mutex<Vec<Idle>>>;
-
 thread_local! {
-    static LIST: List = register();
+    static LIST: Arc<Mutex<Vec<Idle>>> = ALL.register();
 }
 
-/// Every thread's list, for [`sweep`]. Lists of exited threads are dropped on the next sweep.
-static ALL: Mutex<Vec<Weak<Mutex<Vec<Idle>>>>> = Mutex::new(Vec::new());
-
-fn register() -> List {
-    let list = List::default();
-    lock(&ALL).push(Arc::downgrade(&list));
-    list
-}
-
-/// A poisoned lock only means another thread panicked mid-update of a plain `Vec`; the
-/// entries are still valid connections.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+/// Every thread's list, for [`sweep`].
+static ALL: Registry<Vec<Idle>> = Registry::new();
 
 /// The most recently released live connection to `addr` on this thread, if any.
 pub fn take(addr: SocketAddr) -> Option<Stream> {
@@ -100,31 +87,7 @@ pub fn put(addr: SocketAddr, stream: Stream, idle_timeout: Duration, capacity: u
 /// Close every connection past its idle timeout, on all threads.
 pub fn sweep() {
     let now = Instant::now();
-    let lists: Vec<List> = {
-        let mut all = lock(&ALL);
-        all.retain(|w| w.strong_count() > 0);
-        all.iter().filter_map(Weak::upgrade).collect()
-    };
-    for list in lists {
-        let expired: Vec<Idle> = {
-            let mut list = lock(&list);
-            let (keep, expired) = std::mem::take(&mut *list)
-                .into_iter()
-                .partition(|c| c.expires > now);
-            *list = keep;
-            expired
-        };
-        drop(expired);
-    }
-}
-
-/// Idle connections held on all threads (for tests and `/status`).
-pub fn idle_count() -> usize {
-    lock(&ALL)
-        .iter()
-        .filter_map(Weak::upgrade)
-        .map(|l| lock(&l).len())
-        .sum()
+    ALL.for_each(|list| list.retain(|c| c.expires > now));
 }
 
 /// An idle HTTP/1 connection must have nothing to read: a pending EOF means the backend
@@ -135,19 +98,4 @@ fn still_open(stream: &mut Stream) -> bool {
     let read = std::pin::pin!(tokio::task::unconstrained(stream.read(&mut byte)));
     read.poll(&mut Context::from_waker(Waker::noop()))
         .is_pending()
-}
-
-/// The background service that runs [`sweep`] every second.
-pub struct Sweeper;
-
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for Sweeper {
-    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            sweep();
-        }
-    }
 }

@@ -179,7 +179,7 @@ impl ProxyHttp for LbProxy {
             }
         }
         if snapshot.config.server.access_log {
-            crate::access_log::log(session, e, ctx);
+            crate::access_log::log(session, e, ctx, snapshot.config.server.access_log_flush);
         }
     }
 }

@@ -124,9 +124,9 @@ async fn try_backend(
     let mut upstream = match keepalive::take(addr) {
         Some(stream) => match send(stream, request, pool).await {
             Ok(upstream) => upstream,
-            // A pooled connection the backend closed just as we sent: nothing reached the
-            // application, so the same backend gets it again on a new connection.
-            Err(e) if !failover::is_timeout(&e) && !ctx.response_started => {
+            // A pooled connection the backend closed just as we sent: no response came
+            // back, so the same backend gets the request again on a new connection.
+            Err(e) if !failover::is_timeout(&e) => {
                 tracing::debug!(backend = %addr, error = %e, "reused connection failed, reconnecting");
                 let request = upstream_request(session, ctx)?;
                 connect_and_send(ctx, addr, request, pool).await?

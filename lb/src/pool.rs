@@ -117,6 +117,14 @@ impl Pool {
         self.is_ready()
     }
 
+    /// For a request about to pick a backend: if the pool is still warming up, wait for its
+    /// first discovery as long as a connect may take (both request paths use this).
+    pub async fn wait_ready_for_request(&self) {
+        if !self.is_ready() {
+            self.wait_ready(self.spec.timeouts.connect).await;
+        }
+    }
+
     /// The next healthy backend in round-robin order, skipping addresses this request
     /// already tried; falls back to a tried one rather than failing while one is healthy.
     pub fn select(&self, tried: &[SocketAddr]) -> Option<Backend> {

@@ -56,9 +56,7 @@ pub async fn proxy(session: &mut Session, ctx: &mut RequestCtx, closing: bool) -
         .pool()
         .cloned()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route on direct path"))?;
-    if !pool.is_ready() {
-        pool.wait_ready(pool.spec.timeouts.connect).await;
-    }
+    pool.wait_ready_for_request().await;
     loop {
         let addr = upstream::choose_backend(ctx)?;
         match try_backend(session, ctx, &pool, addr, closing).await {

@@ -63,8 +63,7 @@ impl ProxyHttp for LbProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         if let Some(pool) = ctx.pool().filter(|p| !p.is_ready()).cloned() {
-            // still warming up: wait for its first discovery, as long as a connect may take
-            pool.wait_ready(pool.spec.timeouts.connect).await;
+            pool.wait_ready_for_request().await;
         }
         upstream::upstream_peer(ctx)
     }

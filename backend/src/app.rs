@@ -15,11 +15,9 @@ use tower_http::{
     limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
 };
 
-use crate::{
-    errors, routes,
-    service::{logging, probes, request_id, shutdown},
-    state::AppState,
-};
+use service_kit::{logging, probes, request_id, shutdown};
+
+use crate::{errors, routes, state::AppState};
 
 /// The whole API. Layers, outermost first: request id, request log,
 /// `Connection: close` while draining, `nosniff`, CORS, JSON error bodies, timeout

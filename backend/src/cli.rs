@@ -4,11 +4,9 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
+use service_kit::{healthcheck, logging::LogArgs};
 
-use crate::{
-    cors::CorsOrigins,
-    service::{healthcheck, logging::LogFormat},
-};
+use crate::cors::CorsOrigins;
 
 /// The origins the stack serves the page from: the load balancer (8080) and the
 /// frontend published directly (9000), by name and by address.
@@ -76,9 +74,8 @@ pub struct ServeArgs {
           value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[cfg(test)]

@@ -77,11 +77,8 @@ impl CorsOrigins {
         CorsLayer::new()
             .allow_origin(origins)
             .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
-            .allow_headers([
-                header::CONTENT_TYPE,
-                crate::service::request_id::HEADER.clone(),
-            ])
-            .expose_headers([crate::service::request_id::HEADER.clone()])
+            .allow_headers([header::CONTENT_TYPE, service_kit::request_id::HEADER])
+            .expose_headers([service_kit::request_id::HEADER])
             .max_age(Duration::from_secs(600))
     }
 }

@@ -8,14 +8,14 @@ use axum::{
 use serde_json::json;
 
 /// `status` with `{"error": message}`.
-pub fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
 /// Middleware: gives the error responses made by layers (405 from the router, 413
 /// from the body limit, 503 from the timeout) the same JSON shape as ours, keeping
 /// their headers (`Allow`, CORS, ...).
-pub async fn json_errors(response: Response) -> Response {
+pub(crate) async fn json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()

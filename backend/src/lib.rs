@@ -11,8 +11,10 @@
 //! - [`routes`]: one handler per endpoint.
 //! - [`cors`]: the `--cors-origins` value and its layer.
 //! - `errors`: the `{"error": ...}` body shape.
-//! - [`service`]: plumbing shared with the frontend (request ids, logs, probes,
-//!   shutdown, health-check client, the common parts of `main`).
+//!
+//! Request ids, logs, probes, shutdown, the health-check client and the common parts of
+//! `main` come from `service-kit` (`backend/service-kit/`), shared with the frontend and
+//! the lb.
 //!
 //! `main.rs` only parses flags, binds, and calls [`serve`].
 
@@ -21,7 +23,6 @@ pub mod cli;
 pub mod cors;
 mod errors;
 pub mod routes;
-pub mod service;
 pub mod state;
 
 pub use app::{app, serve};

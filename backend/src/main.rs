@@ -5,17 +5,17 @@ use std::process::ExitCode;
 use anyhow::Context;
 use backend::{
     cli::{Cli, Command, ServeArgs},
-    service::{process, shutdown},
     AppState,
 };
 use clap::Parser;
+use service_kit::{process, shutdown};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Healthcheck(check)) => check.run(cli.serve.listen).await,
-        None => process::run(cli.serve.log_format, serve(cli.serve)).await,
+        None => process::run(cli.serve.log.format(), serve(cli.serve)).await,
     }
 }
 

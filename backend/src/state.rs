@@ -8,13 +8,10 @@ use std::{
     time::Duration,
 };
 
+use service_kit::shutdown::{Draining, Plan};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
-use crate::{
-    cli::ServeArgs,
-    cors::CorsOrigins,
-    service::shutdown::{Draining, Plan},
-};
+use crate::{cli::ServeArgs, cors::CorsOrigins};
 
 /// Cheap to clone; everything lives behind one `Arc`.
 #[derive(Clone, Debug)]

@@ -108,11 +108,13 @@ fn json_logs_one_line_per_request() {
         .find(|line| line.contains("json-1"))
         .unwrap_or_else(|| panic!("no request line in:\n{log}"));
     let json: serde_json::Value = serde_json::from_str(line).unwrap();
-    assert_eq!(json["span"]["id"], "json-1");
-    assert_eq!(json["span"]["method"], "GET");
-    assert_eq!(json["span"]["path"], "/api/hello");
+    // The logging contract (README, "Logs"): the same flat names in every binary.
+    assert_eq!(json["target"], "access");
+    assert_eq!(json["request_id"], "json-1");
+    assert_eq!(json["method"], "GET");
+    assert_eq!(json["path"], "/api/hello");
     assert_eq!(json["status"], 200);
-    assert!(json["latency_ms"].is_number());
+    assert!(json["duration_ms"].is_number());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::{future::Future, io};
 
 use axum::{http::StatusCode, middleware, Router};
-use backend::service::{logging, probes, request_id, shutdown};
+use service_kit::{logging, probes, request_id, shutdown};
 use tokio::net::TcpListener;
 use tower_http::{services::ServeDir, timeout::TimeoutLayer};
 

@@ -3,8 +3,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use backend::service::{healthcheck, logging::LogFormat};
 use clap::{Args, Parser, Subcommand};
+use service_kit::{healthcheck, logging::LogArgs};
 
 use crate::security_headers::ConnectSrc;
 
@@ -67,9 +67,8 @@ pub struct ServeArgs {
           value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@
 //! - [`security_headers`]: CSP (configurable `connect-src`), `nosniff`, referrer policy.
 //!
 //! Request ids, logs, probes, shutdown and the health-check client come from
-//! `backend::service`, so both services behave identically.
+//! `service-kit` (`backend/service-kit/`), shared with the backend and the lb, so every
+//! binary behaves identically.
 
 pub mod app;
 pub mod cli;

@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use backend::service::shutdown::{Draining, Plan};
+use service_kit::shutdown::{Draining, Plan};
 
 use crate::{cli::ServeArgs, security_headers::ConnectSrc, site_root};
 

@@ -25,7 +25,7 @@ use pingora::services::background::BackgroundService;
 
 use crate::reload::Reloader;
 
-pub fn app(reloader: Arc<Reloader>) -> Router {
+pub(crate) fn app(reloader: Arc<Reloader>) -> Router {
     Router::new()
         .route("/ready", get(ready))
         .route("/health", get(health))
@@ -109,7 +109,7 @@ async fn reload(State(reloader): State<Arc<Reloader>>) -> impl IntoResponse {
 
 /// Serves [`app`] on a listener bound before startup (so a taken port fails `lb` at once,
 /// with a clear error, instead of inside a background task).
-pub struct AdminService {
+pub(crate) struct AdminService {
     addr: SocketAddr,
     listener: Mutex<Option<std::net::TcpListener>>,
     reloader: Arc<Reloader>,
@@ -118,7 +118,7 @@ pub struct AdminService {
 impl AdminService {
     /// Bind `addr` now. During an upgrade (`-u`) the old process still holds the port, so
     /// a busy port is not an error then: the service keeps trying until the old one exits.
-    pub fn bind(
+    pub(crate) fn bind(
         addr: SocketAddr,
         reloader: Arc<Reloader>,
         upgrading: bool,
@@ -187,6 +187,10 @@ impl BackgroundService for AdminService {
                 return;
             }
         };
+        if let Ok(addr) = listener.local_addr() {
+            self.reloader.state.set_admin_addr(addr);
+            tracing::info!(%addr, "admin listening on {addr}");
+        }
         if let Err(e) = axum::serve(listener, app(self.reloader.clone())).await {
             tracing::error!(error = %e, "admin listener stopped");
         }

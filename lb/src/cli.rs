@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::logging::LogFormat;
+use service_kit::logging::LogArgs;
 
 #[derive(Debug, Parser)]
 #[command(name = "lb", version, about = "Softy Pinko load balancer (Pingora)")]
@@ -37,9 +37,8 @@ pub struct Cli {
     #[arg(long)]
     pub watch: bool,
 
-    /// Log format; default: json when stdout is not a terminal, text otherwise.
-    #[arg(long, env = "LB_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// Accepted and ignored, as pingora does (cargo test may pass it).
     #[arg(long, hide = true)]

@@ -42,13 +42,13 @@ fn backend(addr: SocketAddr, weight: usize) -> Backend {
 }
 
 /// A fixed list of `IP:port` backends.
-pub struct StaticDiscovery {
+pub(crate) struct StaticDiscovery {
     backends: BTreeSet<Backend>,
     admission: Arc<Admission>,
 }
 
 impl StaticDiscovery {
-    pub fn new(list: &[StaticBackend], admission: Arc<Admission>) -> Self {
+    pub(crate) fn new(list: &[StaticBackend], admission: Arc<Admission>) -> Self {
         Self {
             backends: list.iter().map(|b| backend(b.addr, b.weight)).collect(),
             admission,
@@ -65,7 +65,7 @@ impl ServiceDiscovery for StaticDiscovery {
 }
 
 /// A name resolved with hickory (async; never pingora's blocking lookups).
-pub struct DnsDiscovery {
+pub(crate) struct DnsDiscovery {
     pool: String,
     name: String,
     port: u16,
@@ -87,7 +87,7 @@ struct DnsState {
 impl DnsDiscovery {
     /// `resolver: None` reads `/etc/resolv.conf`; `Some(addr)` asks only that server.
     /// Lookups time out after `min(interval, 2s)` so a dead resolver cannot stall the loop.
-    pub fn new(
+    pub(crate) fn new(
         pool: &str,
         name: &str,
         port: u16,

@@ -6,10 +6,11 @@ use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType, Result};
+use service_kit::request_id;
 
 /// What went wrong, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LbError {
+pub(crate) enum LbError {
     BadRequest,
     NoRoute,
     Internal,
@@ -21,10 +22,10 @@ pub enum LbError {
 }
 
 /// Seconds a client should wait before retrying a 503.
-pub const RETRY_AFTER_SECS: &str = "1";
+pub(crate) const RETRY_AFTER_SECS: &str = "1";
 
 impl LbError {
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             LbError::BadRequest => 400,
             LbError::NoRoute => 404,
@@ -36,7 +37,7 @@ impl LbError {
         }
     }
 
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             LbError::BadRequest => "bad request",
             LbError::NoRoute => "no route for this path",
@@ -50,7 +51,7 @@ impl LbError {
 
     /// Classify a final proxy error. `None` means the client connection is already dead
     /// and there is nobody to answer.
-    pub fn from_proxy_error(e: &Error) -> Option<LbError> {
+    pub(crate) fn from_proxy_error(e: &Error) -> Option<LbError> {
         use ErrorType::*;
         Some(match e.etype() {
             HTTPStatus(400) => LbError::BadRequest,
@@ -75,12 +76,12 @@ impl LbError {
     }
 
     /// A pingora error carrying this status, not retryable.
-    pub fn into_error(self, context: &'static str) -> Box<Error> {
+    pub(crate) fn into_error(self, context: &'static str) -> Box<Error> {
         Error::explain(ErrorType::HTTPStatus(self.status()), context)
     }
 }
 
-pub fn json_body(err: LbError, request_id: &HeaderValue) -> Bytes {
+pub(crate) fn json_body(err: LbError, request_id: &HeaderValue) -> Bytes {
     let body = serde_json::json!({
         "error": err.message(),
         "status": err.status(),
@@ -91,7 +92,7 @@ pub fn json_body(err: LbError, request_id: &HeaderValue) -> Bytes {
 
 /// Write the error response. `keepalive: false` closes the client connection afterwards
 /// (used when the request body may not have been consumed).
-pub async fn respond(
+pub(crate) async fn respond(
     session: &mut Session,
     err: LbError,
     request_id: &HeaderValue,
@@ -102,7 +103,7 @@ pub async fn respond(
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    resp.insert_header(crate::request_id::HEADER, request_id.clone())?;
+    resp.insert_header(request_id::NAME, request_id.clone())?;
     if err == LbError::NoHealthyBackend {
         resp.insert_header(http::header::RETRY_AFTER, RETRY_AFTER_SECS)?;
     }

@@ -23,14 +23,14 @@ use crate::observe::PoolObserver;
 
 /// Pingora's key for a backend's enablement (its `hash_key`, which is crate-private):
 /// the std hash of the backend's identity (address + weight).
-pub fn backend_key(backend: &Backend) -> u64 {
+pub(crate) fn backend_key(backend: &Backend) -> u64 {
     let mut h = DefaultHasher::new();
     backend.hash(&mut h);
     h.finish()
 }
 
 /// Which discovered backends have passed a health check since they (re)appeared.
-pub struct Admission {
+pub(crate) struct Admission {
     /// False when the pool has no health check: then every discovered backend is trusted.
     gated: bool,
     admitted: Mutex<HashSet<u64>>,
@@ -38,7 +38,7 @@ pub struct Admission {
 }
 
 impl Admission {
-    pub fn new(gated: bool) -> Self {
+    pub(crate) fn new(gated: bool) -> Self {
         Self {
             gated,
             admitted: Mutex::new(HashSet::new()),
@@ -47,14 +47,14 @@ impl Admission {
     }
 
     /// Link to the load balancer whose backends this gate enables (set once, after building).
-    pub fn attach(&self, lb: Weak<LoadBalancer<RoundRobin>>) {
+    pub(crate) fn attach(&self, lb: Weak<LoadBalancer<RoundRobin>>) {
         let _ = self.lb.set(lb);
     }
 
     /// The enablement map discovery returns to pingora: admitted backends on, the rest off.
     /// Backends that left the set lose their admission, so one that comes back is checked
     /// again before it gets traffic.
-    pub fn enablement(&self, set: &BTreeSet<Backend>) -> HashMap<u64, bool> {
+    pub(crate) fn enablement(&self, set: &BTreeSet<Backend>) -> HashMap<u64, bool> {
         if !self.gated {
             return HashMap::new();
         }
@@ -85,7 +85,7 @@ impl Admission {
 }
 
 /// Pingora's HTTP check, plus admission and 2xx acceptance.
-pub struct GatedHttpCheck {
+pub(crate) struct GatedHttpCheck {
     inner: HttpHealthCheck,
     admission: std::sync::Arc<Admission>,
     observer: std::sync::Arc<PoolObserver>,
@@ -96,7 +96,7 @@ impl GatedHttpCheck {
     /// A GET of `spec.path` with `Host: spec.host` (default: `host_default`); connect and
     /// read each bounded by `spec.timeout`; any 2xx passes. Every result is also recorded
     /// in `observer` (for `/status`).
-    pub fn new(
+    pub(crate) fn new(
         pool: &str,
         spec: &HealthCheckSpec,
         host_default: &str,

@@ -1,43 +1,53 @@
 //! Softy Pinko's load balancer, built on Pingora 0.9.
 //!
 //! # Layout
-//! - Startup: [`cli`] (flags) → [`config`] (YAML → validated `Config`, every error with its
-//!   field path) → [`server`] (pingora `ServerConf`, services, run) — `main.rs` tells it.
-//! - Routing state: [`state`] holds the immutable [`state::Snapshot`] (routes + pools) behind
-//!   an `ArcSwap`; [`routes`] is the longest-prefix table; [`pool`] wraps one pingora
-//!   `LoadBalancer`; [`discovery`] (static / DNS) and [`health`] (HTTP checks, admission of
-//!   new backends) feed it; [`supervisor`] is the single background service that drives
-//!   discovery and health checks for the pools of the current snapshot.
-//! - Request path: [`proxy`] (one module per stage: request → upstream → failover →
-//!   response), [`request_id`], [`errors`] (lb-generated JSON errors), [`access_log`].
-//! - Operations: [`admin`] (`/ready`, `/health`, `/metrics`, `/status`, `POST /reload`),
-//!   [`reload`] (hot reload: check, reuse unchanged pools, warm up new ones, swap; `--watch`),
-//!   [`metrics`] (private Prometheus registry, handles resolved per route/pool),
-//!   [`observe`] (per-pool discovery/check history and per-backend counts) and [`status`]
-//!   (the `/status` JSON), [`admin_client`] (`lb healthcheck`, `lb reload`), [`signals`]
-//!   (SIGHUP reloads), [`logging`] (JSON/text, `log` bridged to tracing).
-//! - Shared plumbing: [`per_thread`] (per-thread values a background task can visit: idle
-//!   upstream connections, access-log buffers).
+//! The crate reads top to bottom; no module imports one listed after its own layer.
+//! - **Startup**: [`cli`] (flags) → [`config`] (YAML → validated `Config` with every error's
+//!   field path → pingora's `ServerConf`; [`check`] is what `lb -t`, startup and reload
+//!   accept) → [`server`] (the pingora server, its services, run) — `main.rs` tells it.
+//! - **Routing state**: `state` holds the immutable `Snapshot` (routes + pools) behind an
+//!   `ArcSwap`; `routes` is the longest-prefix table; `pool` wraps one pingora
+//!   `LoadBalancer`; `discovery` (static / DNS) and `health` (HTTP checks, admission of new
+//!   backends) feed it; `supervisor` drives discovery and health checks for the pools of
+//!   the current snapshot.
+//! - **Request path**: `proxy`, one module per stage: request (snapshot, request id,
+//!   route) → upstream (backend choice, request headers) → failover (retry policy) →
+//!   response (response headers) → access log. Body-less `GET`/`HEAD` take the direct path
+//!   (`proxy::direct`) through the same stages; `errors` are the lb's own JSON answers.
+//! - **Operations**: `admin` (`/ready`, `/health`, `/metrics`, `/status`, `POST /reload`),
+//!   `reload` (hot reload: check, reuse unchanged pools, warm up new ones, swap; `--watch`),
+//!   `metrics` (private Prometheus registry), `observe` (per-pool history) and `status`
+//!   (the `/status` JSON), [`admin_client`] (`lb healthcheck`, `lb reload`), `signals`
+//!   (SIGHUP reloads), `listeners` (the bound addresses, `:0` included).
+//! - **Plumbing**: `per_thread` (per-thread values a background task can visit),
+//!   `line_buffer` (log lines written in batches per thread), `json_line` (hand-written
+//!   JSON for the access log). The request-id rule, the logging contract and the
+//!   healthcheck client come from `service-kit`, shared with the backend and frontend.
+//!
+//! Everything is `pub(crate)` but what `main.rs` uses.
 
-pub mod access_log;
-pub mod admin;
 pub mod admin_client;
 pub mod cli;
-pub mod config;
-pub mod discovery;
-pub mod errors;
-pub mod health;
-pub mod logging;
-pub mod metrics;
-pub mod observe;
-pub mod per_thread;
-pub mod pool;
-pub mod proxy;
-pub mod reload;
-pub mod request_id;
-pub mod routes;
 pub mod server;
-pub mod signals;
-pub mod state;
-pub mod status;
-pub mod supervisor;
+
+mod admin;
+mod config;
+mod discovery;
+mod errors;
+mod health;
+mod json_line;
+mod line_buffer;
+mod listeners;
+mod metrics;
+mod observe;
+mod per_thread;
+mod pool;
+mod proxy;
+mod reload;
+mod routes;
+mod signals;
+mod state;
+mod status;
+mod supervisor;
+
+pub use config::{check, ConfigError, ConfigErrors, LoadedConfig};

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use lb::admin_client;
 use lb::cli::Cli;
-use lb::logging::{self, LogFormat};
+
 use lb::server;
+use service_kit::logging;
 
 /// mimalloc instead of glibc's malloc: the proxy allocates and frees many small buffers and
 /// header maps per request, and glibc's `malloc`/`free` took about a fifth of the lb's user
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
 
     // Check the whole config before pingora sees anything; never start on a bad one.
     let path = cli.conf.display().to_string();
-    let loaded = match server::check(&cli.conf) {
+    let loaded = match lb::check(&cli.conf) {
         Ok(loaded) => loaded,
         Err(errors) => {
             eprintln!(
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    logging::init(LogFormat::resolve(cli.log_format));
+    logging::init(cli.log.format());
     let opts = server::RunOptions {
         upgrade: cli.upgrade,
         daemon: cli.daemon,

@@ -18,7 +18,7 @@ use prometheus::{
 };
 
 /// Label value for requests that matched no route.
-pub const NO_ROUTE: &str = "none";
+pub(crate) const NO_ROUTE: &str = "none";
 
 /// `code_class` label values, indexed by `status / 100`; index 0 is a request that got no
 /// response (the client went away first).
@@ -29,16 +29,21 @@ const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
 ];
 
-/// Why a request was retried on another backend (`lb_retries_total{reason}`).
+/// Why a request was sent again (`lb_retries_total{reason}`).
 #[derive(Debug, Clone, Copy)]
-pub enum RetryReason {
-    /// The connection to the backend failed or was refused: nothing was sent.
+pub(crate) enum RetryReason {
+    /// The connection to the backend failed or was refused: nothing was sent. Another
+    /// backend gets the next try.
     Connect,
-    /// The try failed after the request was sent (idempotent requests only).
+    /// The try failed after the request was sent (idempotent requests only). Another
+    /// backend gets the next try.
     AfterSend,
+    /// A reused idle connection turned out closed before any response: the same backend,
+    /// on a new connection, once per request. Not a try; spends no retry.
+    StaleConnection,
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
@@ -52,16 +57,17 @@ pub struct Metrics {
 }
 
 /// Resolved handles for one route (`lb_requests_total` by code class).
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     requests: [IntCounter; 6],
 }
 
 /// Resolved handles for one pool.
-pub struct PoolMetrics {
+pub(crate) struct PoolMetrics {
     duration: Histogram,
     tries: IntCounter,
     retries_connect: IntCounter,
     retries_after_send: IntCounter,
+    retries_stale: IntCounter,
     discovery_changed: IntCounter,
     discovery_unchanged: IntCounter,
     discovery_error: IntCounter,
@@ -69,14 +75,14 @@ pub struct PoolMetrics {
 
 /// Result of one discovery round (`lb_discovery_updates_total{result}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiscoveryResult {
+pub(crate) enum DiscoveryResult {
     Changed,
     Unchanged,
     Error,
 }
 
 impl DiscoveryResult {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DiscoveryResult::Changed => "changed",
             DiscoveryResult::Unchanged => "unchanged",
@@ -101,7 +107,7 @@ fn register(registry: &Registry, c: impl Collector + 'static) {
 impl Metrics {
     /// A fresh registry with every lb metric, plus the process collector (resident memory,
     /// CPU seconds, open fds, read from `/proc`).
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let registry = Registry::new();
         let requests = counter_vec(
             &registry,
@@ -128,7 +134,7 @@ impl Metrics {
         let retries = counter_vec(
             &registry,
             "lb_retries_total",
-            "Requests retried on another backend, by upstream pool and reason (connect, after_send).",
+            "Requests sent again, by upstream pool and reason: connect and after_send (to another backend, spending a retry), stale_connection (a reused connection was found closed: the same backend on a new connection, not a try).",
             &["upstream", "reason"],
         );
         let backends = IntGaugeVec::new(
@@ -190,14 +196,14 @@ impl Metrics {
         }
     }
 
-    pub fn route(&self, prefix: &str, upstream: &str) -> RouteMetrics {
+    pub(crate) fn route(&self, prefix: &str, upstream: &str) -> RouteMetrics {
         RouteMetrics {
             requests: CODE_CLASSES
                 .map(|class| self.requests.with_label_values(&[prefix, upstream, class])),
         }
     }
 
-    pub fn pool(&self, upstream: &str) -> PoolMetrics {
+    pub(crate) fn pool(&self, upstream: &str) -> PoolMetrics {
         let discovery = |result: DiscoveryResult| {
             self.discovery
                 .with_label_values(&[upstream, result.as_str()])
@@ -207,6 +213,9 @@ impl Metrics {
             tries: self.tries.with_label_values(&[upstream]),
             retries_connect: self.retries.with_label_values(&[upstream, "connect"]),
             retries_after_send: self.retries.with_label_values(&[upstream, "after_send"]),
+            retries_stale: self
+                .retries
+                .with_label_values(&[upstream, "stale_connection"]),
             discovery_changed: discovery(DiscoveryResult::Changed),
             discovery_unchanged: discovery(DiscoveryResult::Unchanged),
             discovery_error: discovery(DiscoveryResult::Error),
@@ -214,7 +223,7 @@ impl Metrics {
     }
 
     /// Count a reload; a success also moves the "last success" time and the config hash.
-    pub fn reload(&self, success: bool, hash: &str) {
+    pub(crate) fn reload(&self, success: bool, hash: &str) {
         let result = if success { "success" } else { "failure" };
         self.reloads.with_label_values(&[result]).inc();
         if success {
@@ -223,20 +232,20 @@ impl Metrics {
     }
 
     /// The config with `hash` is now in use (at startup or after a reload).
-    pub fn config_loaded(&self, hash: &str) {
+    pub(crate) fn config_loaded(&self, hash: &str) {
         self.last_reload_success.set(unix_now());
         self.config_info.reset();
         self.config_info.with_label_values(&[hash]).set(1);
     }
 
-    pub fn reload_count(&self, success: bool) -> u64 {
+    pub(crate) fn reload_count(&self, success: bool) -> u64 {
         let result = if success { "success" } else { "failure" };
         self.reloads.with_label_values(&[result]).get()
     }
 
     /// Set the backend gauges from `pools` (name, healthy, unhealthy), dropping pools gone
     /// since the last scrape.
-    pub fn set_backends<'a>(&self, pools: impl Iterator<Item = (&'a str, usize, usize)>) {
+    pub(crate) fn set_backends<'a>(&self, pools: impl Iterator<Item = (&'a str, usize, usize)>) {
         self.backends.reset();
         for (name, healthy, unhealthy) in pools {
             let gauge =
@@ -247,7 +256,7 @@ impl Metrics {
     }
 
     /// Everything in the Prometheus text format (version 0.0.4).
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut buf = Vec::with_capacity(16 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::warn!(error = %e, "cannot encode metrics");
@@ -265,7 +274,7 @@ impl Default for Metrics {
 impl RouteMetrics {
     /// One answered request with HTTP `status` (0 = no response was sent).
     #[inline]
-    pub fn request(&self, status: u16) {
+    pub(crate) fn request(&self, status: u16) {
         let class = usize::from(status / 100).min(CODE_CLASSES.len() - 1);
         self.requests[class].inc();
     }
@@ -274,7 +283,7 @@ impl RouteMetrics {
 impl PoolMetrics {
     /// A finished request that went through this pool: its duration and tries.
     #[inline]
-    pub fn finished(&self, seconds: f64, tries: usize) {
+    pub(crate) fn finished(&self, seconds: f64, tries: usize) {
         self.duration.observe(seconds);
         if tries > 0 {
             self.tries.inc_by(tries as u64);
@@ -282,14 +291,15 @@ impl PoolMetrics {
     }
 
     #[inline]
-    pub fn retry(&self, reason: RetryReason) {
+    pub(crate) fn retry(&self, reason: RetryReason) {
         match reason {
             RetryReason::Connect => self.retries_connect.inc(),
             RetryReason::AfterSend => self.retries_after_send.inc(),
+            RetryReason::StaleConnection => self.retries_stale.inc(),
         }
     }
 
-    pub fn discovery(&self, result: DiscoveryResult) {
+    pub(crate) fn discovery(&self, result: DiscoveryResult) {
         match result {
             DiscoveryResult::Changed => self.discovery_changed.inc(),
             DiscoveryResult::Unchanged => self.discovery_unchanged.inc(),
@@ -299,7 +309,7 @@ impl PoolMetrics {
 }
 
 /// Seconds since the Unix epoch, as Prometheus timestamps are.
-pub fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

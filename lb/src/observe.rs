@@ -17,25 +17,25 @@ use arc_swap::ArcSwap;
 use crate::metrics::DiscoveryResult;
 
 #[derive(Debug, Clone, Default)]
-pub struct DiscoveryRecord {
-    pub at: Option<SystemTime>,
-    pub result: Option<DiscoveryResult>,
+pub(crate) struct DiscoveryRecord {
+    pub(crate) at: Option<SystemTime>,
+    pub(crate) result: Option<DiscoveryResult>,
     /// The error of the last round, when it failed (the previous set stays in use).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct CheckRecord {
-    pub at: SystemTime,
-    pub ok: bool,
-    pub error: Option<String>,
+pub(crate) struct CheckRecord {
+    pub(crate) at: SystemTime,
+    pub(crate) ok: bool,
+    pub(crate) error: Option<String>,
     /// Passes in a row (0 after a failure), and failures in a row (0 after a pass).
-    pub consecutive_ok: u32,
-    pub consecutive_failed: u32,
+    pub(crate) consecutive_ok: u32,
+    pub(crate) consecutive_failed: u32,
 }
 
 #[derive(Default)]
-pub struct PoolObserver {
+pub(crate) struct PoolObserver {
     discovery: Mutex<DiscoveryRecord>,
     checks: Mutex<HashMap<SocketAddr, CheckRecord>>,
     /// Sorted by address.
@@ -47,7 +47,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl PoolObserver {
-    pub fn record_discovery(&self, result: DiscoveryResult, error: Option<String>) {
+    pub(crate) fn record_discovery(&self, result: DiscoveryResult, error: Option<String>) {
         *lock(&self.discovery) = DiscoveryRecord {
             at: Some(SystemTime::now()),
             result: Some(result),
@@ -55,13 +55,13 @@ impl PoolObserver {
         };
     }
 
-    pub fn discovery(&self) -> DiscoveryRecord {
+    pub(crate) fn discovery(&self) -> DiscoveryRecord {
         lock(&self.discovery).clone()
     }
 
     /// The membership changed: backends still present keep their counters and check
     /// history; new ones start at zero; removed ones are forgotten.
-    pub fn membership(&self, members: &[SocketAddr]) {
+    pub(crate) fn membership(&self, members: &[SocketAddr]) {
         let old = self.requests.load();
         let mut next: Vec<(SocketAddr, Arc<AtomicU64>)> = members
             .iter()
@@ -75,17 +75,17 @@ impl PoolObserver {
 
     /// One try sent to `addr` (hot path).
     #[inline]
-    pub fn count_request(&self, addr: &SocketAddr) {
+    pub(crate) fn count_request(&self, addr: &SocketAddr) {
         if let Some(c) = counter(&self.requests.load(), addr) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    pub fn requests(&self, addr: &SocketAddr) -> u64 {
+    pub(crate) fn requests(&self, addr: &SocketAddr) -> u64 {
         counter(&self.requests.load(), addr).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    pub fn record_check(&self, addr: SocketAddr, error: Option<String>) {
+    pub(crate) fn record_check(&self, addr: SocketAddr, error: Option<String>) {
         let mut checks = lock(&self.checks);
         let prev = checks.get(&addr);
         let ok = error.is_none();
@@ -107,7 +107,7 @@ impl PoolObserver {
         );
     }
 
-    pub fn check(&self, addr: &SocketAddr) -> Option<CheckRecord> {
+    pub(crate) fn check(&self, addr: &SocketAddr) -> Option<CheckRecord> {
         lock(&self.checks).get(addr).cloned()
     }
 }

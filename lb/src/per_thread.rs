@@ -6,12 +6,12 @@
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-pub struct Registry<T> {
+pub(crate) struct Registry<T> {
     all: Mutex<Vec<Weak<Mutex<T>>>>,
 }
 
 impl<T: Default> Registry<T> {
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             all: Mutex::new(Vec::new()),
         }
@@ -19,14 +19,14 @@ impl<T: Default> Registry<T> {
 
     /// A new value for the calling thread (keep it in a `thread_local!`), visible to
     /// [`Registry::for_each`] until the thread ends.
-    pub fn register(&self) -> Arc<Mutex<T>> {
+    pub(crate) fn register(&self) -> Arc<Mutex<T>> {
         let value = Arc::default();
         lock(&self.all).push(Arc::downgrade(&value));
         value
     }
 
     /// Visit the value of every thread still running.
-    pub fn for_each(&self, mut f: impl FnMut(&mut T)) {
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&mut T)) {
         let live: Vec<Arc<Mutex<T>>> = {
             let mut all = lock(&self.all);
             all.retain(|w| w.strong_count() > 0);
@@ -46,9 +46,9 @@ impl<T: Default> Default for Registry<T> {
 
 /// A background service that calls `run` every `every`: the visits of the registries
 /// (idle-connection sweep, access-log flush).
-pub struct Every {
-    pub every: Duration,
-    pub run: fn(),
+pub(crate) struct Every {
+    pub(crate) every: Duration,
+    pub(crate) run: fn(),
 }
 
 #[async_trait::async_trait]
@@ -65,6 +65,6 @@ impl pingora::services::background::BackgroundService for Every {
 
 /// A poisoned lock only means a thread panicked while holding it; the values kept here
 /// (lists, buffers of whole lines) stay usable.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -25,9 +25,9 @@ use crate::observe::PoolObserver;
 /// Iteration budget for `select_with`: it counts repeated picks too, so keep it generous.
 const MAX_SELECT_ITERATIONS: usize = 256;
 
-pub struct Pool {
-    pub name: String,
-    pub spec: UpstreamSpec,
+pub(crate) struct Pool {
+    pub(crate) name: String,
+    pub(crate) spec: UpstreamSpec,
     lb: Arc<LoadBalancer<RoundRobin>>,
     /// Set once the first discovery (and, with a health check, the first check pass after
     /// it) has finished.
@@ -38,14 +38,18 @@ pub struct Pool {
     /// Wakes requests waiting in [`Pool::wait_ready`] once the pool is ready.
     became_ready: Notify,
     /// Resolved metric handles (no label lookups on the hot path).
-    pub metrics: PoolMetrics,
+    pub(crate) metrics: PoolMetrics,
     /// Discovery and check history, per-backend try counts (for `/status`).
-    pub observer: Arc<PoolObserver>,
+    pub(crate) observer: Arc<PoolObserver>,
 }
 
 impl Pool {
     /// A new, idle pool (not ready until [`Pool::warm_up`] or [`Pool::run`]).
-    pub fn build(name: &str, spec: &UpstreamSpec, metrics: &Metrics) -> anyhow::Result<Arc<Pool>> {
+    pub(crate) fn build(
+        name: &str,
+        spec: &UpstreamSpec,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Arc<Pool>> {
         let observer = Arc::new(PoolObserver::default());
         let admission = Arc::new(Admission::new(spec.health_check.is_some()));
         let (discovery, default_host): (
@@ -98,14 +102,14 @@ impl Pool {
         }))
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 
     /// Wait until the pool is ready, at most `limit`; true if it is. Requests that arrive
     /// while a pool warms up (a process that just started or took the sockets over in an
     /// upgrade) wait for it instead of getting a 503.
-    pub async fn wait_ready(&self, limit: Duration) -> bool {
+    pub(crate) async fn wait_ready(&self, limit: Duration) -> bool {
         let became_ready = self.became_ready.notified();
         tokio::pin!(became_ready);
         // Register before checking, so a wake-up in between is not lost.
@@ -119,7 +123,7 @@ impl Pool {
 
     /// For a request about to pick a backend: if the pool is still warming up, wait for its
     /// first discovery as long as a connect may take (both request paths use this).
-    pub async fn wait_ready_for_request(&self) {
+    pub(crate) async fn wait_ready_for_request(&self) {
         if !self.is_ready() {
             self.wait_ready(self.spec.timeouts.connect).await;
         }
@@ -127,7 +131,7 @@ impl Pool {
 
     /// The next healthy backend in round-robin order, skipping addresses this request
     /// already tried; falls back to a tried one rather than failing while one is healthy.
-    pub fn select(&self, tried: &[SocketAddr]) -> Option<Backend> {
+    pub(crate) fn select(&self, tried: &[SocketAddr]) -> Option<Backend> {
         if tried.is_empty() {
             return self.lb.select(b"", MAX_SELECT_ITERATIONS);
         }
@@ -139,7 +143,7 @@ impl Pool {
     }
 
     /// A peer for `addr` with this pool's timeouts. Plain HTTP only (no TLS in this build).
-    pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
+    pub(crate) fn peer(&self, addr: SocketAddr) -> HttpPeer {
         let t = &self.spec.timeouts;
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(t.connect);
@@ -151,7 +155,7 @@ impl Pool {
     }
 
     /// Current members with their readiness (for logs now, `/status` later).
-    pub fn members(&self) -> Vec<(SocketAddr, bool)> {
+    pub(crate) fn members(&self) -> Vec<(SocketAddr, bool)> {
         self.lb
             .backends()
             .get_backend()
@@ -170,7 +174,7 @@ impl Pool {
     /// First discovery (retried until it succeeds) and, with a health check, the first
     /// check round; then the pool is ready. Does nothing on a ready pool. A reload awaits
     /// this for new pools *before* it installs them, so no request meets an empty pool.
-    pub async fn warm_up(&self) {
+    pub(crate) async fn warm_up(&self) {
         if self.is_ready() {
             return;
         }
@@ -187,13 +191,13 @@ impl Pool {
 
     /// One try is going to `addr` (for the per-backend count in `/status`).
     #[inline]
-    pub fn count_try(&self, addr: &SocketAddr) {
+    pub(crate) fn count_try(&self, addr: &SocketAddr) {
         self.observer.count_request(addr);
     }
 
     /// Drive discovery and health checks forever; the supervisor aborts the task when the
     /// pool leaves the snapshot or the server shuts down.
-    pub async fn run(self: Arc<Self>) {
+    pub(crate) async fn run(self: Arc<Self>) {
         let discovery_every = self.discovery_every();
         self.warm_up().await;
 

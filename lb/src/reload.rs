@@ -1,7 +1,7 @@
 //! Hot config reload, in place: the process, its listeners and its unchanged pools stay.
 //!
 //! A reload (SIGHUP, `POST /reload` on the admin listener, or `--watch`):
-//! 1. reads and checks the file exactly as `lb -t` does ([`server::check`]);
+//! 1. reads and checks the file exactly as `lb -t` does ([`config::check`]);
 //! 2. refuses the whole file if a setting that cannot change in place differs (see
 //!    [`not_in_place`]); nothing is applied then;
 //! 3. builds a new snapshot that carries every unchanged pool over as the same `Arc`
@@ -21,26 +21,25 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::config::ServerSettings;
-use crate::server;
+use crate::config::{self, ServerSettings};
 use crate::state::{LbState, ReloadRecord, Snapshot};
 
 /// How long a reload waits for new pools' first discovery and health round. A pool still
 /// not ready then (e.g. its name does not resolve yet) is installed anyway and keeps
 /// trying; until it is ready its routes answer 503 and `/ready` says 503.
-pub const WARM_UP_LIMIT: Duration = Duration::from_secs(5);
+pub(crate) const WARM_UP_LIMIT: Duration = Duration::from_secs(5);
 
 /// How often `--watch` looks at the config file.
-pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-pub struct Reloader {
-    pub state: Arc<LbState>,
+pub(crate) struct Reloader {
+    pub(crate) state: Arc<LbState>,
     /// One reload at a time.
     lock: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
-    pub fn new(state: Arc<LbState>) -> Self {
+    pub(crate) fn new(state: Arc<LbState>) -> Self {
         Self {
             state,
             lock: tokio::sync::Mutex::new(()),
@@ -49,7 +48,7 @@ impl Reloader {
 
     /// Reload the config file now; `trigger` (`signal`, `admin`, `watch`) is logged and
     /// shown in `/status`.
-    pub async fn reload(&self, trigger: &'static str) -> ReloadRecord {
+    pub(crate) async fn reload(&self, trigger: &'static str) -> ReloadRecord {
         let _one_at_a_time = self.lock.lock().await;
         let path = self.state.config_path.display().to_string();
         let (applied, hash, errors, changes) = match self.try_reload().await {
@@ -82,7 +81,7 @@ impl Reloader {
 
     /// `Ok((hash, changes))` once installed, `Err(errors)` when nothing was applied.
     async fn try_reload(&self) -> Result<(String, Vec<String>), Vec<String>> {
-        let loaded = server::check(&self.state.config_path)
+        let loaded = config::check(&self.state.config_path)
             .map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
         let current = self.state.snapshot();
         let fixed = not_in_place(&current.config.server, &loaded.config.server);
@@ -116,7 +115,7 @@ impl Reloader {
 
 /// The settings baked into pingora's `ServerConf` and listeners at startup. A reload that
 /// changes any of them is rejected as a whole: one error per changed key, naming it.
-pub fn not_in_place(old: &ServerSettings, new: &ServerSettings) -> Vec<String> {
+pub(crate) fn not_in_place(old: &ServerSettings, new: &ServerSettings) -> Vec<String> {
     let mut errors = Vec::new();
     let mut check = |key: &str, same: bool, old: String, new: String| {
         if !same {
@@ -218,20 +217,18 @@ fn describe_changes(current: &Snapshot, new: &crate::config::Config) -> Vec<Stri
 /// it changes. Polling (rather than inotify) also works on bind mounts and with editors
 /// that replace the file; a half-written file is simply rejected and retried on the next
 /// change.
-pub struct Watcher {
+pub(crate) struct Watcher {
     reloader: Arc<Reloader>,
 }
 
 impl Watcher {
-    pub fn new(reloader: Arc<Reloader>) -> Self {
+    pub(crate) fn new(reloader: Arc<Reloader>) -> Self {
         Self { reloader }
     }
 }
 
 fn file_hash(path: &PathBuf) -> Option<String> {
-    std::fs::read(path)
-        .ok()
-        .map(|b| crate::config::sha256_hex(&b))
+    std::fs::read(path).ok().map(|b| config::sha256_hex(&b))
 }
 
 #[async_trait]

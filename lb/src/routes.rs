@@ -5,18 +5,18 @@ use std::sync::Arc;
 use crate::metrics::RouteMetrics;
 use crate::pool::Pool;
 
-pub struct Route {
-    pub prefix: String,
-    pub strip_prefix: bool,
-    pub pool: Arc<Pool>,
+pub(crate) struct Route {
+    pub(crate) prefix: String,
+    pub(crate) strip_prefix: bool,
+    pub(crate) pool: Arc<Pool>,
     /// `lb_requests_total` handles for this route, resolved when the snapshot was built.
-    pub metrics: RouteMetrics,
+    pub(crate) metrics: RouteMetrics,
 }
 
 impl Route {
     /// The upstream path for `path` (which matched this route): the prefix removed when
     /// `strip_prefix` is set, always starting with `/`. `None` means "send it unchanged".
-    pub fn rewrite(&self, path_and_query: &str) -> Option<String> {
+    pub(crate) fn rewrite(&self, path_and_query: &str) -> Option<String> {
         if !self.strip_prefix {
             return None;
         }
@@ -30,29 +30,25 @@ impl Route {
 }
 
 /// Routes sorted by descending prefix length, so the first match is the longest.
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     routes: Vec<Route>,
 }
 
 impl RouteTable {
-    pub fn new(mut routes: Vec<Route>) -> Self {
+    pub(crate) fn new(mut routes: Vec<Route>) -> Self {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Self { routes }
     }
 
     /// Index of the route for `path`; no allocation (a linear scan: route tables are short).
-    pub fn lookup(&self, path: &str) -> Option<usize> {
+    pub(crate) fn lookup(&self, path: &str) -> Option<usize> {
         self.routes
             .iter()
             .position(|r| path.starts_with(r.prefix.as_str()))
     }
 
-    pub fn get(&self, index: usize) -> &Route {
+    pub(crate) fn get(&self, index: usize) -> &Route {
         &self.routes[index]
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Route> {
-        self.routes.iter()
     }
 }
 

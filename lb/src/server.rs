@@ -1,18 +1,18 @@
 //! From a validated [`Config`] to a running pingora server: `ServerConf`, the proxy service
 //! on every `listen` address, the pool supervisor and the admin listener.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use pingora::proxy::http_proxy_service_with_name;
-use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::configuration::Opt;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
 use crate::admin::AdminService;
-use crate::config::{self, Config, ConfigError, ConfigErrors, LoadedConfig};
+use crate::config::LoadedConfig;
 use crate::metrics::Metrics;
 use crate::per_thread::Every;
 use crate::proxy::LbProxy;
@@ -20,41 +20,6 @@ use crate::reload::{Reloader, Watcher};
 use crate::signals::Signals;
 use crate::state::{LbState, Snapshot};
 use crate::supervisor::PoolSupervisor;
-
-/// Pingora's server settings from ours. Durations round up to whole seconds (pingora's unit).
-pub fn server_conf(config: &Config, daemon: bool) -> ServerConf {
-    let s = &config.server;
-    let secs = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    ServerConf {
-        version: 1,
-        daemon,
-        threads: s.threads,
-        work_stealing: s.work_stealing,
-        grace_period_seconds: Some(secs(s.grace_period)),
-        graceful_shutdown_timeout_seconds: Some(secs(s.shutdown_timeout)),
-        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
-        pid_file: s.pid_file.clone(),
-        upgrade_sock: s.upgrade_sock.clone(),
-        ..ServerConf::default()
-    }
-}
-
-/// Everything `lb -t` checks: our config, then pingora's own validation of the server part.
-/// Startup and every reload go through here too, so they accept exactly the same files.
-pub fn check(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
-    let text = config::read(path)?;
-    let config = Config::from_yaml(&text)?;
-    if let Err(e) = server_conf(&config, false).validate() {
-        return Err(ConfigErrors(vec![ConfigError::new(
-            "server",
-            e.to_string(),
-        )]));
-    }
-    Ok(LoadedConfig {
-        config,
-        hash: config::sha256_hex(text.as_bytes()),
-    })
-}
 
 pub struct RunOptions {
     pub upgrade: bool,
@@ -67,7 +32,7 @@ pub struct RunOptions {
 /// Build and run the server until it is told to stop (SIGTERM/SIGINT/SIGQUIT).
 pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let config = &loaded.config;
-    let conf = server_conf(config, opts.daemon);
+    let conf = config.server_conf(opts.daemon);
     let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
     let admin_addr = config.server.admin;
     tracing::info!(
@@ -118,10 +83,14 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
         "access log flush",
         Every {
             every: Duration::from_millis(20),
-            run: crate::access_log::flush_due,
+            run: crate::line_buffer::flush_due,
         },
     ));
     server.add_service(background_service("admin", admin));
+    server.add_service(background_service(
+        "listen report",
+        crate::listeners::ListenReport::new(state.clone()),
+    ));
     if opts.watch {
         server.add_service(background_service(
             "config watch",
@@ -132,54 +101,7 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals::new(reloader)),
     });
-    crate::access_log::flush_all();
+    crate::line_buffer::flush_all();
     tracing::info!("lb stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_conf_from_config() {
-        let config = Config::from_yaml(
-            "version: 1\nserver: { threads: 3, grace_period: 2500ms, shutdown_timeout: 1s, pid_file: /run/x.pid }\n\
-             routes: [ { prefix: /, upstream: a } ]\nupstreams: { a: { discovery: { static: [\"127.0.0.1:1\"] } } }\n",
-        )
-        .expect("valid");
-        let conf = server_conf(&config, false);
-        assert_eq!(conf.threads, 3);
-        assert_eq!(
-            conf.grace_period_seconds,
-            Some(3),
-            "rounded up to whole seconds"
-        );
-        assert_eq!(conf.graceful_shutdown_timeout_seconds, Some(1));
-        assert_eq!(conf.pid_file, "/run/x.pid");
-        assert_eq!(conf.upgrade_sock, crate::config::defaults::UPGRADE_SOCK);
-        assert!(!conf.daemon);
-    }
-
-    #[test]
-    fn defaults_are_docker_friendly() {
-        let config = Config::from_yaml(
-            "version: 1\nroutes: [ { prefix: /, upstream: a } ]\nupstreams: { a: { discovery: { static: [\"127.0.0.1:1\"] } } }\n",
-        )
-        .expect("valid");
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(config.server.threads, cpus);
-        assert_eq!(
-            config.server.listen,
-            vec!["0.0.0.0:8080".parse().expect("addr")]
-        );
-        assert_eq!(config.server.admin, "127.0.0.1:9901".parse().expect("addr"));
-        let conf = server_conf(&config, false);
-        assert_eq!(conf.grace_period_seconds, Some(3));
-        assert_eq!(conf.graceful_shutdown_timeout_seconds, Some(3));
-        assert!(conf.pid_file.starts_with("/tmp/") && conf.upgrade_sock.starts_with("/tmp/"));
-        let a = &config.upstreams["a"];
-        assert_eq!(a.retries, 2);
-        assert!(a.timeouts.idle < std::time::Duration::from_secs(30));
-    }
 }

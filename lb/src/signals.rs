@@ -10,12 +10,12 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::reload::Reloader;
 
-pub struct Signals {
+pub(crate) struct Signals {
     reloader: Arc<Reloader>,
 }
 
 impl Signals {
-    pub fn new(reloader: Arc<Reloader>) -> Self {
+    pub(crate) fn new(reloader: Arc<Reloader>) -> Self {
         Self { reloader }
     }
 }
@@ -35,10 +35,12 @@ impl ShutdownSignalWatch for Signals {
         loop {
             tokio::select! {
                 _ = quit.recv() => {
+                    tracing::info!("SIGQUIT received: handing the listening sockets over to the new process, then draining");
                     self.reloader.state.set_closing();
                     return ShutdownSignal::GracefulUpgrade;
                 }
                 _ = term.recv() => {
+                    tracing::info!("SIGTERM received: closing the listeners, then draining");
                     self.reloader.state.set_closing();
                     return ShutdownSignal::GracefulTerminate;
                 }

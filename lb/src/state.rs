@@ -7,8 +7,9 @@
 //! `Arc<Pool>`s of the current one, then [`LbState::install`]s it.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -19,28 +20,28 @@ use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::pool::Pool;
 use crate::routes::{Route, RouteTable};
 
-pub struct Snapshot {
-    pub config: Arc<Config>,
+pub(crate) struct Snapshot {
+    pub(crate) config: Arc<Config>,
     /// SHA-256 (hex) of the config file this snapshot was built from.
-    pub hash: String,
-    pub loaded_at: SystemTime,
-    pub routes: RouteTable,
+    pub(crate) hash: String,
+    pub(crate) loaded_at: SystemTime,
+    pub(crate) routes: RouteTable,
     /// By upstream name.
-    pub pools: BTreeMap<String, Arc<Pool>>,
+    pub(crate) pools: BTreeMap<String, Arc<Pool>>,
     /// `lb_requests_total{route="none"}`: requests that matched no route.
-    pub no_route: RouteMetrics,
+    pub(crate) no_route: RouteMetrics,
 }
 
 impl Snapshot {
     /// Build pools and routes for `loaded`. Pools start idle; the supervisor runs them.
-    pub fn build(loaded: LoadedConfig, metrics: &Metrics) -> anyhow::Result<Snapshot> {
+    pub(crate) fn build(loaded: LoadedConfig, metrics: &Metrics) -> anyhow::Result<Snapshot> {
         Ok(Self::build_reusing(loaded, metrics, None)?.0)
     }
 
     /// Like [`Snapshot::build`], but every pool whose definition is unchanged in `previous`
     /// is carried over as the same `Arc` (keeping its backends, health state and connection
     /// pool). Also returns the pools built fresh, which need a warm-up.
-    pub fn build_reusing(
+    pub(crate) fn build_reusing(
         loaded: LoadedConfig,
         metrics: &Metrics,
         previous: Option<&Snapshot>,
@@ -84,41 +85,45 @@ impl Snapshot {
     }
 
     /// Every pool has finished its first discovery.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.pools.values().all(|p| p.is_ready())
     }
 }
 
 /// The outcome of the last reload attempt (for `/status`).
 #[derive(Debug, Clone)]
-pub struct ReloadRecord {
-    pub at: SystemTime,
+pub(crate) struct ReloadRecord {
+    pub(crate) at: SystemTime,
     /// `signal`, `admin` or `watch`.
-    pub trigger: &'static str,
-    pub applied: bool,
+    pub(crate) trigger: &'static str,
+    pub(crate) applied: bool,
     /// Why it was rejected (every error, with its field path).
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
     /// What it changed when applied (e.g. `upstream api: rebuilt`).
-    pub changes: Vec<String>,
+    pub(crate) changes: Vec<String>,
 }
 
-pub struct LbState {
+pub(crate) struct LbState {
     snapshot: ArcSwap<Snapshot>,
     /// Wakes the pool supervisor after [`LbState::install`].
     pub(crate) snapshot_changed: Notify,
     draining: AtomicBool,
     /// Set on SIGQUIT/SIGTERM: responses close their connection from then on.
     closing: AtomicBool,
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The config file given with `-c` (reloads read it again).
-    pub config_path: std::path::PathBuf,
-    pub started: Instant,
-    pub started_at: SystemTime,
+    pub(crate) config_path: std::path::PathBuf,
+    pub(crate) started: Instant,
+    pub(crate) started_at: SystemTime,
     last_reload: Mutex<Option<ReloadRecord>>,
+    /// The proxy's bound addresses, once known (`crate::listeners`).
+    listening: OnceLock<Vec<SocketAddr>>,
+    /// The admin listener's bound address, once bound.
+    admin_addr: OnceLock<SocketAddr>,
 }
 
 impl LbState {
-    pub fn new(
+    pub(crate) fn new(
         snapshot: Snapshot,
         metrics: Arc<Metrics>,
         config_path: std::path::PathBuf,
@@ -134,41 +139,59 @@ impl LbState {
             started: Instant::now(),
             started_at: SystemTime::now(),
             last_reload: Mutex::new(None),
+            listening: OnceLock::new(),
+            admin_addr: OnceLock::new(),
         })
     }
 
-    pub fn last_reload(&self) -> Option<ReloadRecord> {
+    pub(crate) fn last_reload(&self) -> Option<ReloadRecord> {
         self.last_reload
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    pub fn set_last_reload(&self, record: ReloadRecord) {
+    pub(crate) fn set_last_reload(&self, record: ReloadRecord) {
         *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(record);
     }
 
+    pub(crate) fn listening(&self) -> Option<&[SocketAddr]> {
+        self.listening.get().map(Vec::as_slice)
+    }
+
+    pub(crate) fn set_listening(&self, addrs: Vec<SocketAddr>) {
+        let _ = self.listening.set(addrs);
+    }
+
+    pub(crate) fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr.get().copied()
+    }
+
+    pub(crate) fn set_admin_addr(&self, addr: SocketAddr) {
+        let _ = self.admin_addr.set(addr);
+    }
+
     /// The current snapshot (one atomic load; keep the `Arc` for the request's life).
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }
 
     /// Swap in a new snapshot and let the supervisor start/stop pool tasks to match.
-    pub fn install(&self, snapshot: Snapshot) {
+    pub(crate) fn install(&self, snapshot: Snapshot) {
         self.snapshot.store(Arc::new(snapshot));
         self.snapshot_changed.notify_one();
     }
 
     /// Ready to take traffic: every pool discovered, and not shutting down.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         !self.is_draining() && self.snapshot.load().is_ready()
     }
 
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 
-    pub fn set_draining(&self) {
+    pub(crate) fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
 
@@ -176,13 +199,13 @@ impl LbState {
     /// sockets to a new process (or SIGTERM stops this one): clients then open their next
     /// connection to the new process, and no keep-alive connection is left idle for
     /// pingora's shutdown to close under a request the client is just sending.
-    pub fn set_closing(&self) {
+    pub(crate) fn set_closing(&self) {
         self.closing.store(true, Ordering::Release);
     }
 
     /// One relaxed load per response (hot path).
     #[inline]
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Relaxed)
     }
 }

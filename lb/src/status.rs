@@ -17,7 +17,7 @@ fn opt_time(t: Option<SystemTime>) -> Value {
     t.map_or(Value::Null, |t| time(t).into())
 }
 
-pub fn status(state: &LbState) -> Value {
+pub(crate) fn status(state: &LbState) -> Value {
     let snapshot = state.snapshot();
     let last_reload = state.last_reload().map(|r| {
         json!({
@@ -45,6 +45,10 @@ pub fn status(state: &LbState) -> Value {
         "uptime_seconds": (state.started.elapsed().as_millis() as f64 / 1000.0),
         "ready": state.is_ready(),
         "draining": state.is_draining(),
+        "listening": {
+            "proxy": state.listening().map(|a| a.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
+            "admin": state.admin_addr().map(|a| a.to_string()),
+        },
         "config": {
             "file": state.config_path.display().to_string(),
             "sha256": snapshot.hash,

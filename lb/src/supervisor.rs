@@ -13,12 +13,12 @@ use tokio::task::JoinHandle;
 use crate::pool::Pool;
 use crate::state::LbState;
 
-pub struct PoolSupervisor {
+pub(crate) struct PoolSupervisor {
     state: Arc<LbState>,
 }
 
 impl PoolSupervisor {
-    pub fn new(state: Arc<LbState>) -> Self {
+    pub(crate) fn new(state: Arc<LbState>) -> Self {
         Self { state }
     }
 }

@@ -179,13 +179,9 @@ upstreams:
 
 #[test]
 fn healthcheck_fails_when_nothing_listens() {
-    let port = support::free_port("127.0.0.1");
+    let (dead, _held) = support::dead_addr("127.0.0.1");
     let out = Command::new(support::lb::bin())
-        .args([
-            "healthcheck",
-            "--url",
-            &format!("http://127.0.0.1:{port}/ready"),
-        ])
+        .args(["healthcheck", "--url", &format!("http://{dead}/ready")])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));

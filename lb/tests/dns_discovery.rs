@@ -37,10 +37,13 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_follows_dns_records() {
-    let port = support::free_port("127.0.0.2");
     let ips: Vec<Ipv4Addr> = (2..=4).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    // A records carry no port: the first stub takes a free one, the others the same
+    // port on their own IPs (free there while the first holds it on 127.0.0.2).
+    let r2 = Stub::start("r2", &format!("{}:0", ips[0])).await;
+    let port = r2.addr.port();
     let _stubs = [
-        Stub::start("r2", &format!("{}:{port}", ips[0])).await,
+        r2,
         Stub::start("r3", &format!("{}:{port}", ips[1])).await,
         Stub::start("r4", &format!("{}:{port}", ips[2])).await,
     ];
@@ -124,9 +127,9 @@ async fn pool_follows_dns_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nxdomain_means_scaled_to_zero() {
-    let port = support::free_port("127.0.0.2");
     let ip = Ipv4Addr::new(127, 0, 0, 2);
-    let _stub = Stub::start("r2", &format!("{ip}:{port}")).await;
+    let _stub = Stub::start("r2", &format!("{ip}:0")).await;
+    let port = _stub.addr.port();
     let dns = DnsServer::start(Answer::Records(vec![ip])).await;
     let body = format!(
         "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ dns: \"app.test:{port}\", interval: 300ms, resolver: \"{}\" }}\n",

@@ -3,12 +3,11 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::{client, spread, until_serving, Lb, Load, Stub};
+use support::{client, metric, scrape, spread, until_serving, Lb, Load, Stub};
 
 const HEALTH: &str = "    health_check: { path: /ready, interval: 200ms, timeout: 200ms, healthy_after: 1, unhealthy_after: 1 }\n";
 
@@ -57,42 +56,6 @@ async fn until_reloads(lb: &Lb, result: &str, n: u64) -> Value {
     )
     .await;
     status(lb).await
-}
-
-/// `/metrics` parsed with a real Prometheus text parser: (name, sorted labels) → value.
-async fn scrape(lb: &Lb) -> HashMap<String, f64> {
-    let resp = client()
-        .get(lb.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics");
-    assert_eq!(resp.status(), 200);
-    let ctype = resp.headers()["content-type"]
-        .to_str()
-        .expect("ctype")
-        .to_string();
-    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
-    let text = resp.text().await.expect("body");
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("valid Prometheus text");
-    let mut out = HashMap::new();
-    for s in scrape.samples {
-        let mut labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        labels.sort();
-        let value = match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Histogram(h) => h.last().map_or(0.0, |b| b.count),
-            prometheus_parse::Value::Summary(_) => continue,
-        };
-        out.insert(format!("{}{{{}}}", s.metric, labels.join(",")), value);
-    }
-    out
-}
-
-fn metric(m: &HashMap<String, f64>, key: &str) -> f64 {
-    m.get(key).copied().unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +261,8 @@ async fn unchanged_pool_keeps_its_health_state_across_a_reload() {
 async fn a_listen_change_needs_an_upgrade_or_restart() {
     let (_app, lb) = one_pool().await;
     let conf = std::fs::read_to_string(lb.config_path()).expect("read");
-    // `lb reload` finds the admin address even in a broken file, and prints its errors.
+    // `lb reload` prints a broken file's errors (finding the admin address in a broken
+    // file is `config::admin_address`'s unit test: here the config's admin says `:0`).
     std::fs::write(
         lb.config_path(),
         conf.replace("interval: 200ms", "interval: 2x"),
@@ -312,11 +276,7 @@ async fn a_listen_change_needs_an_upgrade_or_restart() {
         "{err}"
     );
 
-    let other = support::free_port("127.0.0.1");
-    let changed = conf.replace(
-        &format!("127.0.0.1:{}\"]", lb.port),
-        &format!("127.0.0.1:{other}\"]"),
-    );
+    let changed = conf.replace("listen: [\"127.0.0.1:0\"]", "listen: [\"127.0.0.2:0\"]");
     assert_ne!(conf, changed);
     // Also a valid in-place change, which must not be applied either.
     let changed = changed.replace("upstreams:", "  # edited\nupstreams:");
@@ -483,7 +443,7 @@ async fn status_describes_config_routes_and_pools() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_counted_by_reason() {
     let app = Stub::start("app", "127.0.0.1:0").await;
-    let dead = format!("127.0.0.1:{}", support::free_port("127.0.0.1"));
+    let (dead, _held) = support::dead_addr("127.0.0.1");
     // No health check: the dead backend stays in rotation, so every other request fails to
     // connect once and is retried on the live one.
     let body = format!(
@@ -506,7 +466,7 @@ async fn retries_are_counted_by_reason() {
         0.0
     );
     let s = status(&lb).await;
-    let dead_status = backend(&s, &dead).expect("dead backend listed");
+    let dead_status = backend(&s, &dead.to_string()).expect("dead backend listed");
     assert!(dead_status["requests"].as_u64() >= Some(4), "{dead_status}");
 }
 

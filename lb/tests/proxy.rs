@@ -163,8 +163,10 @@ async fn forwarding_and_request_id_headers() {
 async fn all_backends_down_is_503_with_retry_after() {
     // Two addresses nothing listens on: the first health check fails, so neither is
     // ever admitted and the answer needs no connect attempt.
-    let dead1 = format!("127.0.0.1:{}", support::free_port("127.0.0.1"));
-    let dead2 = format!("127.0.0.1:{}", support::free_port("127.0.0.1"));
+    let ((dead1, _held1), (dead2, _held2)) = (
+        support::dead_addr("127.0.0.1"),
+        support::dead_addr("127.0.0.1"),
+    );
     let body = format!(
         "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [\"{dead1}\", \"{dead2}\"] }}\n    \
          health_check: {{ path: /ready, interval: 200ms, timeout: 200ms }}\n    timeouts: {{ connect: 5s }}\n"
@@ -325,11 +327,16 @@ async fn healthcheck_subcommand_follows_readiness() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // without --url, the admin address comes from the config file
+    // without --url, the admin address comes from the config file (a copy naming the
+    // bound admin port: the test config says `:0`)
+    let conf = std::fs::read_to_string(lb.config_path()).expect("config");
+    let pinned = lb.config_path().with_file_name("pinned.yaml");
+    let admin = format!("admin: \"127.0.0.1:{}\"", lb.admin);
+    std::fs::write(&pinned, conf.replace("admin: \"127.0.0.1:0\"", &admin)).expect("write");
     let out = std::process::Command::new(support::lb::bin())
         .arg("healthcheck")
         .arg("-c")
-        .arg(lb.config_path())
+        .arg(&pinned)
         .output()
         .expect("run");
     assert_eq!(

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,10 +30,11 @@ async fn binary_upgrade_under_load_loses_nothing() {
     // A paced, bounded load on keep-alive connections, running until the old process is
     // gone (or each connection reached its cap).
     let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
     let url = old.url("/work");
     let tasks: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
-            let (stop, url) = (stop.clone(), url.clone());
+            let (stop, served, url) = (stop.clone(), served.clone(), url.clone());
             tokio::spawn(async move {
                 let client = support::load_client();
                 let (mut ok, mut failures) = (0usize, Vec::new());
@@ -43,7 +44,10 @@ async fn binary_upgrade_under_load_loses_nothing() {
                     }
                     match client.get(&url).send().await {
                         Ok(r) if r.status() == 200 => match r.bytes().await {
-                            Ok(_) => ok += 1,
+                            Ok(_) => {
+                                ok += 1;
+                                served.fetch_add(1, Ordering::Relaxed);
+                            }
                             Err(e) => failures.push(format!("body: {e}")),
                         },
                         Ok(r) => failures.push(format!("status {}", r.status())),
@@ -55,9 +59,22 @@ async fn binary_upgrade_under_load_loses_nothing() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Some answers before the hand-over, some after it: counted, not slept for.
+    let answered_at_least = |n: usize| {
+        let served = served.clone();
+        move || {
+            let done = served.load(Ordering::Relaxed) >= n;
+            async move { done }
+        }
+    };
+    support::eventually(
+        Duration::from_secs(10),
+        "load running",
+        answered_at_least(100),
+    )
+    .await;
 
-    let mut new = old.start_upgrade();
+    let mut new = old.start_upgrade("  access_log: false", &body);
     let sock = old.config_path().with_file_name("upgrade.sock");
     support::eventually(
         Duration::from_secs(10),
@@ -70,7 +87,13 @@ async fn binary_upgrade_under_load_loses_nothing() {
     .await;
     old.signal(Signal::SIGQUIT);
     let exit = old.wait_exit(Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_exit = served.load(Ordering::Relaxed);
+    support::eventually(
+        Duration::from_secs(10),
+        "load answered by the new process",
+        answered_at_least(at_exit + 100),
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
 
     let (mut ok, mut failures) = (0, Vec::new());
@@ -93,7 +116,12 @@ async fn binary_upgrade_under_load_loses_nothing() {
         ok > 1000,
         "the load ran through the hand-over ({ok} requests)"
     );
-    assert!(old.log().contains("listener sockets sent"), "{}", old.log());
+    assert!(
+        old.log()
+            .contains("SIGQUIT received: handing the listening sockets over"),
+        "{}",
+        old.log()
+    );
 
     // The new process serves on the same ports, admin included.
     new.wait_ready().await;

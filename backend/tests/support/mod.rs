@@ -18,16 +18,16 @@ use std::{
 use nix::{sys::signal::Signal, unistd::Pid};
 
 /// A running service binary; killed if a test fails half-way.
-pub struct Service {
+pub(crate) struct Service {
     child: Child,
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     log: mpsc::Receiver<String>,
 }
 
 impl Service {
     /// Starts `bin --listen 127.0.0.1:0 ARGS` and waits (bounded) for its
     /// `listening on ADDR` line and a 200 from `/health`.
-    pub fn start(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -58,17 +58,17 @@ impl Service {
         service
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
     }
 
     /// Waits (bounded) for the process to exit; returns its status and its log since
     /// the `listening on` line.
-    pub fn wait(mut self) -> (ExitStatus, String) {
+    pub(crate) fn wait(mut self) -> (ExitStatus, String) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -90,7 +90,7 @@ impl Drop for Service {
 }
 
 /// The address in a `listening on ADDR` log line, text or JSON.
-pub fn listening_addr(line: &str) -> Option<SocketAddr> {
+pub(crate) fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
     let end = rest
         .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
@@ -99,7 +99,7 @@ pub fn listening_addr(line: &str) -> Option<SocketAddr> {
 }
 
 /// GET on a fresh connection: (status, body), or None if nothing answered.
-pub fn get(url: &str) -> Option<(u16, String)> {
+pub(crate) fn get(url: &str) -> Option<(u16, String)> {
     let client = reqwest::blocking::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(15))
@@ -110,7 +110,7 @@ pub fn get(url: &str) -> Option<(u16, String)> {
 }
 
 /// Polls `condition` every 20 ms for at most 10 s.
-pub fn wait_until(mut condition: impl FnMut() -> bool) {
+pub(crate) fn wait_until(mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !condition() {
         assert!(Instant::now() < deadline, "condition not met within 10 s");
@@ -119,7 +119,7 @@ pub fn wait_until(mut condition: impl FnMut() -> bool) {
 }
 
 /// Runs `bin healthcheck ARGS`.
-pub fn healthcheck(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+pub(crate) fn healthcheck(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     Command::new(bin)
         .arg("healthcheck")
         .args(args)

@@ -9,7 +9,7 @@ use serde_yaml::Value;
 
 /// Parse a YAML scalar as a duration. Bare numbers are refused: `2` could mean seconds or
 /// milliseconds, and guessing wrong makes a health check 1000x too eager.
-pub fn parse(value: &Value) -> Result<Duration, String> {
+pub(crate) fn parse(value: &Value) -> Result<Duration, String> {
     match value {
         Value::String(s) => {
             humantime::parse_duration(s.trim()).map_err(|_| format!("{s:?} is not a duration"))
@@ -22,7 +22,7 @@ pub fn parse(value: &Value) -> Result<Duration, String> {
 }
 
 /// A short rendering of a YAML value for error messages.
-pub fn show(value: &Value) -> String {
+pub(crate) fn show(value: &Value) -> String {
     match value {
         Value::Null => "null".to_string(),
         Value::Bool(b) => b.to_string(),

@@ -1,12 +1,14 @@
 //! The one config contract: a YAML file parsed into typed, validated settings.
 //!
-//! `load` = read → parse (`raw`, serde) → check (`validate`, collects every error) →
-//! [`Config`]. Everything downstream (pingora's `ServerConf`, the routing snapshot) is built
-//! from a `Config`, never from the raw file, so `lb -t` and a real start accept exactly the
-//! same files. The validated types derive `PartialEq` so a reload can tell which pools changed.
+//! [`check`] = read → parse (`raw`, serde) → validate (`validate`, collects every error) →
+//! [`Config`] → pingora's own validation of the `ServerConf` it maps to (`server_conf`).
+//! `lb -t`, startup and every reload go through [`check`], so they accept exactly the same
+//! files. Everything downstream (pingora's `ServerConf`, the routing snapshot) is built
+//! from a `Config`, never from the raw file. The validated types derive `PartialEq` so a reload can tell which pools changed.
 
-pub mod duration;
+pub(crate) mod duration;
 mod raw;
+mod server_conf;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -16,89 +18,89 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Defaults, in one place so the README table and the code cannot drift apart.
-pub mod defaults {
+pub(crate) mod defaults {
     use std::time::Duration;
 
-    pub const LISTEN: &str = "0.0.0.0:8080";
-    pub const ADMIN: &str = "127.0.0.1:9901";
-    pub const GRACE_PERIOD: Duration = Duration::from_secs(3);
-    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
-    pub const KEEPALIVE_POOL_SIZE: usize = 128;
-    pub const WORK_STEALING: bool = false;
-    pub const ACCESS_LOG_FLUSH: Duration = Duration::from_millis(100);
-    pub const ACCESS_LOG_FLUSH_MAX: Duration = Duration::from_secs(10);
-    pub const PID_FILE: &str = "/tmp/lb.pid";
-    pub const UPGRADE_SOCK: &str = "/tmp/lb_upgrade.sock";
-    pub const DNS_INTERVAL: Duration = Duration::from_secs(2);
-    pub const RETRIES: usize = 2;
+    pub(crate) const LISTEN: &str = "0.0.0.0:8080";
+    pub(crate) const ADMIN: &str = "127.0.0.1:9901";
+    pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(3);
+    pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+    pub(crate) const KEEPALIVE_POOL_SIZE: usize = 128;
+    pub(crate) const WORK_STEALING: bool = false;
+    pub(crate) const ACCESS_LOG_FLUSH: Duration = Duration::from_millis(100);
+    pub(crate) const ACCESS_LOG_FLUSH_MAX: Duration = Duration::from_secs(10);
+    pub(crate) const PID_FILE: &str = "/tmp/lb.pid";
+    pub(crate) const UPGRADE_SOCK: &str = "/tmp/lb_upgrade.sock";
+    pub(crate) const DNS_INTERVAL: Duration = Duration::from_secs(2);
+    pub(crate) const RETRIES: usize = 2;
     /// Upper bound on `retries`: every try may wait a full connect timeout.
-    pub const MAX_RETRIES: usize = 8;
-    pub const HC_PATH: &str = "/";
-    pub const HC_INTERVAL: Duration = Duration::from_secs(1);
-    pub const HC_TIMEOUT: Duration = Duration::from_millis(500);
-    pub const HC_HEALTHY_AFTER: usize = 1;
-    pub const HC_UNHEALTHY_AFTER: usize = 2;
-    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-    pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
-    pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub(crate) const MAX_RETRIES: usize = 8;
+    pub(crate) const HC_PATH: &str = "/";
+    pub(crate) const HC_INTERVAL: Duration = Duration::from_secs(1);
+    pub(crate) const HC_TIMEOUT: Duration = Duration::from_millis(500);
+    pub(crate) const HC_HEALTHY_AFTER: usize = 1;
+    pub(crate) const HC_UNHEALTHY_AFTER: usize = 2;
+    pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(30);
+    pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     /// Below the 30 s header-read timeout of hyper-based backends, so the lb closes an idle
     /// pooled connection before the backend does (a request racing the backend's close would
     /// otherwise fail on a dead socket).
-    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+    pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 }
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub server: ServerSettings,
+pub(crate) struct Config {
+    pub(crate) server: ServerSettings,
     /// In file order; precedence is decided by prefix length, not order.
-    pub routes: Vec<RouteSpec>,
-    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    pub(crate) routes: Vec<RouteSpec>,
+    pub(crate) upstreams: BTreeMap<String, UpstreamSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ServerSettings {
-    pub listen: Vec<SocketAddr>,
-    pub admin: SocketAddr,
-    pub threads: usize,
+pub(crate) struct ServerSettings {
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) admin: SocketAddr,
+    pub(crate) threads: usize,
     /// One tokio runtime whose threads steal each other's tasks (true), or one
     /// single-threaded runtime per thread, each connection staying on the thread that
     /// accepted it (false).
-    pub work_stealing: bool,
-    pub grace_period: Duration,
-    pub shutdown_timeout: Duration,
-    pub access_log: bool,
+    pub(crate) work_stealing: bool,
+    pub(crate) grace_period: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) access_log: bool,
     /// How long JSON access-log lines may wait in a per-thread buffer before they are
     /// written (a full 32 KiB buffer is written at once). Zero: one write per line.
-    pub access_log_flush: Duration,
+    pub(crate) access_log_flush: Duration,
     /// Per-request metrics (`lb_requests_total`, durations, tries, per-backend counts).
     /// Off only to measure their cost; state metrics are always served.
-    pub metrics: bool,
-    pub upstream_keepalive_pool_size: usize,
-    pub pid_file: String,
-    pub upgrade_sock: String,
+    pub(crate) metrics: bool,
+    pub(crate) upstream_keepalive_pool_size: usize,
+    pub(crate) pid_file: String,
+    pub(crate) upgrade_sock: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct RouteSpec {
-    pub prefix: String,
-    pub upstream: String,
-    pub strip_prefix: bool,
+pub(crate) struct RouteSpec {
+    pub(crate) prefix: String,
+    pub(crate) upstream: String,
+    pub(crate) strip_prefix: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamSpec {
-    pub discovery: DiscoverySpec,
-    pub selection: Selection,
-    pub health_check: Option<HealthCheckSpec>,
-    pub retries: usize,
-    pub timeouts: Timeouts,
+pub(crate) struct UpstreamSpec {
+    pub(crate) discovery: DiscoverySpec,
+    pub(crate) selection: Selection,
+    pub(crate) health_check: Option<HealthCheckSpec>,
+    pub(crate) retries: usize,
+    pub(crate) timeouts: Timeouts,
     /// `Host` header sent upstream instead of the client's.
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum DiscoverySpec {
+pub(crate) enum DiscoverySpec {
     /// An A/AAAA name re-resolved every `interval`; the port comes from the config because
     /// A records carry none.
     Dns {
@@ -114,44 +116,44 @@ pub enum DiscoverySpec {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StaticBackend {
-    pub addr: SocketAddr,
-    pub weight: usize,
+pub(crate) struct StaticBackend {
+    pub(crate) addr: SocketAddr,
+    pub(crate) weight: usize,
 }
 
 /// Room for more algorithms; pingora 0.9 also has random and hashing selectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Selection {
+pub(crate) enum Selection {
     RoundRobin,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct HealthCheckSpec {
-    pub path: String,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub healthy_after: usize,
-    pub unhealthy_after: usize,
-    pub host: Option<String>,
+pub(crate) struct HealthCheckSpec {
+    pub(crate) path: String,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) healthy_after: usize,
+    pub(crate) unhealthy_after: usize,
+    pub(crate) host: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub read: Duration,
-    pub write: Duration,
-    pub idle: Duration,
+pub(crate) struct Timeouts {
+    pub(crate) connect: Duration,
+    pub(crate) read: Duration,
+    pub(crate) write: Duration,
+    pub(crate) idle: Duration,
 }
 
 /// A validated config and the SHA-256 (hex) of the file text it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedConfig {
-    pub config: Config,
-    pub hash: String,
+    pub(crate) config: Config,
+    pub(crate) hash: String,
 }
 
 /// SHA-256 of `bytes` in lowercase hex (what `sha256sum FILE` prints).
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
         .iter()
@@ -164,12 +166,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub struct ConfigError {
     /// Dotted field path, e.g. `upstreams.api.health_check.interval`; empty for file-level
     /// problems (unreadable file, invalid YAML).
-    pub path: String,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) message: String,
 }
 
 impl ConfigError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             message: message.into(),
@@ -205,14 +207,25 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-impl Config {
-    /// Read, parse and validate a config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        Self::from_yaml(&read(path)?)
+/// Everything `lb -t` checks: our config, then pingora's own validation of the server part.
+pub fn check(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let text = read(path)?;
+    let config = Config::from_yaml(&text)?;
+    if let Err(e) = config.server_conf(false).validate() {
+        return Err(ConfigErrors(vec![ConfigError::new(
+            "server",
+            e.to_string(),
+        )]));
     }
+    Ok(LoadedConfig {
+        config,
+        hash: sha256_hex(text.as_bytes()),
+    })
+}
 
+impl Config {
     /// Parse and validate config text.
-    pub fn from_yaml(text: &str) -> Result<Config, ConfigErrors> {
+    pub(crate) fn from_yaml(text: &str) -> Result<Config, ConfigErrors> {
         let raw: raw::RawConfig =
             serde_yaml::from_str(text).map_err(|e| ConfigErrors(vec![parse_error(&e)]))?;
         validate::validate(raw).map_err(ConfigErrors)
@@ -222,7 +235,7 @@ impl Config {
 /// `server.admin` of a config file even when the rest of it is invalid (so `lb reload` can
 /// report a broken file's errors from the running lb): `None` when the file can't be read
 /// or parsed as YAML, or the value is not an `IP:port`; the default when the key is absent.
-pub fn admin_address(path: &Path) -> Option<SocketAddr> {
+pub(crate) fn admin_address(path: &Path) -> Option<SocketAddr> {
     let text = std::fs::read_to_string(path).ok()?;
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
     match doc.get("server").and_then(|s| s.get("admin")) {
@@ -232,7 +245,7 @@ pub fn admin_address(path: &Path) -> Option<SocketAddr> {
 }
 
 /// The text of a config file; an unreadable file is a config error like any other.
-pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+pub(crate) fn read(path: &Path) -> Result<String, ConfigErrors> {
     std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError::new(
             "",
@@ -259,5 +272,26 @@ fn parse_error(e: &serde_yaml::Error) -> ConfigError {
             ConfigError::new(path, format!("{msg}{location}"))
         }
         _ => ConfigError::new("", format!("invalid YAML: {text}{location}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_address_is_found_in_a_broken_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lb.yaml");
+        let write = |text: &str| std::fs::write(&path, text).expect("write");
+        write("version: 1\nserver: { admin: \"127.0.0.1:9999\", threads: lots }\nroutes: 7\n");
+        assert!(Config::from_yaml(&read(&path).expect("read")).is_err());
+        assert_eq!(admin_address(&path), "127.0.0.1:9999".parse().ok());
+        write("version: 1\n");
+        assert_eq!(admin_address(&path), defaults::ADMIN.parse().ok());
+        write("server: { admin: nowhere }\n");
+        assert_eq!(admin_address(&path), None);
+        write(": not yaml [");
+        assert_eq!(admin_address(&path), None);
     }
 }

@@ -11,80 +11,80 @@ use serde_yaml::Value;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub version: Option<Value>,
+pub(crate) struct RawConfig {
+    pub(crate) version: Option<Value>,
     #[serde(default)]
-    pub server: RawServer,
+    pub(crate) server: RawServer,
     #[serde(default)]
-    pub routes: Vec<RawRoute>,
+    pub(crate) routes: Vec<RawRoute>,
     #[serde(default)]
-    pub upstreams: BTreeMap<String, RawUpstream>,
+    pub(crate) upstreams: BTreeMap<String, RawUpstream>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawServer {
-    pub listen: Option<Vec<String>>,
-    pub admin: Option<String>,
-    pub threads: Option<i64>,
-    pub work_stealing: Option<bool>,
-    pub grace_period: Option<Value>,
-    pub shutdown_timeout: Option<Value>,
-    pub access_log: Option<bool>,
-    pub access_log_flush: Option<Value>,
-    pub metrics: Option<bool>,
-    pub upstream_keepalive_pool_size: Option<i64>,
-    pub pid_file: Option<String>,
-    pub upgrade_sock: Option<String>,
+pub(crate) struct RawServer {
+    pub(crate) listen: Option<Vec<String>>,
+    pub(crate) admin: Option<String>,
+    pub(crate) threads: Option<i64>,
+    pub(crate) work_stealing: Option<bool>,
+    pub(crate) grace_period: Option<Value>,
+    pub(crate) shutdown_timeout: Option<Value>,
+    pub(crate) access_log: Option<bool>,
+    pub(crate) access_log_flush: Option<Value>,
+    pub(crate) metrics: Option<bool>,
+    pub(crate) upstream_keepalive_pool_size: Option<i64>,
+    pub(crate) pid_file: Option<String>,
+    pub(crate) upgrade_sock: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRoute {
-    pub prefix: String,
-    pub upstream: String,
+pub(crate) struct RawRoute {
+    pub(crate) prefix: String,
+    pub(crate) upstream: String,
     #[serde(default)]
-    pub strip_prefix: bool,
+    pub(crate) strip_prefix: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawUpstream {
-    pub discovery: RawDiscovery,
-    pub selection: Option<String>,
-    pub health_check: Option<RawHealthCheck>,
-    pub retries: Option<i64>,
+pub(crate) struct RawUpstream {
+    pub(crate) discovery: RawDiscovery,
+    pub(crate) selection: Option<String>,
+    pub(crate) health_check: Option<RawHealthCheck>,
+    pub(crate) retries: Option<i64>,
     #[serde(default)]
-    pub timeouts: RawTimeouts,
-    pub host: Option<String>,
+    pub(crate) timeouts: RawTimeouts,
+    pub(crate) host: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDiscovery {
-    pub dns: Option<String>,
+pub(crate) struct RawDiscovery {
+    pub(crate) dns: Option<String>,
     #[serde(rename = "static")]
-    pub static_: Option<Vec<Value>>,
-    pub interval: Option<Value>,
-    pub resolver: Option<String>,
+    pub(crate) static_: Option<Vec<Value>>,
+    pub(crate) interval: Option<Value>,
+    pub(crate) resolver: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHealthCheck {
-    pub path: Option<String>,
-    pub interval: Option<Value>,
-    pub timeout: Option<Value>,
-    pub healthy_after: Option<i64>,
-    pub unhealthy_after: Option<i64>,
-    pub host: Option<String>,
+pub(crate) struct RawHealthCheck {
+    pub(crate) path: Option<String>,
+    pub(crate) interval: Option<Value>,
+    pub(crate) timeout: Option<Value>,
+    pub(crate) healthy_after: Option<i64>,
+    pub(crate) unhealthy_after: Option<i64>,
+    pub(crate) host: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTimeouts {
-    pub connect: Option<Value>,
-    pub read: Option<Value>,
-    pub write: Option<Value>,
-    pub idle: Option<Value>,
+pub(crate) struct RawTimeouts {
+    pub(crate) connect: Option<Value>,
+    pub(crate) read: Option<Value>,
+    pub(crate) write: Option<Value>,
+    pub(crate) idle: Option<Value>,
 }

@@ -12,26 +12,32 @@ use crate::routes::Route;
 use crate::state::Snapshot;
 
 /// Most tries one request can make (first try + retries).
-pub const MAX_TRIES: usize = MAX_RETRIES + 1;
+pub(crate) const MAX_TRIES: usize = MAX_RETRIES + 1;
 
-pub struct RequestCtx {
-    pub started: Instant,
+pub(crate) struct RequestCtx {
+    pub(crate) started: Instant,
     /// The routing snapshot this request uses from start to finish, loaded once.
-    pub snapshot: Option<Arc<Snapshot>>,
+    pub(crate) snapshot: Option<Arc<Snapshot>>,
     /// Index into `snapshot.routes`.
-    pub route: Option<usize>,
-    pub request_id: HeaderValue,
+    pub(crate) route: Option<usize>,
+    pub(crate) request_id: HeaderValue,
     /// Backends tried so far, in order; the last one is the current/final backend.
     tried: [SocketAddr; MAX_TRIES],
     tries: usize,
     /// The upstream's response head has arrived: from here on nothing may be retried.
-    pub response_started: bool,
+    pub(crate) response_started: bool,
     /// Proxied by the direct path (`super::direct`), which logs its own failures.
-    pub direct: bool,
+    pub(crate) direct: bool,
+    /// A stale reused connection was already sent again (once per request, see
+    /// `super::failover`).
+    pub(crate) reconnected: bool,
+    /// Engine path: the next `upstream_peer` reconnects to this backend (a stale reused
+    /// connection), without choosing anew or counting a try.
+    pub(crate) reconnect_to: Option<SocketAddr>,
 }
 
 impl RequestCtx {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             started: Instant::now(),
             snapshot: None,
@@ -41,30 +47,32 @@ impl RequestCtx {
             tries: 0,
             response_started: false,
             direct: false,
+            reconnected: false,
+            reconnect_to: None,
         }
     }
 
-    pub fn route(&self) -> Option<&Route> {
+    pub(crate) fn route(&self) -> Option<&Route> {
         Some(self.snapshot.as_ref()?.routes.get(self.route?))
     }
 
-    pub fn pool(&self) -> Option<&Arc<Pool>> {
+    pub(crate) fn pool(&self) -> Option<&Arc<Pool>> {
         self.route().map(|r| &r.pool)
     }
 
-    pub fn tried(&self) -> &[SocketAddr] {
+    pub(crate) fn tried(&self) -> &[SocketAddr] {
         &self.tried[..self.tries]
     }
 
-    pub fn tries(&self) -> usize {
+    pub(crate) fn tries(&self) -> usize {
         self.tries
     }
 
-    pub fn backend(&self) -> Option<SocketAddr> {
+    pub(crate) fn backend(&self) -> Option<SocketAddr> {
         self.tried().last().copied()
     }
 
-    pub fn record_try(&mut self, addr: SocketAddr) {
+    pub(crate) fn record_try(&mut self, addr: SocketAddr) {
         if self.tries < MAX_TRIES {
             self.tried[self.tries] = addr;
             self.tries += 1;
@@ -72,21 +80,21 @@ impl RequestCtx {
     }
 
     /// Per-request metrics are on (`server.metrics`) for this request's snapshot.
-    pub fn metrics_on(&self) -> bool {
+    pub(crate) fn metrics_on(&self) -> bool {
         self.snapshot
             .as_ref()
             .is_some_and(|s| s.config.server.metrics)
     }
 
     /// Idle upstream connections each worker thread keeps (`server.upstream_keepalive_pool_size`).
-    pub fn keepalive_capacity(&self) -> usize {
+    pub(crate) fn keepalive_capacity(&self) -> usize {
         self.snapshot
             .as_ref()
             .map_or(0, |s| s.config.server.upstream_keepalive_pool_size)
     }
 
     /// Whether the retry budget of this request's pool allows another try.
-    pub fn retry_allowed(&self) -> bool {
+    pub(crate) fn retry_allowed(&self) -> bool {
         let retries = self.pool().map_or(0, |p| p.spec.retries);
         self.tries <= retries && self.tries < MAX_TRIES
     }

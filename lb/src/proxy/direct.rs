@@ -21,11 +21,13 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType, OrErr, Result};
 
 use super::ctx::RequestCtx;
-use super::{failover, keepalive, response, upstream};
+use super::failover::{self, Decided};
+use super::{keepalive, response, upstream};
 use crate::pool::Pool;
+use crate::state::LbState;
 
 /// Whether this request can take the direct path.
-pub fn eligible(session: &Session) -> bool {
+pub(crate) fn eligible(session: &Session) -> bool {
     let req = session.req_header();
     let h = &req.headers;
     matches!(req.method, http::Method::GET | http::Method::HEAD)
@@ -51,7 +53,11 @@ fn only_persistence_tokens(v: &http::HeaderValue) -> bool {
 
 /// Proxy the request and write the response. An `Err` is a final failure, answered by
 /// `fail_to_proxy` (a JSON 502/503/504, unless the response had already started).
-pub async fn proxy(session: &mut Session, ctx: &mut RequestCtx, closing: bool) -> Result<()> {
+pub(crate) async fn proxy(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    state: &LbState,
+) -> Result<()> {
     let pool = ctx
         .pool()
         .cloned()
@@ -59,10 +65,11 @@ pub async fn proxy(session: &mut Session, ctx: &mut RequestCtx, closing: bool) -
     pool.wait_ready_for_request().await;
     loop {
         let addr = upstream::choose_backend(ctx)?;
-        match try_backend(session, ctx, &pool, addr, closing).await {
+        match try_backend(session, ctx, &pool, addr, state).await {
             Ok(()) => return Ok(()),
-            Err(e) if e.retry() => continue,
-            Err(e) => {
+            Err(failed) if failed.retry() => continue,
+            Err(failed) => {
+                let e = failed.into_error();
                 if !matches!(e.etype(), ErrorType::HTTPStatus(503)) {
                     let req = session.req_header();
                     tracing::error!(
@@ -94,7 +101,11 @@ fn upstream_request(session: &Session, ctx: &RequestCtx) -> Result<Box<RequestHe
     Ok(req)
 }
 
-/// Pre-parsed names: removing by `&str` would parse each name on every request.
+/// The engine path's list (`strip_standard_hop_by_hop_headers` in pingora-proxy's
+/// `proxy_common.rs`, private there), copied by hand and pre-parsed: removing by `&str`
+/// would parse each name on every request. Recheck it on every pingora upgrade (see the
+/// note at the pingora pin in the workspace `Cargo.toml`); the header-contract test in
+/// `tests/contract.rs` sends each of these down both paths.
 const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     response::KEEP_ALIVE,
@@ -108,28 +119,26 @@ const HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("http2-settings"),
 ];
 
-/// One try against `addr`. Errors come back marked retryable or not, by the same policy as
-/// the engine path ([`failover`]).
+/// One try against `addr`. Every error comes back [`Decided`], by the same policy as the
+/// engine path ([`failover`]).
 async fn try_backend(
     session: &mut Session,
     ctx: &mut RequestCtx,
     pool: &Pool,
     addr: SocketAddr,
-    closing: bool,
-) -> Result<()> {
+    state: &LbState,
+) -> Result<(), Decided> {
     let timeouts = &pool.spec.timeouts;
     let request = upstream_request(session, ctx)?;
     let mut upstream = match keepalive::take(addr) {
         Some(stream) => match send(stream, request, pool).await {
             Ok(upstream) => upstream,
-            // A pooled connection the backend closed just as we sent: no response came
-            // back, so the same backend gets the request again on a new connection.
-            Err(e) if !failover::is_timeout(&e) => {
-                tracing::debug!(backend = %addr, error = %e, "reused connection failed, reconnecting");
+            Err(e) if failover::reconnect_stale(ctx, true, &e) => {
+                tracing::debug!(backend = %addr, error = %e, "reused connection was closed, reconnecting");
                 let request = upstream_request(session, ctx)?;
                 connect_and_send(ctx, addr, request, pool).await?
             }
-            Err(e) => return Err(failover::error_while_proxy_direct(ctx, e.into_up())),
+            Err(e) => return Err(failover::failed_after_send(ctx, true, e.into_up())),
         },
         None => connect_and_send(ctx, addr, request, pool).await?,
     };
@@ -141,11 +150,8 @@ async fn try_backend(
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "response head missing"))?,
     );
     response::upstream_response_filter(&mut resp, ctx);
-    response::response_filter(&mut resp, ctx)?;
-    if closing {
-        session.set_keepalive(None);
-    }
-    response::http10_framing(session, &mut resp);
+    // `closing` read now, per response: it may have turned on while this request waited.
+    response::response_filter(session, &mut resp, ctx, state.is_closing())?;
     let no_body = upstream.is_body_done();
     session.write_response_header(resp, no_body).await?;
     if !no_body {
@@ -172,13 +178,13 @@ async fn connect_and_send(
     addr: SocketAddr,
     request: Box<RequestHeader>,
     pool: &Pool,
-) -> Result<UpstreamSession> {
+) -> Result<UpstreamSession, Decided> {
     let stream = connect(addr, pool.spec.timeouts.connect)
         .await
-        .map_err(|e| failover::fail_to_connect(ctx, e))?;
+        .map_err(|e| failover::connect_failed(ctx, e))?;
     send(stream, request, pool)
         .await
-        .map_err(|e| failover::error_while_proxy_direct(ctx, e.into_up()))
+        .map_err(|e| failover::failed_after_send(ctx, true, e.into_up()))
 }
 
 /// Send the request head and read the response head, skipping interim (1xx) responses: a

@@ -43,7 +43,7 @@ thread_local! {
 static ALL: Registry<Vec<Idle>> = Registry::new();
 
 /// The most recently released live connection to `addr` on this thread, if any.
-pub fn take(addr: SocketAddr) -> Option<Stream> {
+pub(crate) fn take(addr: SocketAddr) -> Option<Stream> {
     let now = Instant::now();
     loop {
         let idle = LIST.with(|list| {
@@ -62,7 +62,7 @@ pub fn take(addr: SocketAddr) -> Option<Stream> {
 }
 
 /// Keep `stream` for reuse for at most `idle_timeout`, within `capacity` per thread.
-pub fn put(addr: SocketAddr, stream: Stream, idle_timeout: Duration, capacity: usize) {
+pub(crate) fn put(addr: SocketAddr, stream: Stream, idle_timeout: Duration, capacity: usize) {
     if capacity == 0 {
         return;
     }
@@ -85,7 +85,7 @@ pub fn put(addr: SocketAddr, stream: Stream, idle_timeout: Duration, capacity: u
 }
 
 /// Close every connection past its idle timeout, on all threads.
-pub fn sweep() {
+pub(crate) fn sweep() {
     let now = Instant::now();
     ALL.for_each(|list| list.retain(|c| c.expires > now));
 }

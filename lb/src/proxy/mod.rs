@@ -6,10 +6,11 @@
 //! by `direct` (with idle upstream connections kept by `keepalive`) through the same
 //! stages; every other request goes through pingora's engine and its hooks below.
 
+mod access_log;
 mod ctx;
 mod direct;
 mod failover;
-pub mod keepalive;
+pub(crate) mod keepalive;
 mod request;
 mod response;
 mod upstream;
@@ -22,17 +23,17 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
-pub use ctx::RequestCtx;
+pub(crate) use ctx::RequestCtx;
 
 use crate::errors::{self, LbError};
 use crate::state::LbState;
 
-pub struct LbProxy {
+pub(crate) struct LbProxy {
     state: Arc<LbState>,
 }
 
 impl LbProxy {
-    pub fn new(state: Arc<LbState>) -> Self {
+    pub(crate) fn new(state: Arc<LbState>) -> Self {
         Self { state }
     }
 }
@@ -53,7 +54,7 @@ impl ProxyHttp for LbProxy {
             return Ok(false);
         }
         ctx.direct = true;
-        direct::proxy(session, ctx, self.state.is_closing()).await?;
+        direct::proxy(session, ctx, &self.state).await?;
         Ok(true)
     }
 
@@ -93,9 +94,9 @@ impl ProxyHttp for LbProxy {
         session: &mut Session,
         e: Box<Error>,
         ctx: &mut RequestCtx,
-        _client_reused: bool,
+        client_reused: bool,
     ) -> Box<Error> {
-        failover::error_while_proxy(session, ctx, e)
+        failover::error_while_proxy(session, ctx, e, client_reused)
     }
 
     async fn upstream_response_filter(
@@ -114,12 +115,7 @@ impl ProxyHttp for LbProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if self.state.is_closing() {
-            // handing over or stopping: this connection ends after this response
-            session.set_keepalive(None);
-        }
-        response::http10_framing(session, upstream_response);
-        response::response_filter(upstream_response, ctx)
+        response::response_filter(session, upstream_response, ctx, self.state.is_closing())
     }
 
     async fn fail_to_proxy(
@@ -137,7 +133,7 @@ impl ProxyHttp for LbProxy {
         if session.response_written().is_none() {
             if ctx.request_id.as_bytes() == b"-" {
                 // failed before request_filter ran (e.g. an unparsable request)
-                ctx.request_id = crate::request_id::generate();
+                ctx.request_id = service_kit::request_id::generate();
             }
             if let Err(write_err) = errors::respond(session, err, &ctx.request_id, false).await {
                 tracing::debug!(error = %write_err, "could not send error response");
@@ -178,7 +174,7 @@ impl ProxyHttp for LbProxy {
             }
         }
         if snapshot.config.server.access_log {
-            crate::access_log::log(session, e, ctx, snapshot.config.server.access_log_flush);
+            access_log::log(session, e, ctx, snapshot.config.server.access_log_flush);
         }
     }
 }

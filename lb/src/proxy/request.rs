@@ -5,11 +5,11 @@ use pingora::Result;
 
 use super::ctx::RequestCtx;
 use crate::errors::{self, LbError};
-use crate::request_id;
 use crate::state::LbState;
+use service_kit::request_id;
 
 /// `Ok(true)` when the lb answered itself (no route).
-pub async fn request_filter(
+pub(crate) async fn request_filter(
     state: &LbState,
     session: &mut Session,
     ctx: &mut RequestCtx,

@@ -5,14 +5,15 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use super::ctx::RequestCtx;
-use crate::request_id;
+use service_kit::request_id;
 
 /// Pre-parsed: removing by `&str` parses the name on every call.
-pub const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
-pub const PROXY_CONNECTION: http::HeaderName = http::HeaderName::from_static("proxy-connection");
+pub(crate) const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
+pub(crate) const PROXY_CONNECTION: http::HeaderName =
+    http::HeaderName::from_static("proxy-connection");
 
 /// The upstream answered: no retry from here on; drop its hop-by-hop headers.
-pub fn upstream_response_filter(resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
+pub(crate) fn upstream_response_filter(resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
     ctx.response_started = true;
     resp.remove_header(&KEEP_ALIVE);
     resp.remove_header(&PROXY_CONNECTION);
@@ -26,7 +27,7 @@ pub fn upstream_response_filter(resp: &mut ResponseHeader, ctx: &mut RequestCtx)
 /// upstream response through, and even adds chunking to a close-delimited one. For such a
 /// client the body goes out close-delimited instead: no `Transfer-Encoding`, and the
 /// connection closes after it.
-pub fn http10_framing(session: &mut Session, resp: &mut ResponseHeader) {
+fn http10_framing(session: &mut Session, resp: &mut ResponseHeader) {
     if session.req_header().version < http::Version::HTTP_11
         && resp
             .remove_header(&http::header::TRANSFER_ENCODING)
@@ -36,8 +37,20 @@ pub fn http10_framing(session: &mut Session, resp: &mut ResponseHeader) {
     }
 }
 
-/// Echo the request id to the client.
-pub fn response_filter(resp: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
-    resp.insert_header(request_id::HEADER, ctx.request_id.clone())?;
+/// The response head's last changes on both paths, just before it is written: echo the
+/// request id; once the lb is `closing` (read per response: it turns on while
+/// connections are open), end the connection after this response; HTTP/1.0 framing.
+pub(crate) fn response_filter(
+    session: &mut Session,
+    resp: &mut ResponseHeader,
+    ctx: &RequestCtx,
+    closing: bool,
+) -> Result<()> {
+    resp.insert_header(request_id::NAME, ctx.request_id.clone())?;
+    if closing {
+        // handing over or stopping: clients open their next connection elsewhere
+        session.set_keepalive(None);
+    }
+    http10_framing(session, resp);
     Ok(())
 }

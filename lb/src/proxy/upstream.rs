@@ -10,11 +10,11 @@ use pingora::{Error, ErrorType, Result};
 
 use super::ctx::RequestCtx;
 use crate::errors::LbError;
-use crate::request_id;
+use service_kit::request_id;
 
 /// Round robin over healthy backends, avoiding ones this request already tried. No healthy
 /// backend → 503 at once (not retryable). The choice is recorded as this request's next try.
-pub fn choose_backend(ctx: &mut RequestCtx) -> Result<SocketAddr> {
+pub(crate) fn choose_backend(ctx: &mut RequestCtx) -> Result<SocketAddr> {
     let pool = ctx
         .pool()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
@@ -32,9 +32,13 @@ pub fn choose_backend(ctx: &mut RequestCtx) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-/// The engine path's peer for [`choose_backend`]'s choice.
-pub fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-    let addr = choose_backend(ctx)?;
+/// The engine path's peer: [`choose_backend`]'s choice, or the same backend again after a
+/// stale reused connection (`super::failover`).
+pub(crate) fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    let addr = match ctx.reconnect_to.take() {
+        Some(addr) => addr,
+        None => choose_backend(ctx)?,
+    };
     let pool = ctx
         .pool()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
@@ -50,7 +54,7 @@ const X_FORWARDED_HOST: &str = "x-forwarded-host";
 
 /// Forwarding headers, request id, optional prefix strip and Host override. Hop-by-hop
 /// headers are already stripped by pingora's default upstream request policy.
-pub fn upstream_request_filter(
+pub(crate) fn upstream_request_filter(
     session: &Session,
     req: &mut RequestHeader,
     ctx: &RequestCtx,
@@ -75,7 +79,7 @@ pub fn upstream_request_filter(
     if let Some(host) = req.headers.get(http::header::HOST).cloned() {
         req.insert_header(X_FORWARDED_HOST, host)?;
     }
-    req.insert_header(request_id::HEADER, ctx.request_id.clone())?;
+    req.insert_header(request_id::NAME, ctx.request_id.clone())?;
     if let Some(route) = ctx.route() {
         let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         if let Some(new) = route.rewrite(pq) {

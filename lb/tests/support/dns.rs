@@ -10,21 +10,21 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// These A records (TTL 600, as Docker does), for any name.
     Records(Vec<Ipv4Addr>),
     NxDomain,
     ServFail,
 }
 
-pub struct DnsServer {
-    pub addr: SocketAddr,
+pub(crate) struct DnsServer {
+    pub(crate) addr: SocketAddr,
     answer: Arc<Mutex<Answer>>,
     task: JoinHandle<()>,
 }
 
 impl DnsServer {
-    pub async fn start(initial: Answer) -> DnsServer {
+    pub(crate) async fn start(initial: Answer) -> DnsServer {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("dns bind");
         let addr = socket.local_addr().expect("addr");
         let answer = Arc::new(Mutex::new(initial));
@@ -47,7 +47,7 @@ impl DnsServer {
         DnsServer { addr, answer, task }
     }
 
-    pub fn set(&self, answer: Answer) {
+    pub(crate) fn set(&self, answer: Answer) {
         *self.answer.lock().expect("lock") = answer;
     }
 }

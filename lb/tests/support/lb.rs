@@ -1,4 +1,7 @@
-//! The real `lb` binary, started with a temporary config on free loopback ports.
+//! The real `lb` binary, started with a temporary config that listens on port 0 (proxy
+//! and admin); the ports it got are read from its `proxy listening on ADDR` and
+//! `admin listening on ADDR` log lines. No port is picked in advance, so parallel tests
+//! cannot race for one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -8,16 +11,19 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::free_port;
-
-pub fn bin() -> &'static str {
+pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lb")
 }
 
-pub struct Lb {
+pub(crate) struct Lb {
     child: Child,
-    pub port: u16,
-    pub admin: u16,
+    /// The proxy's bound port.
+    pub(crate) port: u16,
+    /// The admin listener's bound port.
+    pub(crate) admin: u16,
+    /// `server.admin` as written in the config file (`127.0.0.1:0` until an upgrade pins
+    /// it, see [`Lb::start_upgrade`]).
+    admin_conf: String,
     /// Shared with the process an upgrade starts (same config, sockets and pid file).
     dir: Arc<tempfile::TempDir>,
     log_name: &'static str,
@@ -26,66 +32,82 @@ pub struct Lb {
 impl Lb {
     /// Start `lb` with `body` (routes + upstreams YAML) and a server section on free ports.
     /// `server_extra` lines are added under `server:` (indent them by two spaces).
-    pub fn start(server_extra: &str, body: &str) -> Lb {
+    pub(crate) fn start(server_extra: &str, body: &str) -> Lb {
         Self::start_with_args(server_extra, body, &[])
     }
 
     /// Like [`Lb::start`], with extra command-line arguments (e.g. `--watch`).
-    pub fn start_with_args(server_extra: &str, body: &str, args: &[&str]) -> Lb {
+    pub(crate) fn start_with_args(server_extra: &str, body: &str, args: &[&str]) -> Lb {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        let (port, admin) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
-        write_config(dir.path(), port, admin, server_extra, body);
-        let child = spawn(dir.path(), "lb.log", args);
+        let admin_conf = "127.0.0.1:0".to_string();
+        write_config(dir.path(), &admin_conf, server_extra, body);
+        let mut child = spawn(dir.path(), "lb.log", args);
+        let log = dir.path().join("lb.log");
+        let (port, admin) = bound_ports(&mut child, &log);
         Lb {
             child,
             port,
             admin,
+            admin_conf,
             dir,
             log_name: "lb.log",
         }
     }
 
     /// Rewrite the config file: the same server section plus `server_extra`, and `body`.
-    pub fn write_config(&self, server_extra: &str, body: &str) {
-        write_config(self.dir.path(), self.port, self.admin, server_extra, body);
+    pub(crate) fn write_config(&self, server_extra: &str, body: &str) {
+        write_config(self.dir.path(), &self.admin_conf, server_extra, body);
     }
 
     /// Start a second process with `-u` on the same config: it waits for this one's
-    /// listening sockets, which this one hands over on SIGQUIT.
-    pub fn start_upgrade(&self) -> Lb {
+    /// listening sockets, which this one hands over on SIGQUIT. The proxy sockets pass as
+    /// they are (keyed by the configured `127.0.0.1:0`); the admin listener is not handed
+    /// over, so the config first pins it to this process's admin port, which the new
+    /// process binds once this one has exited.
+    pub(crate) fn start_upgrade(&mut self, server_extra: &str, body: &str) -> Lb {
+        self.admin_conf = format!("127.0.0.1:{}", self.admin);
+        self.write_config(server_extra, body);
         let log_name = "lb-upgraded.log";
         Lb {
             child: spawn(self.dir.path(), log_name, &["-u"]),
             port: self.port,
             admin: self.admin,
+            admin_conf: self.admin_conf.clone(),
             dir: self.dir.clone(),
             log_name,
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Run `lb <args> -c <this config>` to completion (e.g. `reload`).
-    pub fn run_command(&self, args: &[&str]) -> std::process::Output {
+    /// Run `lb <args> -c <this config>` to completion (e.g. `reload`). `reload` and
+    /// `healthcheck` get `--url` for the bound admin port: the config says `:0`.
+    pub(crate) fn run_command(&self, args: &[&str]) -> std::process::Output {
+        let url = match args.first() {
+            Some(&"reload") => Some(self.admin_url("/reload")),
+            Some(&"healthcheck") => Some(self.admin_url("/ready")),
+            _ => None,
+        };
         Command::new(bin())
             .args(args)
+            .args(url.iter().flat_map(|u| ["--url", u.as_str()]))
             .args(["-c", self.config_path().to_str().expect("path")])
             .output()
             .expect("run lb")
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    pub fn admin_url(&self, path: &str) -> String {
+    pub(crate) fn admin_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin)
     }
 
     /// GET an admin endpoint and parse its JSON body (e.g. `/status`).
-    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+    pub(crate) async fn admin_json(&self, path: &str) -> serde_json::Value {
         super::client()
             .get(self.admin_url(path))
             .send()
@@ -96,20 +118,20 @@ impl Lb {
             .expect("admin JSON")
     }
 
-    pub fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.path().join("lb.yaml")
     }
 
-    pub fn log_path(&self) -> PathBuf {
+    pub(crate) fn log_path(&self) -> PathBuf {
         self.dir.path().join(self.log_name)
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// Poll the admin `/ready` until 200 (and the proxy port accepts), or fail after 20 s.
-    pub async fn wait_ready(&mut self) {
+    pub(crate) async fn wait_ready(&mut self) {
         let client = super::client();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -129,16 +151,16 @@ impl Lb {
         }
     }
 
-    pub fn signal(&self, sig: Signal) {
+    pub(crate) fn signal(&self, sig: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), sig).expect("kill");
     }
 
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Wait for the process to exit, up to `limit`.
-    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub(crate) async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -150,10 +172,10 @@ impl Lb {
     }
 }
 
-fn write_config(dir: &Path, port: u16, admin: u16, server_extra: &str, body: &str) {
+fn write_config(dir: &Path, admin: &str, server_extra: &str, body: &str) {
     let d = dir.display();
     let config = format!(
-        "version: 1\nserver:\n  listen: [\"127.0.0.1:{port}\"]\n  admin: \"127.0.0.1:{admin}\"\n  threads: 2\n  \
+        "version: 1\nserver:\n  listen: [\"127.0.0.1:0\"]\n  admin: \"{admin}\"\n  threads: 2\n  \
          grace_period: 2s\n  shutdown_timeout: 1s\n  pid_file: {d}/lb.pid\n  upgrade_sock: {d}/upgrade.sock\n\
          {server_extra}\n{body}\n"
     );
@@ -162,6 +184,31 @@ fn write_config(dir: &Path, port: u16, admin: u16, server_extra: &str, body: &st
     let tmp = dir.join("lb.yaml.tmp");
     std::fs::write(&tmp, config).expect("write config");
     std::fs::rename(&tmp, dir.join("lb.yaml")).expect("rename config");
+}
+
+/// The proxy and admin ports from the lb's `... listening on ADDR` log lines, polled for
+/// up to 20 s (or until the process exits).
+fn bound_ports(child: &mut Child, log: &Path) -> (u16, u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let port = |what: &str| {
+            text.lines()
+                .find_map(|l| super::logged_addr(l, &format!("{what} listening on ")))
+                .map(|a| a.port())
+        };
+        if let (Some(proxy), Some(admin)) = (port("proxy"), port("admin")) {
+            return (proxy, admin);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("lb exited before listening ({status}):\n{text}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lb never said where it listens:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn spawn(dir: &Path, log_name: &str, args: &[&str]) -> Child {

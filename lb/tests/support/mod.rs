@@ -1,31 +1,46 @@
 //! Test harness: the real `lb` binary, stub upstreams and a DNS server, all on loopback.
 #![allow(dead_code)]
 
-pub mod dns;
-pub mod lb;
-pub mod stub;
+pub(crate) mod dns;
+pub(crate) mod lb;
+pub(crate) mod stub;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
-pub use self::dns::DnsServer;
+pub(crate) use self::dns::DnsServer;
 #[allow(unused_imports)]
-pub use self::lb::Lb;
+pub(crate) use self::lb::Lb;
 #[allow(unused_imports)]
-pub use self::stub::{chunked_body, Stub};
+pub(crate) use self::stub::{chunked_body, Stub};
 
-/// A port free right now on `ip` (bound then released; the caller binds it next).
-pub fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .expect("bind :0")
-        .local_addr()
-        .expect("local addr")
-        .port()
+/// An address on `ip` where connections are refused for as long as the returned socket
+/// lives: it holds the port (bound, never listening), so no other test can take it.
+pub(crate) fn dead_addr(ip: &str) -> (std::net::SocketAddr, tokio::net::TcpSocket) {
+    let ip: std::net::IpAddr = ip.parse().expect("ip");
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .expect("socket");
+    socket.bind((ip, 0).into()).expect("bind :0");
+    (socket.local_addr().expect("local addr"), socket)
+}
+
+/// The address after `prefix` in a log line, text or JSON
+/// (`... "message":"proxy listening on 127.0.0.1:4321" ...`).
+pub(crate) fn logged_addr(line: &str, prefix: &str) -> Option<std::net::SocketAddr> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 /// A client with keep-alive, no proxy, bounded timeouts.
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -35,7 +50,11 @@ pub fn client() -> reqwest::Client {
 
 /// GET `url` `n` times in sequence; counts the `id` field of each JSON answer.
 /// Non-200 answers count under `"status:<code>"`.
-pub async fn spread(client: &reqwest::Client, url: &str, n: usize) -> BTreeMap<String, usize> {
+pub(crate) async fn spread(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for _ in 0..n {
         let key = match client.get(url).send().await {
@@ -52,7 +71,7 @@ pub async fn spread(client: &reqwest::Client, url: &str, n: usize) -> BTreeMap<S
 }
 
 /// Poll `probe` until it returns true, failing the test after `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
+pub(crate) async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -69,7 +88,7 @@ where
 
 /// Poll until `id` is (`present = true`) or is not among the answers to a burst of 12
 /// requests, failing after `limit`.
-pub async fn until_serving(
+pub(crate) async fn until_serving(
     http: &reqwest::Client,
     url: &str,
     id: &str,
@@ -88,7 +107,7 @@ pub async fn until_serving(
 }
 
 /// One load connection: a client that keeps one keep-alive connection.
-pub fn load_client() -> reqwest::Client {
+pub(crate) fn load_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(1)
@@ -99,14 +118,14 @@ pub fn load_client() -> reqwest::Client {
 
 /// Outcome of a bounded load run.
 #[derive(Debug, Default)]
-pub struct LoadResult {
-    pub ok: usize,
-    pub failures: Vec<String>,
-    pub by_id: BTreeMap<String, usize>,
+pub(crate) struct LoadResult {
+    pub(crate) ok: usize,
+    pub(crate) failures: Vec<String>,
+    pub(crate) by_id: BTreeMap<String, usize>,
 }
 
 impl LoadResult {
-    pub fn assert_no_failures(&self, total: usize) {
+    pub(crate) fn assert_no_failures(&self, total: usize) {
         let shown = &self.failures[..self.failures.len().min(5)];
         assert!(
             self.failures.is_empty(),
@@ -119,13 +138,13 @@ impl LoadResult {
 
 /// A bounded load running in the background: `total` GETs over `connections` keep-alive
 /// clients. Read `done` to act mid-run, then `finish().await`.
-pub struct Load {
-    pub done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+pub(crate) struct Load {
+    pub(crate) done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<LoadResult>>,
 }
 
 impl Load {
-    pub fn start(url: &str, total: usize, connections: usize) -> Load {
+    pub(crate) fn start(url: &str, total: usize, connections: usize) -> Load {
         let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let tasks = (0..connections)
             .map(|c| {
@@ -159,7 +178,7 @@ impl Load {
     }
 
     /// Wait until at least `n` requests completed.
-    pub async fn reached(&self, n: usize) {
+    pub(crate) async fn reached(&self, n: usize) {
         let done = self.done.clone();
         eventually(Duration::from_secs(30), "load progress", move || {
             let d = done.load(std::sync::atomic::Ordering::Relaxed);
@@ -168,7 +187,7 @@ impl Load {
         .await;
     }
 
-    pub async fn finish(self) -> LoadResult {
+    pub(crate) async fn finish(self) -> LoadResult {
         let mut total = LoadResult::default();
         for t in self.tasks {
             let r = t.await.expect("load task");
@@ -180,4 +199,40 @@ impl Load {
         }
         total
     }
+}
+
+/// `/metrics` parsed with a real Prometheus text parser: (name, sorted labels) → value.
+pub(crate) async fn scrape(lb: &Lb) -> HashMap<String, f64> {
+    let resp = client()
+        .get(lb.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(resp.status(), 200);
+    let ctype = resp.headers()["content-type"]
+        .to_str()
+        .expect("ctype")
+        .to_string();
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    let text = resp.text().await.expect("body");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("valid Prometheus text");
+    let mut out = HashMap::new();
+    for s in scrape.samples {
+        let mut labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        let value = match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(h) => h.last().map_or(0.0, |b| b.count),
+            prometheus_parse::Value::Summary(_) => continue,
+        };
+        out.insert(format!("{}{{{}}}", s.metric, labels.join(",")), value);
+    }
+    out
+}
+
+pub(crate) fn metric(m: &HashMap<String, f64>, key: &str) -> f64 {
+    m.get(key).copied().unwrap_or(0.0)
 }

@@ -29,9 +29,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-pub struct Stub {
-    pub id: String,
-    pub addr: SocketAddr,
+pub(crate) struct Stub {
+    pub(crate) id: String,
+    pub(crate) addr: SocketAddr,
     shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
 }
@@ -55,14 +55,14 @@ struct Shared {
 
 impl Stub {
     /// Listen on `addr` (port 0 picks one) right away.
-    pub async fn start(id: &str, addr: &str) -> Stub {
+    pub(crate) async fn start(id: &str, addr: &str) -> Stub {
         let mut stub = Stub::new(id, addr.parse().expect("addr"));
         stub.listen().await;
         stub
     }
 
     /// Not listening yet (for "slow to start" backends); call `start_again`.
-    pub fn new(id: &str, addr: SocketAddr) -> Stub {
+    pub(crate) fn new(id: &str, addr: SocketAddr) -> Stub {
         Stub {
             id: id.to_string(),
             addr,
@@ -74,50 +74,50 @@ impl Stub {
         }
     }
 
-    pub fn set_ready(&self, ready: bool) {
+    pub(crate) fn set_ready(&self, ready: bool) {
         self.shared.not_ready.store(!ready, Ordering::SeqCst);
     }
 
-    pub fn set_dropping(&self, dropping: bool) {
+    pub(crate) fn set_dropping(&self, dropping: bool) {
         self.shared.dropping.store(dropping, Ordering::SeqCst);
     }
 
-    pub fn set_truncating(&self, truncating: bool) {
+    pub(crate) fn set_truncating(&self, truncating: bool) {
         self.shared.truncating.store(truncating, Ordering::SeqCst);
     }
 
-    pub fn set_idle_close(&self, ms: u64) {
+    pub(crate) fn set_idle_close(&self, ms: u64) {
         self.shared.idle_close_ms.store(ms, Ordering::SeqCst);
     }
 
     /// TCP connections accepted so far (health checks included, if any).
-    pub fn accepted(&self) -> usize {
+    pub(crate) fn accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
     }
 
     /// TCP connections open right now.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.shared.open.load(Ordering::SeqCst)
     }
 
     /// Non-probe requests received so far.
-    pub fn hits(&self) -> usize {
+    pub(crate) fn hits(&self) -> usize {
         self.shared.hits.load(Ordering::SeqCst)
     }
 
     /// Non-probe requests being answered right now.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.shared.in_flight.load(Ordering::SeqCst)
     }
 
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
         }
     }
 
-    pub async fn start_again(&mut self) {
+    pub(crate) async fn start_again(&mut self) {
         self.stop().await;
         self.listen().await;
     }
@@ -228,7 +228,7 @@ impl hyper::body::Body for Chunks {
 }
 
 /// The body `/chunked?n=N` sends.
-pub fn chunked_body(n: usize) -> String {
+pub(crate) fn chunked_body(n: usize) -> String {
     (0..n).map(|i| format!("chunk {i}\n")).collect()
 }
 
@@ -333,12 +333,26 @@ async fn answer(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
         "request_id": h("x-request-id"),
         "connection": h("connection"),
         "x_secret": h("x-secret"),
+        // every header as received, for the header-contract tests
+        "headers": req.headers().keys().map(|k| (k.as_str().to_string(), h(k.as_str()).into())).collect::<serde_json::Map<String, serde_json::Value>>(),
     });
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     let mut resp = Response::new(full(body.to_string()));
-    resp.headers_mut().insert(
+    let headers = resp.headers_mut();
+    headers.insert(
         "content-type",
         hyper::header::HeaderValue::from_static("application/json"),
     );
+    if path == "/hop" {
+        // hop-by-hop response headers the lb must not pass on
+        headers.insert(
+            "keep-alive",
+            hyper::header::HeaderValue::from_static("timeout=5"),
+        );
+        headers.insert(
+            "proxy-connection",
+            hyper::header::HeaderValue::from_static("keep-alive"),
+        );
+    }
     Ok(resp)
 }

@@ -1,7 +1,11 @@
-//! The `healthcheck` subcommand's client: one plain HTTP/1.1 GET over TCP.
+//! The client behind every `healthcheck` subcommand (and `lb reload`): one plain
+//! HTTP/1.1 request over TCP with `Connection: close`, the whole exchange bounded by a
+//! timeout.
 //!
 //! Docker runs it inside a `FROM scratch` image: no curl, no TLS, and no DNS needed
-//! when the URL names an IP address (the default does).
+//! when the URL names an IP address (the defaults do). It reads at most 64 KiB and does
+//! not decode chunked bodies: it talks to our own probes and admin endpoints, which
+//! answer with a length.
 
 use std::time::Duration;
 
@@ -10,7 +14,7 @@ use tokio::{
     net::TcpStream,
 };
 
-/// Why a health check failed. Printed on stderr by the subcommand.
+/// Why a request or health check failed. Printed on stderr by the subcommands.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("unsupported URL {0:?}: expected http://HOST[:PORT][/PATH]")]
@@ -25,9 +29,18 @@ pub enum Error {
     Unhealthy(String, u16),
 }
 
-/// GETs `url` and returns its status when it is 2xx. The whole exchange is bounded
-/// by `timeout`.
-pub async fn check(url: &str, timeout: Duration) -> Result<u16, Error> {
+/// The most of an answer that is read.
+const MAX_ANSWER: u64 = 64 * 1024;
+
+/// A server's answer: its status code and body (lossily decoded as UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Sends `method url` with an empty body and returns the answer, whatever its status.
+pub async fn request(method: &str, url: &str, timeout: Duration) -> Result<Answer, Error> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| Error::Url(url.into()))?;
@@ -43,32 +56,39 @@ pub async fn check(url: &str, timeout: Duration) -> Result<u16, Error> {
     let exchange = async {
         let mut stream = TcpStream::connect(&addr).await?;
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: healthcheck\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: healthcheck\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
         stream.write_all(request.as_bytes()).await?;
-        let mut head = [0; 64];
-        let mut len = 0;
-        // "HTTP/1.1 200" is all we need; stop reading once we have it.
-        while len < 12 {
-            match stream.read(&mut head[len..]).await? {
-                0 => break,
-                n => len += n,
-            }
-        }
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&head[..len]).into_owned())
+        let mut answer = Vec::with_capacity(512);
+        stream.take(MAX_ANSWER).read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
     };
-    let head = tokio::time::timeout(timeout, exchange)
+    let answer = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| Error::Timeout(url.into(), timeout))?
         .map_err(|e| Error::Io(url.into(), e))?;
-    let status = head
+    parse(&answer).ok_or_else(|| Error::NotHttp(url.into()))
+}
+
+/// `HTTP/1.x NNN ...` head, then the body after the blank line.
+fn parse(answer: &[u8]) -> Option<Answer> {
+    let text = String::from_utf8_lossy(answer);
+    let status = text
         .strip_prefix("HTTP/1.")
         .and_then(|s| s.get(2..5))
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| Error::NotHttp(url.into()))?;
-    match status {
-        200..=299 => Ok(status),
-        _ => Err(Error::Unhealthy(url.into(), status)),
+        .and_then(|code| code.parse::<u16>().ok())?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some(Answer { status, body })
+}
+
+/// GETs `url` and returns its status when it is 2xx.
+pub async fn check(url: &str, timeout: Duration) -> Result<u16, Error> {
+    match request("GET", url, timeout).await?.status {
+        status @ 200..=299 => Ok(status),
+        status => Err(Error::Unhealthy(url.into(), status)),
     }
 }
 
@@ -144,6 +164,20 @@ mod tests {
             let error = check(url, Duration::from_secs(1)).await.unwrap_err();
             assert!(matches!(error, Error::Url(_)), "{url}: {error}");
         }
+    }
+
+    #[test]
+    fn parses_status_and_body() {
+        let answer = parse(b"HTTP/1.1 422 Unprocessable\r\ncontent-length: 2\r\n\r\n{}");
+        assert_eq!(
+            answer,
+            Some(Answer {
+                status: 422,
+                body: "{}".into()
+            })
+        );
+        assert_eq!(parse(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(parse(b"HTTP/1.1"), None);
     }
 
     #[tokio::test]

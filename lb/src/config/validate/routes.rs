@@ -49,3 +49,101 @@ pub(super) fn routes(
     }
     routes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate::{collect, yaml};
+
+    /// Routes checked against two defined upstreams, `api` and `web`.
+    fn check(text: &str) -> (Vec<RouteSpec>, Vec<String>) {
+        let raw: Vec<RawRoute> = yaml(text);
+        collect(|errs| routes(errs, &raw, |name| ["api", "web"].contains(&name)))
+    }
+
+    fn route(prefix: &str, upstream: &str, strip_prefix: bool) -> RouteSpec {
+        RouteSpec {
+            prefix: prefix.to_string(),
+            upstream: upstream.to_string(),
+            strip_prefix,
+        }
+    }
+
+    #[test]
+    fn routes_are_kept_in_file_order_and_strip_prefix_defaults_to_false() {
+        let text = "
+- { prefix: /, upstream: web }
+- { prefix: /api/, upstream: api, strip_prefix: true }
+- { prefix: /api, upstream: api }
+";
+        assert_eq!(
+            check(text),
+            (
+                vec![
+                    route("/", "web", false),
+                    route("/api/", "api", true),
+                    route("/api", "api", false),
+                ],
+                vec![]
+            )
+        );
+    }
+
+    #[test]
+    fn at_least_one_route_is_required() {
+        assert_eq!(
+            check("[]").1,
+            vec!["routes: at least one route is required"]
+        );
+    }
+
+    #[test]
+    fn a_prefix_starts_with_a_slash() {
+        assert_eq!(
+            check("[{ prefix: api/, upstream: api }]").1,
+            vec!["routes[0].prefix: \"api/\" must start with `/`"]
+        );
+        assert_eq!(
+            check("[{ prefix: \"\", upstream: api }]").1,
+            vec!["routes[0].prefix: \"\" must start with `/`"]
+        );
+    }
+
+    #[test]
+    fn a_prefix_is_unique() {
+        let text = "
+- { prefix: /api/, upstream: api }
+- { prefix: /, upstream: web }
+- { prefix: /api/, upstream: web }
+";
+        assert_eq!(
+            check(text).1,
+            vec!["routes[2].prefix: duplicate route \"/api/\""]
+        );
+    }
+
+    #[test]
+    fn a_prefix_without_a_slash_is_not_also_a_duplicate() {
+        let text = "
+- { prefix: api, upstream: api }
+- { prefix: api, upstream: api }
+";
+        assert_eq!(
+            check(text).1,
+            vec![
+                "routes[0].prefix: \"api\" must start with `/`",
+                "routes[1].prefix: \"api\" must start with `/`",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_upstream_must_be_defined() {
+        assert_eq!(
+            check("[{ prefix: /, upstream: backend }]").1,
+            vec![
+                "routes[0].upstream: unknown upstream \"backend\" (not defined under `upstreams:`)"
+            ]
+        );
+    }
+}

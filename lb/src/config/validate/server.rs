@@ -88,3 +88,195 @@ fn file_path(errs: &mut Errors, key: &str, value: &Option<String>, default: &str
         None => default.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::validate::{collect, yaml};
+
+    fn check(text: &str) -> (ServerSettings, Vec<String>) {
+        collect(|errs| server(errs, &yaml(text)))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        check(text).1
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn an_empty_section_gets_every_default() {
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(
+            check("{}"),
+            (
+                ServerSettings {
+                    listen: vec![addr("0.0.0.0:8080")],
+                    admin: addr("127.0.0.1:9901"),
+                    threads: cpus,
+                    work_stealing: false,
+                    grace_period: Duration::from_secs(3),
+                    shutdown_timeout: Duration::from_secs(3),
+                    access_log: true,
+                    access_log_flush: Duration::from_millis(100),
+                    metrics: true,
+                    upstream_keepalive_pool_size: 128,
+                    pid_file: "/tmp/lb.pid".to_string(),
+                    upgrade_sock: "/tmp/lb_upgrade.sock".to_string(),
+                },
+                vec![]
+            )
+        );
+    }
+
+    #[test]
+    fn every_setting_is_taken_as_written() {
+        let text = r#"
+listen: ["127.0.0.1:1", "[::1]:2"]
+admin: "127.0.0.1:3"
+threads: 4
+work_stealing: true
+grace_period: 5s
+shutdown_timeout: 6s
+access_log: false
+access_log_flush: 0s
+metrics: false
+upstream_keepalive_pool_size: 7
+pid_file: /run/lb.pid
+upgrade_sock: /run/lb.sock
+"#;
+        assert_eq!(
+            check(text),
+            (
+                ServerSettings {
+                    listen: vec![addr("127.0.0.1:1"), addr("[::1]:2")],
+                    admin: addr("127.0.0.1:3"),
+                    threads: 4,
+                    work_stealing: true,
+                    grace_period: Duration::from_secs(5),
+                    shutdown_timeout: Duration::from_secs(6),
+                    access_log: false,
+                    access_log_flush: Duration::ZERO,
+                    metrics: false,
+                    upstream_keepalive_pool_size: 7,
+                    pid_file: "/run/lb.pid".to_string(),
+                    upgrade_sock: "/run/lb.sock".to_string(),
+                },
+                vec![]
+            )
+        );
+    }
+
+    #[test]
+    fn listen_needs_at_least_one_address() {
+        assert_eq!(
+            errors("listen: []"),
+            vec!["server.listen: at least one address is required"]
+        );
+    }
+
+    #[test]
+    fn listen_entries_are_ip_port_each_named_by_index() {
+        let (settings, errs) = check(r#"listen: ["127.0.0.1:1", "lb:80", "nope"]"#);
+        assert_eq!(
+            errs,
+            vec![
+                "server.listen[1]: \"lb:80\" is not an IP:port address (names go through `dns:`)",
+                "server.listen[2]: \"nope\" is not an IP:port address (names go through `dns:`)",
+            ]
+        );
+        assert_eq!(settings.listen, vec![addr("127.0.0.1:1")]);
+    }
+
+    #[test]
+    fn admin_is_an_ip_port() {
+        assert_eq!(
+            errors("admin: localhost:9901"),
+            vec![
+                "server.admin: \"localhost:9901\" is not an IP:port address (names go through `dns:`)"
+            ]
+        );
+    }
+
+    #[test]
+    fn admin_must_differ_from_every_listen_address() {
+        assert_eq!(
+            errors(r#"{ listen: ["127.0.0.1:1", "127.0.0.1:2"], admin: "127.0.0.1:2" }"#),
+            vec!["server.admin: \"127.0.0.1:2\" is also a proxy listen address"]
+        );
+        // The default admin address counts too.
+        assert_eq!(
+            errors(r#"listen: ["127.0.0.1:9901"]"#),
+            vec!["server.admin: \"127.0.0.1:9901\" is also a proxy listen address"]
+        );
+    }
+
+    #[test]
+    fn threads_are_between_1_and_1024() {
+        assert_eq!(check("threads: 1024").0.threads, 1024);
+        assert_eq!(
+            errors("threads: 0"),
+            vec!["server.threads: 0 must be at least 1"]
+        );
+        assert_eq!(
+            errors("threads: 1025"),
+            vec!["server.threads: 1025 must be at most 1024"]
+        );
+    }
+
+    #[test]
+    fn grace_period_and_shutdown_timeout_are_positive_durations() {
+        assert_eq!(
+            errors("{ grace_period: 0s, shutdown_timeout: 3 }"),
+            vec![
+                "server.grace_period: \"0s\" must be greater than zero",
+                "server.shutdown_timeout: 3 is not a duration (write a unit, e.g. \"3s\" or \"3ms\")",
+            ]
+        );
+    }
+
+    #[test]
+    fn access_log_flush_is_at_most_10s() {
+        assert_eq!(
+            check("access_log_flush: 10s").0.access_log_flush,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            errors("access_log_flush: 11s"),
+            vec!["server.access_log_flush: \"11s\" is longer than the maximum 10s"]
+        );
+        assert_eq!(
+            errors("access_log_flush: often"),
+            vec!["server.access_log_flush: \"often\" is not a duration"]
+        );
+    }
+
+    #[test]
+    fn keepalive_pool_size_is_at_least_1_with_no_maximum() {
+        assert_eq!(
+            check("upstream_keepalive_pool_size: 100000")
+                .0
+                .upstream_keepalive_pool_size,
+            100000
+        );
+        assert_eq!(
+            errors("upstream_keepalive_pool_size: 0"),
+            vec!["server.upstream_keepalive_pool_size: 0 must be at least 1"]
+        );
+    }
+
+    #[test]
+    fn pid_file_and_upgrade_sock_must_not_be_empty() {
+        assert_eq!(
+            errors(r#"{ pid_file: "", upgrade_sock: "" }"#),
+            vec![
+                "server.pid_file: must not be empty",
+                "server.upgrade_sock: must not be empty",
+            ]
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! The error collector and the value checks every section shares (durations, counts,
+//! addresses), so a rule such as "a duration must be greater than zero" is worded once.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use crate::config::{duration, ConfigError};
+
+/// Collects errors while building values; every check returns a placeholder (the default, or
+/// `None`) on error so validation can go on and report the rest of the file.
+pub(super) struct Errors(pub(super) Vec<ConfigError>);
+
+impl Errors {
+    pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError::new(path, message));
+    }
+
+    /// A duration greater than zero; `default` when the key is absent.
+    pub(super) fn duration(
+        &mut self,
+        path: &str,
+        value: Option<&Value>,
+        default: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        match duration::parse(value) {
+            Ok(d) if d.is_zero() => {
+                self.push(
+                    path,
+                    format!("{} must be greater than zero", duration::show(value)),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(msg) => {
+                self.push(path, msg);
+                default
+            }
+        }
+    }
+
+    /// A duration from zero up to `max`.
+    pub(super) fn duration_up_to(
+        &mut self,
+        path: &str,
+        value: Option<&Value>,
+        default: Duration,
+        max: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        match duration::parse(value) {
+            Ok(d) if d > max => {
+                self.push(
+                    path,
+                    format!(
+                        "{} is longer than the maximum {max:?}",
+                        duration::show(value)
+                    ),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(msg) => {
+                self.push(path, msg);
+                default
+            }
+        }
+    }
+
+    /// An `IP:port`; names are refused here because only `dns:` discovery re-resolves them.
+    pub(super) fn socket_addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+        match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.push(
+                    path,
+                    format!("{text:?} is not an IP:port address (names go through `dns:`)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// An integer that must be at least `min` (and at most `max`, when given).
+    pub(super) fn count(
+        &mut self,
+        path: &str,
+        value: Option<i64>,
+        default: usize,
+        min: i64,
+        max: Option<i64>,
+    ) -> usize {
+        let Some(v) = value else { return default };
+        if v < min {
+            self.push(path, format!("{v} must be at least {min}"));
+            return default;
+        }
+        if let Some(max) = max.filter(|&m| v > m) {
+            self.push(path, format!("{v} must be at most {max}"));
+            return default;
+        }
+        usize::try_from(v).unwrap_or(default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate::collect;
+
+    const DEFAULT: Duration = Duration::from_secs(7);
+    const MAX: Duration = Duration::from_secs(10);
+
+    fn text(s: &str) -> Value {
+        Value::String(s.into())
+    }
+
+    #[test]
+    fn duration_absent_is_the_default_and_a_valid_one_is_kept() {
+        assert_eq!(
+            collect(|e| e.duration("p", None, DEFAULT)),
+            (DEFAULT, vec![])
+        );
+        assert_eq!(
+            collect(|e| e.duration("p", Some(&text("1m30s")), DEFAULT)),
+            (Duration::from_secs(90), vec![])
+        );
+    }
+
+    #[test]
+    fn duration_zero_is_refused() {
+        assert_eq!(
+            collect(|e| e.duration("p", Some(&text("0s")), DEFAULT)),
+            (
+                DEFAULT,
+                vec!["p: \"0s\" must be greater than zero".to_string()]
+            )
+        );
+    }
+
+    #[test]
+    fn duration_that_does_not_parse_reports_the_parse_error() {
+        assert_eq!(
+            collect(|e| e.duration("p", Some(&text("soon")), DEFAULT)),
+            (DEFAULT, vec!["p: \"soon\" is not a duration".to_string()])
+        );
+        assert_eq!(
+            collect(|e| e.duration("p", Some(&Value::Number(2.into())), DEFAULT)),
+            (
+                DEFAULT,
+                vec!["p: 2 is not a duration (write a unit, e.g. \"2s\" or \"2ms\")".to_string()]
+            )
+        );
+    }
+
+    #[test]
+    fn duration_up_to_allows_zero_and_the_maximum_itself() {
+        assert_eq!(
+            collect(|e| e.duration_up_to("p", Some(&text("0s")), DEFAULT, MAX)),
+            (Duration::ZERO, vec![])
+        );
+        assert_eq!(
+            collect(|e| e.duration_up_to("p", Some(&text("10s")), DEFAULT, MAX)),
+            (MAX, vec![])
+        );
+        assert_eq!(
+            collect(|e| e.duration_up_to("p", None, DEFAULT, MAX)),
+            (DEFAULT, vec![])
+        );
+    }
+
+    #[test]
+    fn duration_up_to_refuses_more_than_the_maximum() {
+        assert_eq!(
+            collect(|e| e.duration_up_to("p", Some(&text("10001ms")), DEFAULT, MAX)),
+            (
+                DEFAULT,
+                vec!["p: \"10001ms\" is longer than the maximum 10s".to_string()]
+            )
+        );
+    }
+
+    #[test]
+    fn duration_up_to_reports_the_parse_error() {
+        assert_eq!(
+            collect(|e| e.duration_up_to("p", Some(&Value::Bool(true)), DEFAULT, MAX)),
+            (DEFAULT, vec!["p: true is not a duration".to_string()])
+        );
+    }
+
+    #[test]
+    fn socket_addr_takes_ipv4_and_ipv6_and_refuses_names() {
+        assert_eq!(
+            collect(|e| e.socket_addr("p", "10.0.0.1:80")),
+            (Some("10.0.0.1:80".parse().unwrap()), vec![])
+        );
+        assert_eq!(
+            collect(|e| e.socket_addr("p", "[::1]:80")),
+            (Some("[::1]:80".parse().unwrap()), vec![])
+        );
+        assert_eq!(
+            collect(|e| e.socket_addr("p", "backend:80")),
+            (
+                None,
+                vec![
+                    "p: \"backend:80\" is not an IP:port address (names go through `dns:`)"
+                        .to_string()
+                ]
+            )
+        );
+    }
+
+    #[test]
+    fn count_absent_is_the_default_and_bounds_are_inclusive() {
+        assert_eq!(collect(|e| e.count("p", None, 5, 1, Some(9))), (5, vec![]));
+        assert_eq!(
+            collect(|e| e.count("p", Some(1), 5, 1, Some(9))),
+            (1, vec![])
+        );
+        assert_eq!(
+            collect(|e| e.count("p", Some(9), 5, 1, Some(9))),
+            (9, vec![])
+        );
+        assert_eq!(
+            collect(|e| e.count("p", Some(i64::MAX), 5, 1, None)),
+            (i64::MAX as usize, vec![])
+        );
+    }
+
+    #[test]
+    fn count_below_the_minimum_is_refused() {
+        assert_eq!(
+            collect(|e| e.count("p", Some(-1), 5, 0, None)),
+            (5, vec!["p: -1 must be at least 0".to_string()])
+        );
+    }
+
+    #[test]
+    fn count_above_the_maximum_is_refused() {
+        assert_eq!(
+            collect(|e| e.count("p", Some(10), 5, 1, Some(9))),
+            (5, vec!["p: 10 must be at most 9".to_string()])
+        );
+    }
+}

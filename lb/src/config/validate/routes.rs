@@ -1,0 +1,149 @@
+//! `routes:`: prefixes and the upstream each one sends to.
+
+use std::collections::HashSet;
+
+use super::Errors;
+use crate::config::raw::RawRoute;
+use crate::config::RouteSpec;
+
+/// `is_upstream` tells whether a name is defined under `upstreams:` (valid or not, so a bad
+/// upstream is reported once, under its own path, and not again for each route to it).
+pub(super) fn routes(
+    errs: &mut Errors,
+    raw: &[RawRoute],
+    is_upstream: impl Fn(&str) -> bool,
+) -> Vec<RouteSpec> {
+    if raw.is_empty() {
+        errs.push("routes", "at least one route is required");
+    }
+    let mut seen = HashSet::new();
+    let mut routes = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        if !r.prefix.starts_with('/') {
+            errs.push(
+                format!("{path}.prefix"),
+                format!("{:?} must start with `/`", r.prefix),
+            );
+        } else if !seen.insert(r.prefix.as_str()) {
+            // Longest prefix wins, so of two equal prefixes one could never be reached.
+            errs.push(
+                format!("{path}.prefix"),
+                format!("duplicate route {:?}", r.prefix),
+            );
+        }
+        if !is_upstream(&r.upstream) {
+            errs.push(
+                format!("{path}.upstream"),
+                format!(
+                    "unknown upstream {:?} (not defined under `upstreams:`)",
+                    r.upstream
+                ),
+            );
+        }
+        routes.push(RouteSpec {
+            prefix: r.prefix.clone(),
+            upstream: r.upstream.clone(),
+            strip_prefix: r.strip_prefix,
+        });
+    }
+    routes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate::{collect, yaml};
+
+    /// Routes checked against two defined upstreams, `api` and `web`.
+    fn check(text: &str) -> (Vec<RouteSpec>, Vec<String>) {
+        let raw: Vec<RawRoute> = yaml(text);
+        collect(|errs| routes(errs, &raw, |name| ["api", "web"].contains(&name)))
+    }
+
+    fn route(prefix: &str, upstream: &str, strip_prefix: bool) -> RouteSpec {
+        RouteSpec {
+            prefix: prefix.to_string(),
+            upstream: upstream.to_string(),
+            strip_prefix,
+        }
+    }
+
+    #[test]
+    fn routes_are_kept_in_file_order_and_strip_prefix_defaults_to_false() {
+        let text = "
+- { prefix: /, upstream: web }
+- { prefix: /api/, upstream: api, strip_prefix: true }
+- { prefix: /api, upstream: api }
+";
+        assert_eq!(
+            check(text),
+            (
+                vec![
+                    route("/", "web", false),
+                    route("/api/", "api", true),
+                    route("/api", "api", false),
+                ],
+                vec![]
+            )
+        );
+    }
+
+    #[test]
+    fn at_least_one_route_is_required() {
+        assert_eq!(
+            check("[]").1,
+            vec!["routes: at least one route is required"]
+        );
+    }
+
+    #[test]
+    fn a_prefix_starts_with_a_slash() {
+        assert_eq!(
+            check("[{ prefix: api/, upstream: api }]").1,
+            vec!["routes[0].prefix: \"api/\" must start with `/`"]
+        );
+        assert_eq!(
+            check("[{ prefix: \"\", upstream: api }]").1,
+            vec!["routes[0].prefix: \"\" must start with `/`"]
+        );
+    }
+
+    #[test]
+    fn a_prefix_is_unique() {
+        let text = "
+- { prefix: /api/, upstream: api }
+- { prefix: /, upstream: web }
+- { prefix: /api/, upstream: web }
+";
+        assert_eq!(
+            check(text).1,
+            vec!["routes[2].prefix: duplicate route \"/api/\""]
+        );
+    }
+
+    #[test]
+    fn a_prefix_without_a_slash_is_not_also_a_duplicate() {
+        let text = "
+- { prefix: api, upstream: api }
+- { prefix: api, upstream: api }
+";
+        assert_eq!(
+            check(text).1,
+            vec![
+                "routes[0].prefix: \"api\" must start with `/`",
+                "routes[1].prefix: \"api\" must start with `/`",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_upstream_must_be_defined() {
+        assert_eq!(
+            check("[{ prefix: /, upstream: backend }]").1,
+            vec![
+                "routes[0].upstream: unknown upstream \"backend\" (not defined under `upstreams:`)"
+            ]
+        );
+    }
+}

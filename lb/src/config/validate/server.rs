@@ -1,0 +1,282 @@
+//! `server:`: listeners, threads, shutdown timing, logging and pingora's file paths.
+
+use std::net::SocketAddr;
+
+use super::Errors;
+use crate::config::raw::RawServer;
+use crate::config::{defaults, ServerSettings};
+
+pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
+    let listen = match &raw.listen {
+        None => vec![default_addr(defaults::LISTEN)],
+        Some(list) if list.is_empty() => {
+            errs.push("server.listen", "at least one address is required");
+            vec![]
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| errs.socket_addr(&format!("server.listen[{i}]"), a))
+            .collect(),
+    };
+    let admin = match &raw.admin {
+        None => default_addr(defaults::ADMIN),
+        Some(a) => errs
+            .socket_addr("server.admin", a)
+            .unwrap_or_else(|| default_addr(defaults::ADMIN)),
+    };
+    // Two listeners on one address would only fail when binding; `lb -t` should say so.
+    if listen.contains(&admin) {
+        errs.push(
+            "server.admin",
+            format!("\"{admin}\" is also a proxy listen address"),
+        );
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    ServerSettings {
+        listen,
+        admin,
+        threads: errs.count("server.threads", raw.threads, cpus, 1, Some(1024)),
+        work_stealing: raw.work_stealing.unwrap_or(defaults::WORK_STEALING),
+        grace_period: errs.duration(
+            "server.grace_period",
+            raw.grace_period.as_ref(),
+            defaults::GRACE_PERIOD,
+        ),
+        shutdown_timeout: errs.duration(
+            "server.shutdown_timeout",
+            raw.shutdown_timeout.as_ref(),
+            defaults::SHUTDOWN_TIMEOUT,
+        ),
+        access_log: raw.access_log.unwrap_or(true),
+        access_log_flush: errs.duration_up_to(
+            "server.access_log_flush",
+            raw.access_log_flush.as_ref(),
+            defaults::ACCESS_LOG_FLUSH,
+            defaults::ACCESS_LOG_FLUSH_MAX,
+        ),
+        metrics: raw.metrics.unwrap_or(true),
+        upstream_keepalive_pool_size: errs.count(
+            "server.upstream_keepalive_pool_size",
+            raw.upstream_keepalive_pool_size,
+            defaults::KEEPALIVE_POOL_SIZE,
+            1,
+            None,
+        ),
+        pid_file: file_path(errs, "pid_file", &raw.pid_file, defaults::PID_FILE),
+        upgrade_sock: file_path(
+            errs,
+            "upgrade_sock",
+            &raw.upgrade_sock,
+            defaults::UPGRADE_SOCK,
+        ),
+    }
+}
+
+fn default_addr(text: &str) -> SocketAddr {
+    text.parse().expect("valid default")
+}
+
+/// A file path handed to pingora; an empty one is a mistake, never a way to turn it off.
+fn file_path(errs: &mut Errors, key: &str, value: &Option<String>, default: &str) -> String {
+    match value {
+        Some(p) if p.is_empty() => {
+            errs.push(format!("server.{key}"), "must not be empty");
+            default.to_string()
+        }
+        Some(p) => p.clone(),
+        None => default.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::validate::{collect, yaml};
+
+    fn check(text: &str) -> (ServerSettings, Vec<String>) {
+        collect(|errs| server(errs, &yaml(text)))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        check(text).1
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn an_empty_section_gets_every_default() {
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(
+            check("{}"),
+            (
+                ServerSettings {
+                    listen: vec![addr("0.0.0.0:8080")],
+                    admin: addr("127.0.0.1:9901"),
+                    threads: cpus,
+                    work_stealing: false,
+                    grace_period: Duration::from_secs(3),
+                    shutdown_timeout: Duration::from_secs(3),
+                    access_log: true,
+                    access_log_flush: Duration::from_millis(100),
+                    metrics: true,
+                    upstream_keepalive_pool_size: 128,
+                    pid_file: "/tmp/lb.pid".to_string(),
+                    upgrade_sock: "/tmp/lb_upgrade.sock".to_string(),
+                },
+                vec![]
+            )
+        );
+    }
+
+    #[test]
+    fn every_setting_is_taken_as_written() {
+        let text = r#"
+listen: ["127.0.0.1:1", "[::1]:2"]
+admin: "127.0.0.1:3"
+threads: 4
+work_stealing: true
+grace_period: 5s
+shutdown_timeout: 6s
+access_log: false
+access_log_flush: 0s
+metrics: false
+upstream_keepalive_pool_size: 7
+pid_file: /run/lb.pid
+upgrade_sock: /run/lb.sock
+"#;
+        assert_eq!(
+            check(text),
+            (
+                ServerSettings {
+                    listen: vec![addr("127.0.0.1:1"), addr("[::1]:2")],
+                    admin: addr("127.0.0.1:3"),
+                    threads: 4,
+                    work_stealing: true,
+                    grace_period: Duration::from_secs(5),
+                    shutdown_timeout: Duration::from_secs(6),
+                    access_log: false,
+                    access_log_flush: Duration::ZERO,
+                    metrics: false,
+                    upstream_keepalive_pool_size: 7,
+                    pid_file: "/run/lb.pid".to_string(),
+                    upgrade_sock: "/run/lb.sock".to_string(),
+                },
+                vec![]
+            )
+        );
+    }
+
+    #[test]
+    fn listen_needs_at_least_one_address() {
+        assert_eq!(
+            errors("listen: []"),
+            vec!["server.listen: at least one address is required"]
+        );
+    }
+
+    #[test]
+    fn listen_entries_are_ip_port_each_named_by_index() {
+        let (settings, errs) = check(r#"listen: ["127.0.0.1:1", "lb:80", "nope"]"#);
+        assert_eq!(
+            errs,
+            vec![
+                "server.listen[1]: \"lb:80\" is not an IP:port address (names go through `dns:`)",
+                "server.listen[2]: \"nope\" is not an IP:port address (names go through `dns:`)",
+            ]
+        );
+        assert_eq!(settings.listen, vec![addr("127.0.0.1:1")]);
+    }
+
+    #[test]
+    fn admin_is_an_ip_port() {
+        assert_eq!(
+            errors("admin: localhost:9901"),
+            vec![
+                "server.admin: \"localhost:9901\" is not an IP:port address (names go through `dns:`)"
+            ]
+        );
+    }
+
+    #[test]
+    fn admin_must_differ_from_every_listen_address() {
+        assert_eq!(
+            errors(r#"{ listen: ["127.0.0.1:1", "127.0.0.1:2"], admin: "127.0.0.1:2" }"#),
+            vec!["server.admin: \"127.0.0.1:2\" is also a proxy listen address"]
+        );
+        // The default admin address counts too.
+        assert_eq!(
+            errors(r#"listen: ["127.0.0.1:9901"]"#),
+            vec!["server.admin: \"127.0.0.1:9901\" is also a proxy listen address"]
+        );
+    }
+
+    #[test]
+    fn threads_are_between_1_and_1024() {
+        assert_eq!(check("threads: 1024").0.threads, 1024);
+        assert_eq!(
+            errors("threads: 0"),
+            vec!["server.threads: 0 must be at least 1"]
+        );
+        assert_eq!(
+            errors("threads: 1025"),
+            vec!["server.threads: 1025 must be at most 1024"]
+        );
+    }
+
+    #[test]
+    fn grace_period_and_shutdown_timeout_are_positive_durations() {
+        assert_eq!(
+            errors("{ grace_period: 0s, shutdown_timeout: 3 }"),
+            vec![
+                "server.grace_period: \"0s\" must be greater than zero",
+                "server.shutdown_timeout: 3 is not a duration (write a unit, e.g. \"3s\" or \"3ms\")",
+            ]
+        );
+    }
+
+    #[test]
+    fn access_log_flush_is_at_most_10s() {
+        assert_eq!(
+            check("access_log_flush: 10s").0.access_log_flush,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            errors("access_log_flush: 11s"),
+            vec!["server.access_log_flush: \"11s\" is longer than the maximum 10s"]
+        );
+        assert_eq!(
+            errors("access_log_flush: often"),
+            vec!["server.access_log_flush: \"often\" is not a duration"]
+        );
+    }
+
+    #[test]
+    fn keepalive_pool_size_is_at_least_1_with_no_maximum() {
+        assert_eq!(
+            check("upstream_keepalive_pool_size: 100000")
+                .0
+                .upstream_keepalive_pool_size,
+            100000
+        );
+        assert_eq!(
+            errors("upstream_keepalive_pool_size: 0"),
+            vec!["server.upstream_keepalive_pool_size: 0 must be at least 1"]
+        );
+    }
+
+    #[test]
+    fn pid_file_and_upgrade_sock_must_not_be_empty() {
+        assert_eq!(
+            errors(r#"{ pid_file: "", upgrade_sock: "" }"#),
+            vec![
+                "server.pid_file: must not be empty",
+                "server.upgrade_sock: must not be empty",
+            ]
+        );
+    }
+}

@@ -1,0 +1,336 @@
+//! `upstreams:`: each pool's name, selection, retries, health check and timeouts
+//! (its discovery is checked in [`super::discovery`]).
+
+use std::collections::BTreeMap;
+
+use serde_yaml::Value;
+
+use super::discovery::discovery;
+use super::Errors;
+use crate::config::raw::{RawHealthCheck, RawTimeouts, RawUpstream};
+use crate::config::{defaults, HealthCheckSpec, Selection, Timeouts, UpstreamSpec};
+
+pub(super) fn upstreams(
+    errs: &mut Errors,
+    raw: &BTreeMap<String, RawUpstream>,
+) -> BTreeMap<String, UpstreamSpec> {
+    if raw.is_empty() {
+        errs.push("upstreams", "at least one upstream is required");
+    }
+    let mut upstreams = BTreeMap::new();
+    for (name, up) in raw {
+        let path = format!("upstreams.{name}");
+        // The name goes into field paths, logs and metric labels, so keep it plain.
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            errs.push(
+                &path,
+                format!("{name:?} is not a valid upstream name (letters, digits, `-_.`)"),
+            );
+        }
+        upstreams.insert(name.clone(), upstream(errs, &path, up));
+    }
+    upstreams
+}
+
+fn upstream(errs: &mut Errors, path: &str, raw: &RawUpstream) -> UpstreamSpec {
+    let selection = match raw.selection.as_deref() {
+        None | Some("round_robin") => Selection::RoundRobin,
+        Some(other) => {
+            errs.push(
+                format!("{path}.selection"),
+                format!("{other:?} is not supported (supported: round_robin)"),
+            );
+            Selection::RoundRobin
+        }
+    };
+    UpstreamSpec {
+        discovery: discovery(errs, &format!("{path}.discovery"), &raw.discovery),
+        selection,
+        health_check: raw
+            .health_check
+            .as_ref()
+            .map(|hc| health_check(errs, &format!("{path}.health_check"), hc)),
+        retries: errs.count(
+            &format!("{path}.retries"),
+            raw.retries,
+            defaults::RETRIES,
+            0,
+            Some(defaults::MAX_RETRIES as i64),
+        ),
+        timeouts: timeouts(errs, &format!("{path}.timeouts"), &raw.timeouts),
+        host: raw.host.clone(),
+    }
+}
+
+fn health_check(errs: &mut Errors, path: &str, raw: &RawHealthCheck) -> HealthCheckSpec {
+    let hc_path = raw
+        .path
+        .clone()
+        .unwrap_or_else(|| defaults::HC_PATH.to_string());
+    // The probe sends this path as its request target.
+    if !hc_path.starts_with('/') || hc_path.parse::<http::Uri>().is_err() {
+        errs.push(
+            format!("{path}.path"),
+            format!("{hc_path:?} is not an absolute path"),
+        );
+    }
+    HealthCheckSpec {
+        path: hc_path,
+        interval: errs.duration(
+            &format!("{path}.interval"),
+            raw.interval.as_ref(),
+            defaults::HC_INTERVAL,
+        ),
+        timeout: errs.duration(
+            &format!("{path}.timeout"),
+            raw.timeout.as_ref(),
+            defaults::HC_TIMEOUT,
+        ),
+        healthy_after: errs.count(
+            &format!("{path}.healthy_after"),
+            raw.healthy_after,
+            defaults::HC_HEALTHY_AFTER,
+            1,
+            Some(100),
+        ),
+        unhealthy_after: errs.count(
+            &format!("{path}.unhealthy_after"),
+            raw.unhealthy_after,
+            defaults::HC_UNHEALTHY_AFTER,
+            1,
+            Some(100),
+        ),
+        host: raw.host.clone(),
+    }
+}
+
+fn timeouts(errs: &mut Errors, path: &str, raw: &RawTimeouts) -> Timeouts {
+    let mut timeout = |key: &str, value: &Option<Value>, default| {
+        errs.duration(&format!("{path}.{key}"), value.as_ref(), default)
+    };
+    Timeouts {
+        connect: timeout("connect", &raw.connect, defaults::CONNECT_TIMEOUT),
+        read: timeout("read", &raw.read, defaults::READ_TIMEOUT),
+        write: timeout("write", &raw.write, defaults::WRITE_TIMEOUT),
+        idle: timeout("idle", &raw.idle, defaults::IDLE_TIMEOUT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::validate::{collect, yaml};
+    use crate::config::{DiscoverySpec, StaticBackend};
+
+    /// The upstreams of a config file, from the text under `upstreams:`.
+    fn check(text: &str) -> (BTreeMap<String, UpstreamSpec>, Vec<String>) {
+        collect(|errs| upstreams(errs, &yaml(text)))
+    }
+
+    /// One upstream `api` whose discovery is fine, with `extra` keys added.
+    fn api(extra: &str) -> (UpstreamSpec, Vec<String>) {
+        let (mut specs, errs) = check(&format!(
+            "api: {{ discovery: {{ static: [\"127.0.0.1:1\"] }}, {extra} }}"
+        ));
+        (specs.remove("api").unwrap(), errs)
+    }
+
+    fn errors(extra: &str) -> Vec<String> {
+        api(extra).1
+    }
+
+    #[test]
+    fn an_upstream_with_only_discovery_gets_every_default() {
+        assert_eq!(
+            api(""),
+            (
+                UpstreamSpec {
+                    discovery: DiscoverySpec::Static {
+                        backends: vec![StaticBackend {
+                            addr: "127.0.0.1:1".parse().unwrap(),
+                            weight: 1
+                        }]
+                    },
+                    selection: Selection::RoundRobin,
+                    health_check: None,
+                    retries: 2,
+                    timeouts: Timeouts {
+                        connect: Duration::from_secs(1),
+                        read: Duration::from_secs(30),
+                        write: Duration::from_secs(30),
+                        idle: Duration::from_secs(15),
+                    },
+                    host: None,
+                },
+                vec![]
+            )
+        );
+    }
+
+    #[test]
+    fn at_least_one_upstream_is_required() {
+        assert_eq!(
+            check("{}").1,
+            vec!["upstreams: at least one upstream is required"]
+        );
+    }
+
+    #[test]
+    fn names_use_letters_digits_and_dash_underscore_dot() {
+        let ok = "{ discovery: { static: [\"127.0.0.1:1\"] } }";
+        assert_eq!(check(&format!("a-Z_0.9: {ok}")).1, Vec::<String>::new());
+        assert_eq!(
+            check(&format!("\"api v2\": {ok}\n\"\": {ok}")).1,
+            vec![
+                "upstreams.: \"\" is not a valid upstream name (letters, digits, `-_.`)",
+                "upstreams.api v2: \"api v2\" is not a valid upstream name (letters, digits, `-_.`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_name_comes_before_the_errors_inside_that_upstream() {
+        assert_eq!(
+            check("\"a/b\": { discovery: { static: [] } }").1,
+            vec![
+                "upstreams.a/b: \"a/b\" is not a valid upstream name (letters, digits, `-_.`)",
+                "upstreams.a/b.discovery.static: empty pool: list at least one IP:port",
+            ]
+        );
+    }
+
+    #[test]
+    fn selection_is_round_robin_only() {
+        assert_eq!(api("selection: round_robin"), (api("").0, vec![]));
+        assert_eq!(
+            errors("selection: random"),
+            vec!["upstreams.api.selection: \"random\" is not supported (supported: round_robin)"]
+        );
+    }
+
+    #[test]
+    fn retries_are_between_0_and_8() {
+        assert_eq!(api("retries: 0").0.retries, 0);
+        assert_eq!(api("retries: 8").0.retries, 8);
+        assert_eq!(
+            errors("retries: -1"),
+            vec!["upstreams.api.retries: -1 must be at least 0"]
+        );
+        assert_eq!(
+            errors("retries: 9"),
+            vec!["upstreams.api.retries: 9 must be at most 8"]
+        );
+    }
+
+    #[test]
+    fn host_is_taken_as_written() {
+        assert_eq!(
+            api("host: api.internal").0.host.as_deref(),
+            Some("api.internal")
+        );
+    }
+
+    #[test]
+    fn timeouts_are_positive_durations_each_named_by_field() {
+        assert_eq!(
+            api("timeouts: { connect: 2s, read: 3s, write: 4s, idle: 5s }")
+                .0
+                .timeouts,
+            Timeouts {
+                connect: Duration::from_secs(2),
+                read: Duration::from_secs(3),
+                write: Duration::from_secs(4),
+                idle: Duration::from_secs(5),
+            }
+        );
+        assert_eq!(
+            errors("timeouts: { connect: 0s, read: 1, write: x, idle: 0ms }"),
+            vec![
+                "upstreams.api.timeouts.connect: \"0s\" must be greater than zero",
+                "upstreams.api.timeouts.read: 1 is not a duration (write a unit, e.g. \"1s\" or \"1ms\")",
+                "upstreams.api.timeouts.write: \"x\" is not a duration",
+                "upstreams.api.timeouts.idle: \"0ms\" must be greater than zero",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_health_check_gets_every_default() {
+        assert_eq!(
+            api("health_check: {}").0.health_check,
+            Some(HealthCheckSpec {
+                path: "/".to_string(),
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_millis(500),
+                healthy_after: 1,
+                unhealthy_after: 2,
+                host: None,
+            })
+        );
+    }
+
+    #[test]
+    fn a_health_check_is_taken_as_written() {
+        let text = "health_check: { path: \"/ready?deep=1\", interval: 2s, timeout: 1s, \
+                    healthy_after: 100, unhealthy_after: 1, host: probe.local }";
+        assert_eq!(
+            api(text).0.health_check,
+            Some(HealthCheckSpec {
+                path: "/ready?deep=1".to_string(),
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(1),
+                healthy_after: 100,
+                unhealthy_after: 1,
+                host: Some("probe.local".to_string()),
+            })
+        );
+    }
+
+    #[test]
+    fn the_health_check_path_is_an_absolute_path() {
+        assert_eq!(
+            errors("health_check: { path: ready }"),
+            vec!["upstreams.api.health_check.path: \"ready\" is not an absolute path"]
+        );
+        // Starts with `/` but is no valid request target.
+        assert_eq!(
+            errors("health_check: { path: \"/a b\" }"),
+            vec!["upstreams.api.health_check.path: \"/a b\" is not an absolute path"]
+        );
+    }
+
+    #[test]
+    fn health_check_interval_and_timeout_are_positive_durations() {
+        assert_eq!(
+            errors("health_check: { interval: 0s, timeout: 5 }"),
+            vec![
+                "upstreams.api.health_check.interval: \"0s\" must be greater than zero",
+                "upstreams.api.health_check.timeout: 5 is not a duration (write a unit, e.g. \"5s\" or \"5ms\")",
+            ]
+        );
+    }
+
+    #[test]
+    fn health_check_thresholds_are_between_1_and_100() {
+        assert_eq!(
+            errors("health_check: { healthy_after: 0, unhealthy_after: 101 }"),
+            vec![
+                "upstreams.api.health_check.healthy_after: 0 must be at least 1",
+                "upstreams.api.health_check.unhealthy_after: 101 must be at most 100",
+            ]
+        );
+        assert_eq!(
+            errors("health_check: { healthy_after: 101, unhealthy_after: 0 }"),
+            vec![
+                "upstreams.api.health_check.healthy_after: 101 must be at most 100",
+                "upstreams.api.health_check.unhealthy_after: 0 must be at least 1",
+            ]
+        );
+    }
+}

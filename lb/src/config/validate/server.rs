@@ -26,7 +26,8 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             .unwrap_or_else(|| default_addr(defaults::ADMIN)),
     };
     // Two listeners on one address would only fail when binding; `lb -t` should say so.
-    if listen.contains(&admin) {
+    // Port 0 asks the kernel for a free port, so two `:0` addresses never collide.
+    if admin.port() != 0 && listen.contains(&admin) {
         errs.push(
             "server.admin",
             format!("\"{admin}\" is also a proxy listen address"),
@@ -213,6 +214,8 @@ upgrade_sock: /run/lb.sock
             errors(r#"listen: ["127.0.0.1:9901"]"#),
             vec!["server.admin: \"127.0.0.1:9901\" is also a proxy listen address"]
         );
+        // Port 0 takes a free port for each: no clash (the test harness's set-up).
+        assert!(errors(r#"{ listen: ["127.0.0.1:0"], admin: "127.0.0.1:0" }"#).is_empty());
     }
 
     #[test]

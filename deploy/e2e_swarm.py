@@ -222,7 +222,7 @@ def scenario_rollback():
     # never passes (here it probes a port nothing listens on).
     derive_image(BROKEN_TAG, "HEALTHCHECK --interval=1s --timeout=1s --retries=2 "
                              'CMD ["/backend", "healthcheck", "--url", "http://127.0.0.1:1/ready"]')
-    before = set(containers("backend"))
+    before, previous = set(containers("backend")), service_spec_image("backend")
     began = last_update_started("backend")
     with Load() as load:
         t0 = time.monotonic()
@@ -232,10 +232,10 @@ def scenario_rollback():
         took = time.monotonic() - t0
         wait_for("the service converged again", converged, timeout=60)
     load.report("update to a broken image, rolled back")
-    check(service_spec_image("backend") == NEW_TAG,
-          f"after the rollback the service wants {service_spec_image('backend')}")
+    check(service_spec_image("backend") == previous,
+          f"after the rollback the service wants {service_spec_image('backend')}, not {previous}")
     now = set(containers("backend"))
-    check({container_image(c) for c in now} == {NEW_TAG},
+    check({container_image(c) for c in now} == {previous},
           f"after the rollback the backends run {[container_image(c) for c in now]}")
     # start-first: the broken task never became healthy, so no old task was stopped.
     check(now == before, "the rollback replaced tasks that were serving")

@@ -313,11 +313,11 @@ def scenario_lb_config():
     wall_minus_mono = time.time() - time.monotonic()
     total = load.ok + len(load.failures)
     check(total > 0, "the load sent nothing")
-    sigterms = [float(t) / 1e9 for t in docker(
-        "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
-        "--filter", f"container={old_lb[0]}", "--filter", "event=kill",
-        "--format", "{{.TimeNano}} {{.Actor.Attributes.signal}}").split()[::2]]
-    check(sigterms, "no kill event for the old lb")
+    kills = docker("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+                   "--filter", f"container={old_lb[0]}", "--filter", "event=kill",
+                   "--format", "{{.TimeNano}} {{.Actor.Attributes.signal}}").split("\n")
+    sigterms = [int(line.split()[0]) / 1e9 for line in kills if line.endswith(" 15")]
+    check(sigterms, f"no SIGTERM for the old lb: {kills}")
     sigterm = sigterms[0]
     exits = exits_since(since)
     check(list(exits.values()) == ["0"], f"the old lb must exit 0 (graceful), got {exits}")

@@ -107,6 +107,7 @@ class Load:
         self.max_requests, self.max_seconds = max_requests, max_seconds
         self.ok = 0
         self.failures = []
+        self.failed_at = []  # seconds since the start, one per failure
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.sent = 0
@@ -150,14 +151,12 @@ class Load:
                     with self.lock:
                         self.ok += 1
                 else:
-                    with self.lock:
-                        self.failures.append(f"{resp.status} {body[:120]!r}")
+                    self._fail(f"{resp.status} {body[:120]!r}")
                 if resp.getheader("connection", "").lower() == "close":
                     conn.close()
                     conn = None
             except (OSError, http.client.HTTPException) as e:
-                with self.lock:
-                    self.failures.append(f"{type(e).__name__}: {e}")
+                self._fail(f"{type(e).__name__}: {e}")
                 if conn is not None:
                     conn.close()
                 conn = None
@@ -166,6 +165,11 @@ class Load:
                 self.stopping.wait(pause)
         if conn is not None:
             conn.close()
+
+    def _fail(self, msg):
+        with self.lock:
+            self.failures.append(msg)
+            self.failed_at.append(time.monotonic() - self.started)
 
     def report(self, name):
         total = self.ok + len(self.failures)
@@ -284,14 +288,18 @@ def scenario_crash():
     log(f"killed replica {victim_host} out of rotation within {took:.1f}s")
 
 
+def with_e2e_route(src):
+    """The lb config src plus a route that sends /e2e/ to the api pool with its prefix
+    stripped, so /e2e/api/hello answers only once the new config is live."""
+    edited = src.replace("routes:\n", "routes:\n  - { prefix: /e2e/, upstream: api, strip_prefix: true }\n", 1)
+    check(edited != src, "could not find `routes:` in the lb config")
+    return edited
+
+
 def scenario_reload():
     """Edit a copy of the mounted config, SIGHUP lb: the change applies live."""
     src = (ROOT / "deploy" / "lb.yaml").read_text()
-    marker = "e2e-reload"
-    # The change: a new route that sends /e2e/ to the api pool with its prefix
-    # stripped, so /e2e/api/hello answers only once the reload applied.
-    edited = src.replace("routes:\n", f"routes:\n  # {marker}\n  - {{ prefix: /e2e/, upstream: api, strip_prefix: true }}\n", 1)
-    check(edited != src, "could not find `routes:` in deploy/lb.yaml")
+    edited = with_e2e_route(src)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "lb.yaml"
         cfg.write_text(src)
@@ -325,8 +333,9 @@ def scenario_reload():
             COMPOSE_FILES = saved
 
 
-def scenario_hardening():
-    ids = compose("ps", "-q").stdout.split()
+def check_hardened(ids, no_new_privileges=True):
+    """Every container non-root, read-only, with all capabilities dropped (and, where the
+    orchestrator can set it, no-new-privileges)."""
     check(len(ids) >= 3, f"expected the stack's containers, got {ids}")
     for cid in ids:
         info = json.loads(docker("inspect", cid))[0]
@@ -336,8 +345,13 @@ def scenario_hardening():
         check(info["HostConfig"]["ReadonlyRootfs"], f"{name} has a writable root filesystem")
         check([c.upper() for c in (info["HostConfig"]["CapDrop"] or [])] in (["ALL"], ["CAP_ALL"]),
               f"{name} drops {info['HostConfig']['CapDrop']}")
-        check("no-new-privileges:true" in (info["HostConfig"]["SecurityOpt"] or []),
-              f"{name} lacks no-new-privileges")
+        if no_new_privileges:
+            check("no-new-privileges:true" in (info["HostConfig"]["SecurityOpt"] or []),
+                  f"{name} lacks no-new-privileges")
+
+
+def scenario_hardening():
+    check_hardened(compose("ps", "-q").stdout.split())
     sizes = []
     for svc in ("lb", "backend", "frontend"):
         size = int(docker("image", "inspect", "-f", "{{.Size}}", f"softy-pinko/{svc}:dev").strip())
@@ -376,7 +390,10 @@ SCENARIOS = [
 ]
 
 
-def main():
+def run_suite(scenarios, show_logs, teardown):
+    """Runs the scenarios named on the command line (default: all, in order); the first
+    one brings the stack up, so its failure ends the run. show_logs() prints what helps
+    after a failure; teardown() always runs. Returns the exit status."""
     if shutil.which("docker") is None or subprocess.run(
             ["docker", "info"], capture_output=True).returncode != 0:
         if os.environ.get("CI") == "true":
@@ -392,10 +409,10 @@ def main():
             print("0 passed, 1 failed")
             return 1
 
-    wanted = sys.argv[1:] or [name for name, _ in SCENARIOS]
+    wanted = sys.argv[1:] or [name for name, _ in scenarios]
     passed, failed = 0, 0
     try:
-        for name, fn in SCENARIOS:
+        for name, fn in scenarios:
             if name not in wanted:
                 continue
             log(f"--- {name}")
@@ -407,17 +424,26 @@ def main():
             except (Failed, subprocess.TimeoutExpired, OSError, http.client.HTTPException) as e:
                 failed += 1
                 log(f"FAIL {name}: {e}")
-                logs = compose("logs", "--no-color", "--tail", "40", check_rc=False).stdout
-                print(logs[-6000:])
-                if name == "up":
+                show_logs()
+                if name == scenarios[0][0]:
                     break
     finally:
-        compose("down", "--remove-orphans", "--volumes", "--timeout", "20", check_rc=False, timeout=120)
+        teardown()
     print("\nResults:")
     for line in RESULTS:
         print(f"  {line}")
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
+
+
+def main():
+    def show_logs():
+        print(compose("logs", "--no-color", "--tail", "40", check_rc=False).stdout[-6000:])
+
+    def teardown():
+        compose("down", "--remove-orphans", "--volumes", "--timeout", "20", check_rc=False, timeout=120)
+
+    return run_suite(SCENARIOS, show_logs, teardown)
 
 
 if __name__ == "__main__":

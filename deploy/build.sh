@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Build path 1: static release binaries on the host, then the three images.
+# The fast build path: static release binaries on the host, then the three
+# images assembled from them (deploy/compose.host.yaml: no Rust image needed).
 #
-#   deploy/build.sh               binaries into dist/bin/, then `docker compose build`
-#   deploy/build.sh --no-images   binaries only (also what Dockerfile.builder runs)
+#   deploy/build.sh               binaries into dist/bin/, then the images
+#   deploy/build.sh --no-images   binaries only (also what deploy/Dockerfile's
+#                                 `build` stage runs, inside Docker)
 #
 # glibc static linking (+crt-static) needs no extra rustup target. The flag is
 # set for the target triple only, so build scripts and proc-macros stay
@@ -31,5 +33,5 @@ fi
 ls -l dist/bin
 
 if [ "${1:-}" != "--no-images" ]; then
-  docker compose build
+  docker compose -f compose.yaml -f deploy/compose.host.yaml build
 fi

@@ -31,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = f"softy-e2e-{os.getpid()}"
+# The images' tag, as compose.yaml reads it: another tag leaves the :dev images alone.
+TAG = os.environ.get("SOFTY_TAG", "dev")
 
 
 def log(msg):
@@ -217,7 +219,11 @@ def scenario_up():
     took = time.monotonic() - t0
     RESULTS.append(f"up: healthy in {took:.1f}s (docker compose up --wait)")
     log(f"stack healthy in {took:.1f}s on port {PORT}")
+    check_hello_and_page()
 
+
+def check_hello_and_page():
+    """What a user sees first: the API's answer, and the page filled by it in a real browser."""
     status, headers, body = get("/api/hello")
     check(status == 200 and body == b"Hello, World!", f"/api/hello: {status} {body!r}")
     check(headers.get("content-type", "").startswith("text/plain"), f"/api/hello type: {headers}")
@@ -354,7 +360,7 @@ def scenario_hardening():
     check_hardened(compose("ps", "-q").stdout.split())
     sizes = []
     for svc in ("lb", "backend", "frontend"):
-        size = int(docker("image", "inspect", "-f", "{{.Size}}", f"softy-pinko/{svc}:dev").strip())
+        size = int(docker("image", "inspect", "-f", "{{.Size}}", f"softy-pinko/{svc}:{TAG}").strip())
         sizes.append(f"{svc} {size / 1e6:.1f} MB")
         check(size <= 15_000_000, f"image {svc} is {size / 1e6:.1f} MB (> 15 MB)")
     RESULTS.append("image sizes: " + ", ".join(sizes))
@@ -390,22 +396,29 @@ SCENARIOS = [
 ]
 
 
+def without_docker():
+    """None when Docker is here; else the exit status: a skip, or with CI=true a failure."""
+    if shutil.which("docker") is not None and subprocess.run(
+            ["docker", "info"], capture_output=True).returncode == 0:
+        return None
+    if os.environ.get("CI") == "true":
+        print("e2e: Docker is not available, and CI=true requires the end-to-end tests")
+        print("0 passed, 1 failed")
+        return 1
+    print("e2e: SKIPPED: Docker is not available here (set CI=true to make this a failure)")
+    return 0
+
+
 def run_suite(scenarios, show_logs, teardown):
     """Runs the scenarios named on the command line (default: all, in order); the first
     one brings the stack up, so its failure ends the run. show_logs() prints what helps
     after a failure; teardown() always runs. Returns the exit status."""
-    if shutil.which("docker") is None or subprocess.run(
-            ["docker", "info"], capture_output=True).returncode != 0:
-        if os.environ.get("CI") == "true":
-            print("e2e: Docker is not available, and CI=true requires the end-to-end tests")
-            print("0 passed, 1 failed")
-            return 1
-        print("e2e: SKIPPED: Docker is not available here (set CI=true to make this a failure)")
-        return 0
+    if (rc := without_docker()) is not None:
+        return rc
     for svc in ("lb", "backend", "frontend"):
-        if subprocess.run(["docker", "image", "inspect", f"softy-pinko/{svc}:dev"],
+        if subprocess.run(["docker", "image", "inspect", f"softy-pinko/{svc}:{TAG}"],
                           capture_output=True).returncode != 0:
-            print(f"e2e: image softy-pinko/{svc}:dev is missing: run deploy/build.sh first")
+            print(f"e2e: image softy-pinko/{svc}:{TAG} is missing: run deploy/build.sh first")
             print("0 passed, 1 failed")
             return 1
 

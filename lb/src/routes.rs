@@ -74,7 +74,6 @@ upstreams:
         let loaded = crate::config::LoadedConfig {
             config,
             hash: String::new(),
-            tls: Vec::new(),
         };
         crate::state::Snapshot::build(loaded, &crate::metrics::Metrics::new())
             .expect("snapshot")

@@ -2,8 +2,7 @@
 //! logging contract's `request_id`, `method`, `path`, `status`, `duration_ms` (the same
 //! names as the backend's and frontend's lines, see the README's "Logs"), plus client_ip,
 //! route, upstream, backend, tries, bytes_in, bytes_out (body bytes), pipeline (`direct`
-//! or `engine`: which request path proxied it), protocol (`h1` or `h2`), tls_version
-//! (`TLSv1.2`/`TLSv1.3`, only on a TLS listener), and error when the request failed; plus timestamp, level and target like every other log line.
+//! or `engine`: which request path proxied it), and error when the request failed; plus timestamp, level and target like every other log line.
 //!
 //! With JSON logs (the default off a terminal) the line is built here directly: the same
 //! shape `tracing-subscriber`'s JSON formatter gives every other event, but written by hand
@@ -61,8 +60,6 @@ struct Line<'a> {
     bytes_in: usize,
     bytes_out: usize,
     pipeline: &'static str,
-    protocol: &'static str,
-    tls_version: Option<&'a str>,
     error: Option<&'static str>,
 }
 
@@ -88,11 +85,6 @@ impl<'a> Line<'a> {
             bytes_in: downstream.body_bytes_read(),
             bytes_out: downstream.body_bytes_sent(),
             pipeline: if ctx.direct { "direct" } else { "engine" },
-            protocol: if downstream.is_http2() { "h2" } else { "h1" },
-            tls_version: downstream
-                .digest()
-                .and_then(|d| d.ssl_digest.as_deref())
-                .map(|d| tls_version(&d.version)),
             error: error.map(|e| e.etype().as_str()),
         }
     }
@@ -117,8 +109,6 @@ impl<'a> Line<'a> {
             bytes_in = self.bytes_in,
             bytes_out = self.bytes_out,
             pipeline = self.pipeline,
-            protocol = self.protocol,
-            tls_version = self.tls_version,
             error = self.error,
         );
     }
@@ -162,24 +152,11 @@ impl<'a> Line<'a> {
         buf.extend_from_slice(b",\"bytes_out\":");
         push_num(buf, self.bytes_out as u64, 1);
         str_field(buf, "pipeline", self.pipeline);
-        str_field(buf, "protocol", self.protocol);
-        if let Some(v) = self.tls_version {
-            str_field(buf, "tls_version", v);
-        }
         if let Some(error) = self.error {
             str_field(buf, "error", error);
         }
         str_field(buf, "target", ACCESS_TARGET);
         buf.extend_from_slice(b"}\n");
-    }
-}
-
-/// rustls names versions after its enum (`TLSv1_3`); the log says them as people write them.
-fn tls_version(v: &str) -> &str {
-    match v {
-        "TLSv1_3" => "TLSv1.3",
-        "TLSv1_2" => "TLSv1.2",
-        other => other,
     }
 }
 
@@ -204,8 +181,6 @@ mod tests {
             bytes_in: 0,
             bytes_out: 64,
             pipeline: "engine",
-            protocol: "h2",
-            tls_version: Some("TLSv1.3"),
             error: Some("ConnectRefused"),
         };
         let mut buf = Vec::new();
@@ -221,8 +196,6 @@ mod tests {
         assert_eq!(v["duration_ms"], 2.417);
         assert_eq!(v["error"], "ConnectRefused");
         assert_eq!(v["pipeline"], "engine");
-        assert_eq!(v["protocol"], "h2");
-        assert_eq!(v["tls_version"], "TLSv1.3");
         assert!(v.get("backend").is_none());
     }
 }

@@ -9,7 +9,6 @@ mod discovery;
 mod errors;
 mod routes;
 mod server;
-mod tls;
 mod upstreams;
 
 use serde_yaml::Value;

@@ -284,6 +284,10 @@ class SlowProbe(threading.Thread):
         self.join(timeout=30)
 
 
+# How much earlier than Docker's stamp of the SIGTERM a failure may be seen (see below).
+SIGTERM_SLACK = 0.5
+
+
 def scenario_lb_config():
     """A new config version replaces the lb task (stop-first on one node): measure the gap."""
     src = LB_CONFIG.read_text()
@@ -332,7 +336,10 @@ def scenario_lb_config():
     failed_at = [load_start + t for t in load.failed_at]
     statuses = [f for f in load.failures if f[:3].isdigit()]
     check(not statuses, f"the lb answered errors: {statuses[:5]}")
-    check(all(t >= sigterm for t in failed_at), "requests failed before the old lb got SIGTERM")
+    # Docker stamps the kill event as it sends the signal, and the lb closes its listener at
+    # once, so a refused connect can be seen a few milliseconds before the event's stamp.
+    early = [round(sigterm - t, 3) for t in failed_at if t < sigterm - SIGTERM_SLACK]
+    check(not early, f"requests failed before the old lb got SIGTERM (seconds before: {early[:5]})")
     gap = max(failed_at) - sigterm if failed_at else 0.0
     check(gap < 8, f"connections failed for {gap:.1f}s after SIGTERM (> 8 s)")
     line = (f"lb config change: {total} requests over {load.workers} connections in "

@@ -9,7 +9,8 @@
 //!   `ArcSwap`; `routes` is the longest-prefix table; `pool` wraps one pingora
 //!   `LoadBalancer`; `discovery` (static / DNS) and `health` (HTTP checks, admission of new
 //!   backends) feed it; `supervisor` drives discovery and health checks for the pools of
-//!   the current snapshot.
+//!   the current snapshot; `tls` holds each TLS listener's SNI certificate resolver, whose
+//!   certificates a reload swaps in place.
 //! - **Request path**: `proxy`, one module per stage: request (snapshot, request id,
 //!   route) → upstream (backend choice, request headers) → failover (retry policy) →
 //!   response (response headers) → access log. Body-less `GET`/`HEAD` take the direct path
@@ -19,7 +20,8 @@
 //!   `metrics` (private Prometheus registry), `observe` (per-pool history) and `status`
 //!   (the `/status` JSON), [`admin_client`] (`lb healthcheck`, `lb reload`), `signals`
 //!   (SIGHUP reloads), `listeners` (the bound addresses, `:0` included).
-//! - **Plumbing**: `per_thread` (per-thread values a background task can visit),
+//! - **Plumbing**: [`quiet_log`] (pingora's per-connection TLS handshake errors: counted,
+//!   not logged), `per_thread` (per-thread values a background task can visit),
 //!   `line_buffer` (log lines written in batches per thread), `json_line` (hand-written
 //!   JSON for the access log). The request-id rule, the logging contract and the
 //!   healthcheck client come from `service-kit`, shared with the backend and frontend.
@@ -28,6 +30,7 @@
 
 pub mod admin_client;
 pub mod cli;
+pub mod quiet_log;
 pub mod server;
 
 mod admin;
@@ -49,5 +52,6 @@ mod signals;
 mod state;
 mod status;
 mod supervisor;
+mod tls;
 
 pub use config::{check, ConfigError, ConfigErrors, LoadedConfig};

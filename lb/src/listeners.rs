@@ -1,6 +1,7 @@
 //! The addresses the lb actually listens on, so `listen: ["127.0.0.1:0"]` is usable (tests,
-//! several lbs on one host): each is logged as `proxy listening on ADDR` /
-//! `admin listening on ADDR` and shown in `/status` under `listening`.
+//! several lbs on one host): each is logged as `proxy listening on ADDR` (plaintext),
+//! `tls listening on ADDR` (`tls_listen`) or `admin listening on ADDR`, and shown in
+//! `/status` under `listening`.
 //!
 //! pingora binds the proxy listeners itself and does not say which port a `:0` address
 //! got, so they are read back from the kernel: this process's listening TCP sockets
@@ -132,7 +133,14 @@ impl BackgroundService for ListenReport {
     /// comes free only when the old process exits, so there is no deadline: after
     /// [`BIND_WAIT`] it says so once and polls slower.
     async fn start(&self, _shutdown: ShutdownWatch) {
-        let configured = self.state.snapshot().config.server.listen.clone();
+        let server = self.state.snapshot().config.server.clone();
+        let plaintext = server.listen.len();
+        let configured: Vec<SocketAddr> = server
+            .listen
+            .iter()
+            .copied()
+            .chain(server.tls_listen.iter().map(|l| l.address))
+            .collect();
         let started = tokio::time::Instant::now();
         let mut warned = false;
         loop {
@@ -144,11 +152,16 @@ impl BackgroundService for ListenReport {
                         return;
                     }
                 };
-                if let Some(addrs) = resolve(&configured, admin, &bound) {
+                if let Some(mut addrs) = resolve(&configured, admin, &bound) {
+                    let tls = addrs.split_off(plaintext);
                     for addr in &addrs {
                         tracing::info!(%addr, "proxy listening on {addr}");
                     }
+                    for addr in &tls {
+                        tracing::info!(%addr, "tls listening on {addr}");
+                    }
                     self.state.set_listening(addrs);
+                    self.state.set_tls_listening(tls);
                     return;
                 }
             }

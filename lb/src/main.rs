@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    logging::init(cli.log.format());
+    logging::init_quieting(cli.log.format(), lb::quiet_log::quiet);
     let opts = server::RunOptions {
         upgrade: cli.upgrade,
         daemon: cli.daemon,

@@ -17,6 +17,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::config::certificates::ListenerCertificates;
+
 /// Label value for requests that matched no route.
 pub(crate) const NO_ROUTE: &str = "none";
 
@@ -54,6 +56,9 @@ pub(crate) struct Metrics {
     reloads: IntCounterVec,
     last_reload_success: Gauge,
     config_info: IntGaugeVec,
+    tls_expiry: IntGaugeVec,
+    /// Mirrors [`crate::quiet_log::handshake_failures`] at scrape time.
+    tls_handshake_failures: IntCounter,
 }
 
 /// Resolved handles for one route (`lb_requests_total` by code class).
@@ -173,6 +178,21 @@ impl Metrics {
         )
         .expect("valid metric definition");
         register(&registry, config_info.clone());
+        let tls_expiry = IntGaugeVec::new(
+            Opts::new(
+                "lb_tls_certificate_expiry_timestamp_seconds",
+                "Unix time at which the certificate served for each SNI name (as configured, `*.` wildcards included) expires.",
+            ),
+            &["name"],
+        )
+        .expect("valid metric definition");
+        register(&registry, tls_expiry.clone());
+        let tls_handshake_failures = IntCounter::new(
+            "lb_tls_handshake_failures_total",
+            "TLS handshakes that failed (plaintext or garbage on a TLS port, a handshake cut short, an unknown SNI name without a default certificate, an old TLS version). Not logged one by one.",
+        )
+        .expect("valid metric definition");
+        register(&registry, tls_handshake_failures.clone());
         // Both results exist from the start, so a first failure is an increase, not a new series.
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
@@ -193,6 +213,8 @@ impl Metrics {
             reloads,
             last_reload_success,
             config_info,
+            tls_expiry,
+            tls_handshake_failures,
         }
     }
 
@@ -238,6 +260,22 @@ impl Metrics {
         self.config_info.with_label_values(&[hash]).set(1);
     }
 
+    /// The certificates now served: one expiry series per SNI name (names no longer served
+    /// are dropped). A name on several listeners shows the earliest expiry.
+    pub(crate) fn tls_certificates(&self, listeners: &[ListenerCertificates]) {
+        let mut earliest: std::collections::BTreeMap<&str, i64> = Default::default();
+        for cert in listeners.iter().flat_map(|l| &l.0) {
+            for name in &cert.names {
+                let t = earliest.entry(name).or_insert(cert.not_after);
+                *t = (*t).min(cert.not_after);
+            }
+        }
+        self.tls_expiry.reset();
+        for (name, t) in earliest {
+            self.tls_expiry.with_label_values(&[name]).set(t);
+        }
+    }
+
     pub(crate) fn reload_count(&self, success: bool) -> u64 {
         let result = if success { "success" } else { "failure" };
         self.reloads.with_label_values(&[result]).get()
@@ -257,6 +295,11 @@ impl Metrics {
 
     /// Everything in the Prometheus text format (version 0.0.4).
     pub(crate) fn encode(&self) -> String {
+        let failures = crate::quiet_log::handshake_failures();
+        let counted = self.tls_handshake_failures.get();
+        if failures > counted {
+            self.tls_handshake_failures.inc_by(failures - counted);
+        }
         let mut buf = Vec::with_capacity(16 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::warn!(error = %e, "cannot encode metrics");

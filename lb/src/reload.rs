@@ -4,6 +4,9 @@
 //! 1. reads and checks the file exactly as `lb -t` does ([`config::check`]);
 //! 2. refuses the whole file if a setting that cannot change in place differs (see
 //!    [`not_in_place`]); nothing is applied then;
+//!    The TLS certificate and key files are read again as part of the check: changed
+//!    files, or added or removed names, take effect at the swap below (new handshakes get
+//!    them; established connections keep theirs); a bad one rejects the reload.
 //! 3. builds a new snapshot that carries every unchanged pool over as the same `Arc`
 //!    (backends, health state, connection pool kept), warms up the new or changed pools
 //!    (first discovery + first health round, bounded by [`WARM_UP_LIMIT`]) so no request
@@ -89,7 +92,7 @@ impl Reloader {
             return Err(fixed);
         }
         let hash = loaded.hash.clone();
-        let changes = describe_changes(&current, &loaded.config);
+        let changes = describe_changes(&current, &loaded.config, &loaded.tls);
         let (snapshot, fresh) =
             Snapshot::build_reusing(loaded, &self.state.metrics, Some(&current))
                 .map_err(|e| vec![format!("{e:#}")])?;
@@ -129,6 +132,20 @@ pub(crate) fn not_in_place(old: &ServerSettings, new: &ServerSettings) -> Vec<St
         old.listen == new.listen,
         format!("{:?}", addrs(&old.listen)),
         format!("{:?}", addrs(&new.listen)),
+    );
+    // The listeners' sockets and rustls configs (ALPN) are built once; their certificates
+    // are not, and change in place.
+    let tls = |s: &ServerSettings| -> Vec<String> {
+        s.tls_listen
+            .iter()
+            .map(|l| format!("{} {:?}", l.address, l.protocols.names()))
+            .collect()
+    };
+    check(
+        "tls_listen",
+        tls(old) == tls(new),
+        format!("{:?}", tls(old)),
+        format!("{:?}", tls(new)),
     );
     check(
         "admin",
@@ -186,7 +203,11 @@ fn addrs(list: &[std::net::SocketAddr]) -> Vec<String> {
 }
 
 /// A short human list of what a valid reload changes (for the log and `/status`).
-fn describe_changes(current: &Snapshot, new: &crate::config::Config) -> Vec<String> {
+fn describe_changes(
+    current: &Snapshot,
+    new: &crate::config::Config,
+    loaded_tls: &[crate::config::certificates::ListenerCertificates],
+) -> Vec<String> {
     let mut changes = Vec::new();
     for (name, spec) in &new.upstreams {
         match current.pools.get(name) {
@@ -199,6 +220,9 @@ fn describe_changes(current: &Snapshot, new: &crate::config::Config) -> Vec<Stri
         if !new.upstreams.contains_key(name) {
             changes.push(format!("upstream {name}: removed"));
         }
+    }
+    if current.config.server.tls_listen != new.server.tls_listen || current.tls != loaded_tls {
+        changes.push("tls: certificates reloaded".to_string());
     }
     if current.config.routes != new.routes {
         changes.push("routes: replaced".to_string());
@@ -259,6 +283,26 @@ mod tests {
         ))
         .expect("valid")
         .server
+    }
+
+    #[test]
+    fn tls_listen_addresses_and_protocols_need_a_restart_certificates_do_not() {
+        let tls = |addr: &str, protocols: &str, cert: &str| {
+            server(&format!(
+                ", tls_listen: [ {{ address: \"{addr}\", protocols: {protocols}, certificates: [ {{ cert: {cert}, key: k }} ] }} ]"
+            ))
+        };
+        let old = tls("127.0.0.1:8443", "[h2, http/1.1]", "a.pem");
+        assert!(not_in_place(&old, &tls("127.0.0.1:8443", "[http/1.1, h2]", "b.pem")).is_empty());
+        let errors = not_in_place(&old, &tls("127.0.0.1:9443", "[h2, http/1.1]", "a.pem"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("server.tls_listen: changed"));
+        let errors = not_in_place(&old, &tls("127.0.0.1:8443", "[http/1.1]", "a.pem"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            not_in_place(&old, &server("")).len() == 1,
+            "removing a TLS listener"
+        );
     }
 
     #[test]

@@ -74,6 +74,7 @@ upstreams:
         let loaded = crate::config::LoadedConfig {
             config,
             hash: String::new(),
+            tls: Vec::new(),
         };
         crate::state::Snapshot::build(loaded, &crate::metrics::Metrics::new())
             .expect("snapshot")

@@ -1,5 +1,5 @@
 //! From a validated [`Config`] to a running pingora server: `ServerConf`, the proxy service
-//! on every `listen` address, the pool supervisor and the admin listener.
+//! on every `listen` and `tls_listen` address, the pool supervisor and the admin listener.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,11 +35,13 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let conf = config.server_conf(opts.daemon);
     let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
     let admin_addr = config.server.admin;
+    let tls_listen = config.server.tls_listen.clone();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %opts.config_path.display(),
         config_sha256 = %loaded.hash,
         listen = ?listen,
+        tls_listen = ?config.server.tls_listen.iter().map(|l| l.address.to_string()).collect::<Vec<_>>(),
         admin = %admin_addr,
         threads = conf.threads,
         routes = ?config.routes.iter().map(|r| format!("{} -> {}", r.prefix, r.upstream)).collect::<Vec<_>>(),
@@ -66,6 +68,10 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
         http_proxy_service_with_name(&server.configuration, LbProxy::new(state.clone()), "proxy");
     for addr in &listen {
         proxy.add_tcp(addr);
+    }
+    for (i, listener) in tls_listen.iter().enumerate() {
+        let settings = state.tls.settings(i, listener)?;
+        proxy.add_tls_with_settings(&listener.address.to_string(), None, settings);
     }
     server.add_service(proxy);
     server.add_service(background_service(

@@ -15,10 +15,12 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
+use crate::config::certificates::ListenerCertificates;
 use crate::config::{Config, LoadedConfig};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::pool::Pool;
 use crate::routes::{Route, RouteTable};
+use crate::tls::TlsListeners;
 
 pub(crate) struct Snapshot {
     pub(crate) config: Arc<Config>,
@@ -30,6 +32,9 @@ pub(crate) struct Snapshot {
     pub(crate) pools: BTreeMap<String, Arc<Pool>>,
     /// `lb_requests_total{route="none"}`: requests that matched no route.
     pub(crate) no_route: RouteMetrics,
+    /// The certificates of each TLS listener (what `/status` shows; the handshakes use
+    /// the same keys through [`LbState::tls`]).
+    pub(crate) tls: Vec<ListenerCertificates>,
 }
 
 impl Snapshot {
@@ -46,7 +51,7 @@ impl Snapshot {
         metrics: &Metrics,
         previous: Option<&Snapshot>,
     ) -> anyhow::Result<(Snapshot, Vec<Arc<Pool>>)> {
-        let LoadedConfig { config, hash } = loaded;
+        let LoadedConfig { config, hash, tls } = loaded;
         let mut pools = BTreeMap::new();
         let mut fresh = Vec::new();
         for (name, spec) in &config.upstreams {
@@ -80,6 +85,7 @@ impl Snapshot {
             routes: RouteTable::new(routes),
             pools,
             no_route: metrics.route(NO_ROUTE, NO_ROUTE),
+            tls,
         };
         Ok((snapshot, fresh))
     }
@@ -120,6 +126,10 @@ pub(crate) struct LbState {
     listening: OnceLock<Vec<SocketAddr>>,
     /// The admin listener's bound address, once bound.
     admin_addr: OnceLock<SocketAddr>,
+    /// The TLS listeners' bound addresses, once known (`crate::listeners`).
+    tls_listening: OnceLock<Vec<SocketAddr>>,
+    /// The certificate resolvers of the TLS listeners, fed by every [`LbState::install`].
+    pub(crate) tls: TlsListeners,
 }
 
 impl LbState {
@@ -129,6 +139,8 @@ impl LbState {
         config_path: std::path::PathBuf,
     ) -> Arc<Self> {
         metrics.config_loaded(&snapshot.hash);
+        metrics.tls_certificates(&snapshot.tls);
+        let tls = TlsListeners::new(&snapshot.tls);
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             snapshot_changed: Notify::new(),
@@ -141,6 +153,8 @@ impl LbState {
             last_reload: Mutex::new(None),
             listening: OnceLock::new(),
             admin_addr: OnceLock::new(),
+            tls_listening: OnceLock::new(),
+            tls,
         })
     }
 
@@ -163,6 +177,14 @@ impl LbState {
         let _ = self.listening.set(addrs);
     }
 
+    pub(crate) fn tls_listening(&self) -> Option<&[SocketAddr]> {
+        self.tls_listening.get().map(Vec::as_slice)
+    }
+
+    pub(crate) fn set_tls_listening(&self, addrs: Vec<SocketAddr>) {
+        let _ = self.tls_listening.set(addrs);
+    }
+
     pub(crate) fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr.get().copied()
     }
@@ -176,8 +198,11 @@ impl LbState {
         self.snapshot.load_full()
     }
 
-    /// Swap in a new snapshot and let the supervisor start/stop pool tasks to match.
+    /// Swap in a new snapshot and its certificates (new TLS handshakes get them; open
+    /// connections keep theirs), and let the supervisor start/stop pool tasks to match.
     pub(crate) fn install(&self, snapshot: Snapshot) {
+        self.tls.install(&snapshot.tls);
+        self.metrics.tls_certificates(&snapshot.tls);
         self.snapshot.store(Arc::new(snapshot));
         self.snapshot_changed.notify_one();
     }

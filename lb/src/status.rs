@@ -47,6 +47,7 @@ pub(crate) fn status(state: &LbState) -> Value {
         "draining": state.is_draining(),
         "listening": {
             "proxy": state.listening().map(|a| a.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
+            "tls": state.tls_listening().map(|a| a.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
             "admin": state.admin_addr().map(|a| a.to_string()),
         },
         "config": {
@@ -63,7 +64,45 @@ pub(crate) fn status(state: &LbState) -> Value {
         },
         "routes": routes,
         "upstreams": upstreams,
+        "tls": tls_status(&snapshot),
     })
+}
+
+/// Each TLS listener as configured (address, protocols) with the certificates it serves
+/// now: names, serial, validity (RFC 3339) and whether it is the default.
+fn tls_status(snapshot: &crate::state::Snapshot) -> Value {
+    let at = |secs: i64| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+        time(t)
+    };
+    snapshot
+        .config
+        .server
+        .tls_listen
+        .iter()
+        .zip(&snapshot.tls)
+        .map(|(listener, certs)| {
+            let certificates: Vec<Value> = certs
+                .0
+                .iter()
+                .map(|c| {
+                    json!({
+                        "file": c.file,
+                        "names": c.names,
+                        "default": c.default,
+                        "serial": c.serial,
+                        "not_before": at(c.not_before),
+                        "not_after": at(c.not_after),
+                    })
+                })
+                .collect();
+            json!({
+                "address": listener.address.to_string(),
+                "protocols": listener.protocols.names(),
+                "certificates": certificates,
+            })
+        })
+        .collect()
 }
 
 fn pool_status(pool: &Pool) -> Value {

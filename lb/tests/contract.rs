@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::{client, metric, scrape, Lb, Stub};
+use support::{access_line, client, metric, scrape, Lb, Stub};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,23 +52,6 @@ impl Pipeline {
         }
         req
     }
-}
-
-/// The access-log line of request `id`, waited for (lines are written in batches).
-async fn access_line(lb: &Lb, id: &str) -> Value {
-    let needle = format!("\"request_id\":\"{id}\"");
-    let mut line = None;
-    support::eventually(Duration::from_secs(5), &format!("access line {id}"), || {
-        line = lb
-            .log()
-            .lines()
-            .find(|l| l.contains(&needle) && l.contains("\"target\":\"access\""))
-            .map(str::to_string);
-        let found = line.is_some();
-        async move { found }
-    })
-    .await;
-    serde_json::from_str(&line.expect("line")).expect("JSON access line")
 }
 
 /// The access line of `id`, after checking it went down `pipeline`.

@@ -68,23 +68,50 @@ pub fn format() -> Option<LogFormat> {
 /// Installs the global subscriber, with pingora's and other crates' `log` records bridged
 /// in. A second call (tests) leaves the first subscriber in place.
 pub fn init(format: LogFormat) {
+    init_quieting(format, |_| false);
+}
+
+/// Like [`init`], but drops every event `quiet` returns true for, before any formatting: for
+/// a dependency's per-connection error line that the caller counts in a metric instead
+/// (the lb's TLS handshake failures, which pingora logs at ERROR for each bad client).
+pub fn init_quieting(format: LogFormat, quiet: fn(&tracing::Event<'_>) -> bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    // try_init also installs the log → tracing bridge (tracing-log's LogTracer, through
-    // tracing-subscriber's default `tracing-log` feature).
-    let installed = match format {
-        LogFormat::Json => builder
+    let fmt = tracing_subscriber::fmt::layer();
+    let fmt = match format {
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::stdout().is_terminal())
-            .try_init(),
+            .boxed(),
+        LogFormat::Text => fmt.with_ansi(std::io::stdout().is_terminal()).boxed(),
     };
+    // try_init also installs the log → tracing bridge (tracing-log's LogTracer, through
+    // tracing-subscriber's default `tracing-log` feature).
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(Quiet(quiet))
+        .with(fmt)
+        .try_init();
     if installed.is_ok() {
         let _ = FORMAT.set(format);
+    }
+}
+
+/// Vetoes the events its function picks, for every layer.
+struct Quiet(fn(&tracing::Event<'_>) -> bool);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Quiet {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !(self.0)(event)
     }
 }
 

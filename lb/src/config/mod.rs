@@ -6,6 +6,7 @@
 //! files. Everything downstream (pingora's `ServerConf`, the routing snapshot) is built
 //! from a `Config`, never from the raw file. The validated types derive `PartialEq` so a reload can tell which pools changed.
 
+pub(crate) mod certificates;
 pub(crate) mod duration;
 mod raw;
 mod server_conf;
@@ -61,6 +62,8 @@ pub(crate) struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ServerSettings {
     pub(crate) listen: Vec<SocketAddr>,
+    /// TLS listeners, in file order (their certificates are loaded by [`certificates`]).
+    pub(crate) tls_listen: Vec<TlsListener>,
     pub(crate) admin: SocketAddr,
     pub(crate) threads: usize,
     /// One tokio runtime whose threads steal each other's tasks (true), or one
@@ -79,6 +82,45 @@ pub(crate) struct ServerSettings {
     pub(crate) upstream_keepalive_pool_size: usize,
     pub(crate) pid_file: String,
     pub(crate) upgrade_sock: String,
+}
+
+/// One `server.tls_listen` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TlsListener {
+    pub(crate) address: SocketAddr,
+    pub(crate) protocols: Protocols,
+    pub(crate) certificates: Vec<CertificateSpec>,
+}
+
+/// The application protocols a TLS listener offers by ALPN (h2 preferred when both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocols {
+    Http1,
+    H2,
+    H2AndHttp1,
+}
+
+impl Protocols {
+    pub(crate) fn names(self) -> &'static [&'static str] {
+        match self {
+            Protocols::Http1 => &["http/1.1"],
+            Protocols::H2 => &["h2"],
+            Protocols::H2AndHttp1 => &["h2", "http/1.1"],
+        }
+    }
+}
+
+/// One certificate of a TLS listener, as configured (the files are read by
+/// [`certificates::load`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CertificateSpec {
+    pub(crate) cert: String,
+    pub(crate) key: String,
+    /// SNI names it serves: exact (`api.example.test`) or a one-label wildcard
+    /// (`*.example.test`), lowercase. `None`: the DNS names of the certificate itself.
+    pub(crate) names: Option<Vec<String>>,
+    /// Served to clients that send no SNI name or one no certificate serves.
+    pub(crate) default: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,11 +187,13 @@ pub(crate) struct Timeouts {
     pub(crate) idle: Duration,
 }
 
-/// A validated config and the SHA-256 (hex) of the file text it came from.
+/// A validated config, the SHA-256 (hex) of the file text it came from, and the
+/// certificates of its TLS listeners (one entry per `server.tls_listen`, read and checked).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedConfig {
     pub(crate) config: Config,
     pub(crate) hash: String,
+    pub(crate) tls: Vec<certificates::ListenerCertificates>,
 }
 
 /// SHA-256 of `bytes` in lowercase hex (what `sha256sum FILE` prints).
@@ -207,7 +251,9 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Everything `lb -t` checks: our config, then pingora's own validation of the server part.
+/// Everything `lb -t` checks: our config, pingora's own validation of the server part, then
+/// the TLS certificate and key files (readable, matching, valid now), so that pingora never
+/// meets a file it would panic on.
 pub fn check(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
     let text = read(path)?;
     let config = Config::from_yaml(&text)?;
@@ -217,9 +263,12 @@ pub fn check(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
             e.to_string(),
         )]));
     }
+    let tls = certificates::load(&config.server.tls_listen, std::time::SystemTime::now())
+        .map_err(ConfigErrors)?;
     Ok(LoadedConfig {
         config,
         hash: sha256_hex(text.as_bytes()),
+        tls,
     })
 }
 

@@ -25,6 +25,7 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServer {
     pub(crate) listen: Option<Vec<String>>,
+    pub(crate) tls_listen: Option<Vec<RawTlsListener>>,
     pub(crate) admin: Option<String>,
     pub(crate) threads: Option<i64>,
     pub(crate) work_stealing: Option<bool>,
@@ -36,6 +37,25 @@ pub(crate) struct RawServer {
     pub(crate) upstream_keepalive_pool_size: Option<i64>,
     pub(crate) pid_file: Option<String>,
     pub(crate) upgrade_sock: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTlsListener {
+    pub(crate) address: String,
+    #[serde(default)]
+    pub(crate) certificates: Vec<RawCertificate>,
+    pub(crate) protocols: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub(crate) cert: String,
+    pub(crate) key: String,
+    pub(crate) names: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) default: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,7 +2,8 @@
 //! logging contract's `request_id`, `method`, `path`, `status`, `duration_ms` (the same
 //! names as the backend's and frontend's lines, see the README's "Logs"), plus client_ip,
 //! route, upstream, backend, tries, bytes_in, bytes_out (body bytes), pipeline (`direct`
-//! or `engine`: which request path proxied it), and error when the request failed; plus timestamp, level and target like every other log line.
+//! or `engine`: which request path proxied it), protocol (`h1` or `h2`), tls_version
+//! (`TLSv1.2`/`TLSv1.3`, only on a TLS listener), and error when the request failed; plus timestamp, level and target like every other log line.
 //!
 //! With JSON logs (the default off a terminal) the line is built here directly: the same
 //! shape `tracing-subscriber`'s JSON formatter gives every other event, but written by hand
@@ -60,6 +61,8 @@ struct Line<'a> {
     bytes_in: usize,
     bytes_out: usize,
     pipeline: &'static str,
+    protocol: &'static str,
+    tls_version: Option<&'a str>,
     error: Option<&'static str>,
 }
 
@@ -85,6 +88,11 @@ impl<'a> Line<'a> {
             bytes_in: downstream.body_bytes_read(),
             bytes_out: downstream.body_bytes_sent(),
             pipeline: if ctx.direct { "direct" } else { "engine" },
+            protocol: if downstream.is_http2() { "h2" } else { "h1" },
+            tls_version: downstream
+                .digest()
+                .and_then(|d| d.ssl_digest.as_deref())
+                .map(|d| tls_version(&d.version)),
             error: error.map(|e| e.etype().as_str()),
         }
     }
@@ -109,6 +117,8 @@ impl<'a> Line<'a> {
             bytes_in = self.bytes_in,
             bytes_out = self.bytes_out,
             pipeline = self.pipeline,
+            protocol = self.protocol,
+            tls_version = self.tls_version,
             error = self.error,
         );
     }
@@ -154,13 +164,27 @@ impl<'a> Line<'a> {
         // Known ASCII values: written as they are, no escaping pass on the hot path.
         buf.extend_from_slice(b",\"pipeline\":\"");
         buf.extend_from_slice(self.pipeline.as_bytes());
+        buf.extend_from_slice(b"\",\"protocol\":\"");
+        buf.extend_from_slice(self.protocol.as_bytes());
         buf.push(b'"');
+        if let Some(v) = self.tls_version {
+            str_field(buf, "tls_version", v);
+        }
         if let Some(error) = self.error {
             str_field(buf, "error", error);
         }
         buf.extend_from_slice(b",\"target\":\"");
         buf.extend_from_slice(ACCESS_TARGET.as_bytes());
         buf.extend_from_slice(b"\"}\n");
+    }
+}
+
+/// rustls names versions after its enum (`TLSv1_3`); the log says them as people write them.
+fn tls_version(v: &str) -> &str {
+    match v {
+        "TLSv1_3" => "TLSv1.3",
+        "TLSv1_2" => "TLSv1.2",
+        other => other,
     }
 }
 
@@ -185,6 +209,8 @@ mod tests {
             bytes_in: 0,
             bytes_out: 64,
             pipeline: "engine",
+            protocol: "h2",
+            tls_version: Some("TLSv1.3"),
             error: Some("ConnectRefused"),
         };
         let mut buf = Vec::new();
@@ -200,6 +226,8 @@ mod tests {
         assert_eq!(v["duration_ms"], 2.417);
         assert_eq!(v["error"], "ConnectRefused");
         assert_eq!(v["pipeline"], "engine");
+        assert_eq!(v["protocol"], "h2");
+        assert_eq!(v["tls_version"], "TLSv1.3");
         assert!(v.get("backend").is_none());
     }
 }

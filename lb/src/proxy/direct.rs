@@ -26,7 +26,9 @@ use super::{keepalive, response, upstream};
 use crate::pool::Pool;
 use crate::state::LbState;
 
-/// Whether this request can take the direct path.
+/// Whether this request can take the direct path. HTTP/1.x only: an h2 request (TLS
+/// listeners, by ALPN) always takes pingora's engine path, which speaks h2 to the client;
+/// `tests/tls.rs` checks its access-log `pipeline`.
 pub(crate) fn eligible(session: &Session) -> bool {
     let req = session.req_header();
     let h = &req.headers;

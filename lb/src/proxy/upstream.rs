@@ -75,7 +75,16 @@ pub(crate) fn upstream_request_filter(
         let _ = write!(xff, "{ip}");
         req.insert_header(X_FORWARDED_FOR, xff)?;
     }
-    req.insert_header(X_FORWARDED_PROTO, "http")?;
+    // An h2 request names its host in `:authority` and may carry no Host header; the
+    // backend speaks HTTP/1.1, which needs one (and a path rewrite below drops the URI's
+    // authority).
+    if !req.headers.contains_key(http::header::HOST) {
+        if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) {
+            req.insert_header(http::header::HOST, authority)?;
+        }
+    }
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    req.insert_header(X_FORWARDED_PROTO, if tls { "https" } else { "http" })?;
     if let Some(host) = req.headers.get(http::header::HOST).cloned() {
         req.insert_header(X_FORWARDED_HOST, host)?;
     }

@@ -70,6 +70,23 @@ pub(crate) async fn spread(
     counts
 }
 
+/// The JSON access-log line of request `id`, waited for (lines are written in batches).
+pub(crate) async fn access_line(lb: &Lb, id: &str) -> serde_json::Value {
+    let needle = format!("\"request_id\":\"{id}\"");
+    let mut line = None;
+    eventually(Duration::from_secs(5), &format!("access line {id}"), || {
+        line = lb
+            .log()
+            .lines()
+            .find(|l| l.contains(&needle) && l.contains("\"target\":\"access\""))
+            .map(str::to_string);
+        let found = line.is_some();
+        async move { found }
+    })
+    .await;
+    serde_json::from_str(&line.expect("line")).expect("JSON access line")
+}
+
 /// Poll `probe` until it returns true, failing the test after `limit`.
 pub(crate) async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
 where

@@ -9,6 +9,7 @@ mod discovery;
 mod errors;
 mod routes;
 mod server;
+mod tls;
 mod upstreams;
 
 use serde_yaml::Value;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use super::Errors;
 use crate::config::raw::RawServer;
-use crate::config::{defaults, ServerSettings};
+use crate::config::{defaults, ServerSettings, TlsListener};
 
 pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
     let listen = match &raw.listen {
@@ -33,9 +33,12 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             format!("\"{admin}\" is also a proxy listen address"),
         );
     }
+    let tls_listen = super::tls::tls_listen(errs, raw.tls_listen.as_deref().unwrap_or_default());
+    tls_addresses_are_distinct(errs, &tls_listen, &listen, admin);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     ServerSettings {
         listen,
+        tls_listen,
         admin,
         threads: errs.count("server.threads", raw.threads, cpus, 1, Some(1024)),
         work_stealing: raw.work_stealing.unwrap_or(defaults::WORK_STEALING),
@@ -71,6 +74,44 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             &raw.upgrade_sock,
             defaults::UPGRADE_SOCK,
         ),
+    }
+}
+
+/// A TLS address must not be bound twice. `:0` is fine, with one limit: the bound ports are
+/// reported by matching the process's sockets to the configured IPs (`crate::listeners`),
+/// so a TLS `:0` address needs an IP no other `:0` address uses, or the plaintext and TLS
+/// ports could be reported the wrong way round.
+fn tls_addresses_are_distinct(
+    errs: &mut Errors,
+    tls: &[TlsListener],
+    listen: &[SocketAddr],
+    admin: SocketAddr,
+) {
+    for (i, l) in tls.iter().enumerate() {
+        let a = l.address;
+        let earlier_tls = tls[..i].iter().map(|t| t.address);
+        let others: Vec<SocketAddr> = listen
+            .iter()
+            .copied()
+            .chain(std::iter::once(admin))
+            .chain(earlier_tls)
+            .collect();
+        let clash = if a.port() == 0 {
+            others.iter().any(|o| o.port() == 0 && o.ip() == a.ip())
+        } else {
+            others.contains(&a)
+        };
+        if clash {
+            let why = if a.port() == 0 {
+                "shares port 0 and its IP with another listener, so its bound port cannot be told apart (use another IP or a fixed port)"
+            } else {
+                "is already used by another listener"
+            };
+            errs.push(
+                format!("server.tls_listen[{i}].address"),
+                format!("\"{a}\" {why}"),
+            );
+        }
     }
 }
 
@@ -117,6 +158,7 @@ mod tests {
             (
                 ServerSettings {
                     listen: vec![addr("0.0.0.0:8080")],
+                    tls_listen: vec![],
                     admin: addr("127.0.0.1:9901"),
                     threads: cpus,
                     work_stealing: false,
@@ -155,6 +197,7 @@ upgrade_sock: /run/lb.sock
             (
                 ServerSettings {
                     listen: vec![addr("127.0.0.1:1"), addr("[::1]:2")],
+                    tls_listen: vec![],
                     admin: addr("127.0.0.1:3"),
                     threads: 4,
                     work_stealing: true,
@@ -216,6 +259,25 @@ upgrade_sock: /run/lb.sock
         );
         // Port 0 takes a free port for each: no clash (the test harness's set-up).
         assert!(errors(r#"{ listen: ["127.0.0.1:0"], admin: "127.0.0.1:0" }"#).is_empty());
+    }
+
+    #[test]
+    fn tls_addresses_clash_with_no_other_listener() {
+        let cert = "certificates: [ { cert: c, key: k } ]";
+        assert_eq!(
+            errors(&format!(
+                r#"{{ listen: ["127.0.0.1:1", "127.0.0.1:0"], admin: "127.0.0.1:2",
+                     tls_listen: [ {{ address: "127.0.0.1:1", {cert} }}, {{ address: "127.0.0.1:2", {cert} }},
+                                   {{ address: "127.0.0.1:0", {cert} }}, {{ address: "127.0.0.2:0", {cert} }},
+                                   {{ address: "127.0.0.2:0", {cert} }}, {{ address: "127.0.0.3:3", {cert} }} ] }}"#
+            )),
+            vec![
+                "server.tls_listen[0].address: \"127.0.0.1:1\" is already used by another listener",
+                "server.tls_listen[1].address: \"127.0.0.1:2\" is already used by another listener",
+                "server.tls_listen[2].address: \"127.0.0.1:0\" shares port 0 and its IP with another listener, so its bound port cannot be told apart (use another IP or a fixed port)",
+                "server.tls_listen[4].address: \"127.0.0.2:0\" shares port 0 and its IP with another listener, so its bound port cannot be told apart (use another IP or a fixed port)",
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,289 @@
+//! The certificate and key files of the TLS listeners, read and checked: each certificate
+//! chain loads, its key loads and matches it, and it is valid now (not expired, not yet to
+//! come). `lb -t`, startup and every reload go through [`load`] (from `config::check`), so
+//! a bad file rejects a reload exactly like a bad config, and pingora's `TlsSettings`,
+//! which panics on an unreadable file, never reads one: the lb hands it a resolver holding
+//! the keys loaded here (`crate::tls`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use x509_parser::extensions::GeneralName;
+
+use super::{CertificateSpec, ConfigError, TlsListener};
+
+/// One loaded certificate: the key rustls signs handshakes with, and what `/status` and
+/// the metrics show about it.
+#[derive(Clone)]
+pub(crate) struct Certificate {
+    pub(crate) key: Arc<CertifiedKey>,
+    /// The SNI names it is chosen for (configured, or the certificate's own DNS names).
+    pub(crate) names: Vec<String>,
+    pub(crate) default: bool,
+    /// The cert file it came from.
+    pub(crate) file: String,
+    /// Hex, lowercase, as `openssl x509 -serial` prints it.
+    pub(crate) serial: String,
+    /// Unix seconds.
+    pub(crate) not_before: i64,
+    pub(crate) not_after: i64,
+}
+
+/// The certificates of one `server.tls_listen` entry, in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ListenerCertificates(pub(crate) Vec<Certificate>);
+
+impl PartialEq for Certificate {
+    /// The same chain, names and role (keys are not comparable; the chain identifies them).
+    fn eq(&self, other: &Self) -> bool {
+        self.key.cert == other.key.cert
+            && self.names == other.names
+            && self.default == other.default
+    }
+}
+
+impl fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certificate")
+            .field("file", &self.file)
+            .field("names", &self.names)
+            .field("default", &self.default)
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every listener's certificates, checked against the time `now`; every problem is
+/// reported, each naming its field (`server.tls_listen[0].certificates[1].key`).
+pub(crate) fn load(
+    listeners: &[TlsListener],
+    now: SystemTime,
+) -> Result<Vec<ListenerCertificates>, Vec<ConfigError>> {
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut errors = Vec::new();
+    let mut loaded = Vec::new();
+    for (i, listener) in listeners.iter().enumerate() {
+        let mut certs = Vec::new();
+        for (j, spec) in listener.certificates.iter().enumerate() {
+            let path = format!("server.tls_listen[{i}].certificates[{j}]");
+            match certificate(spec, now) {
+                Ok(c) => certs.push(c),
+                Err((field, message)) => {
+                    errors.push(ConfigError::new(format!("{path}.{field}"), message));
+                }
+            }
+        }
+        loaded.push(ListenerCertificates(certs));
+    }
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The field at fault (`cert`, `key` or `names`) and what is wrong.
+type Fault = (&'static str, String);
+
+fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificate, Fault> {
+    let cert_pem = std::fs::read(&spec.cert)
+        .map_err(|e| ("cert", format!("cannot read {:?}: {e}", spec.cert)))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ("cert", format!("{:?} is not PEM: {e}", spec.cert)))?;
+    if chain.is_empty() {
+        return Err(("cert", format!("no PEM certificate in {:?}", spec.cert)));
+    }
+    let key_pem = std::fs::read(&spec.key)
+        .map_err(|e| ("key", format!("cannot read {:?}: {e}", spec.key)))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| ("key", format!("no PEM private key in {:?}: {e}", spec.key)))?;
+
+    let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).map_err(|e| {
+        (
+            "cert",
+            format!("{:?}: not an X.509 certificate: {e}", spec.cert),
+        )
+    })?;
+    let validity = leaf.validity();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    if now < not_before {
+        return Err((
+            "cert",
+            format!(
+                "{:?} is not valid before {}",
+                spec.cert, validity.not_before
+            ),
+        ));
+    }
+    if now > not_after {
+        return Err((
+            "cert",
+            format!("{:?} expired on {}", spec.cert, validity.not_after),
+        ));
+    }
+    let names = match &spec.names {
+        Some(names) => names.clone(),
+        None => dns_names(&leaf),
+    };
+    if names.is_empty() {
+        return Err((
+            "names",
+            format!(
+                "{:?} has no DNS names; list the SNI names it serves under `names`",
+                spec.cert
+            ),
+        ));
+    }
+    let serial = leaf
+        .raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    let provider = rustls::crypto::ring::default_provider();
+    let key = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => (
+            "key",
+            format!(
+                "{:?} is not the key of the certificate {:?}",
+                spec.key, spec.cert
+            ),
+        ),
+        e => ("key", format!("{:?}: {e}", spec.key)),
+    })?;
+    Ok(Certificate {
+        key: Arc::new(key),
+        names,
+        default: spec.default,
+        file: spec.cert.clone(),
+        serial,
+        not_before,
+        not_after,
+    })
+}
+
+/// The certificate's DNS subject alternative names, lowercased.
+fn dns_names(leaf: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(san)) = leaf.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A self-signed certificate for `names`, valid from `from` to `to` (Unix seconds),
+    /// written as `stem.pem` and `stem.key` under `dir`.
+    fn write_cert(dir: &Path, stem: &str, names: &[&str], from: i64, to: i64) -> (String, String) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(from).expect("time");
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(to).expect("time");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        let (c, k) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem()).expect("write");
+        std::fs::write(&k, key.serialize_pem()).expect("write");
+        (c.display().to_string(), k.display().to_string())
+    }
+
+    fn listener(certs: &[(&str, &str)]) -> Vec<TlsListener> {
+        vec![TlsListener {
+            address: "127.0.0.1:0".parse().expect("addr"),
+            protocols: crate::config::Protocols::H2AndHttp1,
+            certificates: certs
+                .iter()
+                .map(|(c, k)| CertificateSpec {
+                    cert: c.to_string(),
+                    key: k.to_string(),
+                    names: None,
+                    default: false,
+                })
+                .collect(),
+        }]
+    }
+
+    const DAY: i64 = 86_400;
+    const NOW: i64 = 1_800_000_000;
+
+    fn at(secs: i64) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+    }
+
+    fn messages(r: Result<Vec<ListenerCertificates>, Vec<ConfigError>>) -> Vec<String> {
+        r.expect_err("rejected")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_certificate_loads_with_its_own_names() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (c, k) = write_cert(
+            dir.path(),
+            "a",
+            &["A.test", "*.a.test"],
+            NOW - DAY,
+            NOW + DAY,
+        );
+        let loaded = load(&listener(&[(c.as_str(), k.as_str())]), at(NOW)).expect("valid");
+        let cert = &loaded[0].0[0];
+        assert_eq!(cert.names, vec!["a.test", "*.a.test"]);
+        assert_eq!(cert.not_after, NOW + DAY);
+        assert!(!cert.serial.is_empty());
+    }
+
+    #[test]
+    fn expired_not_yet_valid_mismatched_and_missing_files_name_their_field() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (c1, k1) = write_cert(dir.path(), "old", &["a.test"], NOW - 2 * DAY, NOW - DAY);
+        let (c2, k2) = write_cert(dir.path(), "new", &["a.test"], NOW + DAY, NOW + 2 * DAY);
+        let (c3, _) = write_cert(dir.path(), "ok", &["a.test"], NOW - DAY, NOW + DAY);
+        let errs = messages(load(
+            &listener(&[
+                (c1.as_str(), k1.as_str()),
+                (c2.as_str(), k2.as_str()),
+                (c3.as_str(), k1.as_str()),
+                ("/nonexistent.pem", k1.as_str()),
+                (c3.as_str(), c3.as_str()),
+            ]),
+            at(NOW),
+        ));
+        assert_eq!(errs.len(), 5, "{errs:?}");
+        let p = "server.tls_listen[0].certificates";
+        assert!(errs[0].starts_with(&format!("{p}[0].cert: ")) && errs[0].contains("expired on"));
+        assert!(
+            errs[1].starts_with(&format!("{p}[1].cert: ")) && errs[1].contains("not valid before")
+        );
+        assert!(
+            errs[2].starts_with(&format!("{p}[2].key: ")) && errs[2].contains("is not the key of")
+        );
+        assert!(errs[3].starts_with(&format!("{p}[3].cert: cannot read \"/nonexistent.pem\"")));
+        assert!(errs[4].starts_with(&format!("{p}[4].key: no PEM private key")));
+    }
+}

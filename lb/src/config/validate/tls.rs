@@ -1,0 +1,216 @@
+//! `server.tls_listen:`: TLS listeners, their certificates' SNI names and their ALPN
+//! protocols. The files themselves are read later, by `config::certificates`, once the
+//! whole file is known to be valid.
+
+use super::Errors;
+use crate::config::raw::{RawCertificate, RawTlsListener};
+use crate::config::{CertificateSpec, Protocols, TlsListener};
+
+pub(super) fn tls_listen(errs: &mut Errors, raw: &[RawTlsListener]) -> Vec<TlsListener> {
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, l)| listener(errs, &format!("server.tls_listen[{i}]"), l))
+        .collect()
+}
+
+fn listener(errs: &mut Errors, path: &str, raw: &RawTlsListener) -> Option<TlsListener> {
+    let address = errs.socket_addr(&format!("{path}.address"), &raw.address);
+    let protocols = protocols(errs, &format!("{path}.protocols"), raw.protocols.as_deref());
+    if raw.certificates.is_empty() {
+        errs.push(
+            format!("{path}.certificates"),
+            "at least one certificate is required",
+        );
+    }
+    let certificates: Vec<CertificateSpec> = raw
+        .certificates
+        .iter()
+        .enumerate()
+        .map(|(j, c)| certificate(errs, &format!("{path}.certificates[{j}]"), c))
+        .collect();
+    if certificates.iter().filter(|c| c.default).count() > 1 {
+        errs.push(
+            format!("{path}.certificates"),
+            "more than one certificate says `default: true`",
+        );
+    }
+    // The same name on two certificates would make the choice depend on file order.
+    let mut seen = std::collections::BTreeSet::new();
+    for (j, c) in certificates.iter().enumerate() {
+        for name in c.names.iter().flatten() {
+            if !seen.insert(name.clone()) {
+                errs.push(
+                    format!("{path}.certificates[{j}].names"),
+                    format!("{name:?} is served by an earlier certificate of this listener"),
+                );
+            }
+        }
+    }
+    Some(TlsListener {
+        address: address?,
+        protocols,
+        certificates,
+    })
+}
+
+fn certificate(errs: &mut Errors, path: &str, raw: &RawCertificate) -> CertificateSpec {
+    for (key, value) in [("cert", &raw.cert), ("key", &raw.key)] {
+        if value.is_empty() {
+            errs.push(format!("{path}.{key}"), "must not be empty");
+        }
+    }
+    let names = raw.names.as_ref().map(|names| {
+        if names.is_empty() {
+            errs.push(
+                format!("{path}.names"),
+                "empty: list at least one name, or leave `names` out to use the certificate's own",
+            );
+        }
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(k, n)| sni_name(errs, &format!("{path}.names[{k}]"), n))
+            .collect()
+    });
+    CertificateSpec {
+        cert: raw.cert.clone(),
+        key: raw.key.clone(),
+        names,
+        default: raw.default,
+    }
+}
+
+/// A DNS name, or `*.` and a DNS name (the wildcard stands for exactly one label), lowercased.
+pub(crate) fn sni_name(errs: &mut Errors, path: &str, text: &str) -> Option<String> {
+    let name = text.to_ascii_lowercase();
+    let base = name.strip_prefix("*.").unwrap_or(&name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if base.len() > 253 || !base.split('.').all(label_ok) {
+        errs.push(
+            path,
+            format!("{text:?} is not a DNS name or a wildcard such as \"*.example.com\""),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+fn protocols(errs: &mut Errors, path: &str, raw: Option<&[String]>) -> Protocols {
+    let Some(list) = raw else {
+        return Protocols::H2AndHttp1;
+    };
+    let (mut h1, mut h2) = (false, false);
+    for (i, p) in list.iter().enumerate() {
+        let seen = match p.as_str() {
+            "h2" => std::mem::replace(&mut h2, true),
+            "http/1.1" => std::mem::replace(&mut h1, true),
+            _ => {
+                errs.push(
+                    format!("{path}[{i}]"),
+                    format!("{p:?} is not a protocol the lb offers (h2, http/1.1)"),
+                );
+                continue;
+            }
+        };
+        if seen {
+            errs.push(format!("{path}[{i}]"), format!("{p:?} is listed twice"));
+        }
+    }
+    match (h1, h2) {
+        (true, true) => Protocols::H2AndHttp1,
+        (true, false) => Protocols::Http1,
+        (false, true) => Protocols::H2,
+        (false, false) => {
+            if list.is_empty() {
+                errs.push(path, "list at least one of h2, http/1.1");
+            }
+            Protocols::H2AndHttp1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate::{collect, yaml};
+
+    fn check(text: &str) -> (Vec<TlsListener>, Vec<String>) {
+        let raw: Vec<RawTlsListener> = yaml(text);
+        collect(|errs| tls_listen(errs, &raw))
+    }
+
+    #[test]
+    fn a_listener_with_defaults() {
+        let (listeners, errs) = check(
+            r#"[ { address: "127.0.0.1:8443", certificates: [ { cert: c.pem, key: k.pem } ] } ]"#,
+        );
+        assert_eq!(errs, Vec::<String>::new());
+        assert_eq!(
+            listeners,
+            vec![TlsListener {
+                address: "127.0.0.1:8443".parse().unwrap(),
+                protocols: Protocols::H2AndHttp1,
+                certificates: vec![CertificateSpec {
+                    cert: "c.pem".into(),
+                    key: "k.pem".into(),
+                    names: None,
+                    default: false,
+                }],
+            }]
+        );
+    }
+
+    #[test]
+    fn names_are_dns_names_or_one_label_wildcards_lowercased() {
+        let (listeners, errs) = check(
+            r#"[ { address: "127.0.0.1:1", protocols: [http/1.1],
+                   certificates: [ { cert: c, key: k, default: true,
+                                     names: [A.Example.test, "*.example.test", "a.*.test", "-x.test", ""] } ] } ]"#,
+        );
+        assert_eq!(
+            errs,
+            vec![
+                "server.tls_listen[0].certificates[0].names[2]: \"a.*.test\" is not a DNS name or a wildcard such as \"*.example.com\"",
+                "server.tls_listen[0].certificates[0].names[3]: \"-x.test\" is not a DNS name or a wildcard such as \"*.example.com\"",
+                "server.tls_listen[0].certificates[0].names[4]: \"\" is not a DNS name or a wildcard such as \"*.example.com\"",
+            ]
+        );
+        let c = &listeners[0].certificates[0];
+        assert_eq!(
+            c.names,
+            Some(vec!["a.example.test".into(), "*.example.test".into()])
+        );
+        assert!(c.default);
+        assert_eq!(listeners[0].protocols, Protocols::Http1);
+    }
+
+    #[test]
+    fn every_listener_error_names_its_field() {
+        let (_, errs) = check(
+            r#"[ { address: "nope", certificates: [], protocols: [h3, h2, h2] },
+                 { address: "127.0.0.1:1", protocols: [],
+                   certificates: [ { cert: "", key: k, default: true, names: [a.test] },
+                                   { cert: c, key: "", default: true, names: [a.test] } ] } ]"#,
+        );
+        assert_eq!(
+            errs,
+            vec![
+                "server.tls_listen[0].address: \"nope\" is not an IP:port address (names go through `dns:`)",
+                "server.tls_listen[0].protocols[0]: \"h3\" is not a protocol the lb offers (h2, http/1.1)",
+                "server.tls_listen[0].protocols[2]: \"h2\" is listed twice",
+                "server.tls_listen[0].certificates: at least one certificate is required",
+                "server.tls_listen[1].protocols: list at least one of h2, http/1.1",
+                "server.tls_listen[1].certificates[0].cert: must not be empty",
+                "server.tls_listen[1].certificates[1].key: must not be empty",
+                "server.tls_listen[1].certificates: more than one certificate says `default: true`",
+                "server.tls_listen[1].certificates[1].names: \"a.test\" is served by an earlier certificate of this listener",
+            ]
+        );
+    }
+}

@@ -39,12 +39,17 @@ stage "cargo tests on loopback (handlers, real sockets, headless Chromium, the l
 cargo test --workspace --locked
 passed=$((passed + 1))
 
-stage "static binaries and FROM-scratch images"
+stage "static binaries and FROM-scratch images, the development certificate"
 ./deploy/build.sh
+./deploy/dev-cert.sh
 passed=$((passed + 1))
 
 stage "end-to-end in real Docker (deploy/e2e.py)"
 python3 deploy/e2e.py
+passed=$((passed + 1))
+
+stage "end-to-end HTTPS in real Docker: h2, rotation under load, Chromium (deploy/e2e_tls.py)"
+python3 deploy/e2e_tls.py
 passed=$((passed + 1))
 
 stage "end-to-end on a one-node Docker Swarm (deploy/e2e_swarm.py)"

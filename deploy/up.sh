@@ -3,16 +3,24 @@
 #   1. install what is missing (cmake, the Compose v2 plugin, ...),
 #   2. build static binaries on the host and assemble the FROM-scratch images,
 #   3. start the stack and wait until every container is healthy.
-# Then open http://127.0.0.1:${SOFTY_PORT:-8080}/ ; stop with `docker compose down`.
+# Then open http://127.0.0.1:${SOFTY_PORT:-8080}/ or https://localhost:${SOFTY_TLS_PORT:-8443}/ ; stop with `docker compose down`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/bootstrap.sh
 ./deploy/build.sh
+./deploy/dev-cert.sh
 docker compose up -d --wait
 docker compose ps
 port="${SOFTY_PORT:-8080}"
+tls_port="${SOFTY_TLS_PORT:-8443}"
 echo
 echo "Softy Pinko is up: http://127.0.0.1:${port}/"
+echo "              and: https://localhost:${tls_port}/ (trust deploy/dev-cert/ca.pem)"
 printf 'GET /api/hello -> '
 curl -fsS "http://127.0.0.1:${port}/api/hello" 2>/dev/null || python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:${port}/api/hello').read().decode(),end='')"
 echo
+if command -v curl >/dev/null; then
+  printf 'GET https://localhost:%s/api/hello -> ' "$tls_port"
+  curl -fsS --http2 --cacert deploy/dev-cert/ca.pem -w ' (HTTP/%{http_version})' "https://localhost:${tls_port}/api/hello"
+  echo
+fi

@@ -398,23 +398,23 @@ def reloads(result):
     return metric("lb_config_reloads_total", f'result="{result}"')
 
 
-def oha(seconds, extra=()):
-    """oha over https with HTTP/1.1 keep-alive, bounded in time (-z) and in rate (-q):
-    a Popen; its JSON summary is read by oha_summary()."""
+def oha(seconds, connections=8, rate=400, extra=()):
+    """oha over https (HTTP/1.1), bounded in time (-z) and in rate (-q): a Popen; its JSON
+    summary is read by oha_summary()."""
     exe = shutil.which("oha") or os.path.expanduser("~/.cargo/bin/oha")
-    cmd = [exe, "-z", f"{seconds}s", "-w", "-c", "8", "-q", "400", "--no-tui",
+    cmd = [exe, "-z", f"{seconds}s", "-w", "-c", str(connections), "-q", str(rate), "--no-tui",
            "--output-format", "json", "--cacert", str(STATE["ca"]), *extra, f"{BASE}/api/hello"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def oha_summary(proc, name, seconds):
+def oha_summary(proc, name, seconds, what="8 keep-alive connections"):
     out, err = proc.communicate(timeout=seconds + 60)
     check(proc.returncode == 0, f"oha exited {proc.returncode}: {err[-600:]}")
     data = json.loads(out)
     codes = {int(k): v for k, v in data.get("statusCodeDistribution", {}).items()}
     errors = data.get("errorDistribution", {})
     total = sum(codes.values()) + sum(errors.values())
-    line = f"{name}: {total} requests (oha, https, 8 keep-alive connections), " \
+    line = f"{name}: {total} requests (oha, https, {what}), " \
            f"status {codes}, errors {errors or 0}"
     RESULTS.append(line)
     log(line)
@@ -433,6 +433,8 @@ def scenario_rotation():
     ok_before = reloads("success")
     seconds = 8
     proc = oha(seconds)
+    # Beside it, a new TLS handshake for every request, so handshakes straddle the swap.
+    fresh = oha(seconds, connections=2, rate=40, extra=["--disable-keepalive"])
     try:
         # Let the load reach full speed on the old certificate (pacing, not readiness).
         time.sleep(2)
@@ -444,6 +446,7 @@ def scenario_rotation():
               f"did not move by 1 (was {ok_before}, now {reloads('success')})")
     finally:
         total = oha_summary(proc, "rotation under load", seconds)
+        total += oha_summary(fresh, "rotation under load", seconds, "a new connection per request")
     kept.hello()
     kept.close()
     check(served_serial("other.test") == "1002", "other.test changed by the localhost rotation")

@@ -312,8 +312,10 @@ def scenario_reload():
         cfg.chmod(0o644)
         os.chmod(tmp, 0o755)
         override = Path(tmp) / "compose.override.yaml"
+        # Compose merges volumes by their target: this one replaces the config's mount
+        # and keeps the others (the certificate, the lb's state).
         override.write_text(
-            "services:\n  lb:\n    volumes: !override\n"
+            "services:\n  lb:\n    volumes:\n"
             f"      - {cfg}:/etc/lb/lb.yaml:ro\n")
         global COMPOSE_FILES
         saved = COMPOSE_FILES

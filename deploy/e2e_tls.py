@@ -304,11 +304,12 @@ def scenario_files():
     cfg.write_text(with_file_certificates(src))
     cfg.chmod(0o644)
     override = WORK / "compose.override.yaml"
+    # Compose merges volumes by their target: these two replace or add theirs, the lb's
+    # state volume stays.
     override.write_text(
-        "services:\n  lb:\n    volumes: !override\n"
+        "services:\n  lb:\n    volumes:\n"
         f"      - {cfg}:/etc/lb/lb.yaml:ro\n"
-        f"      - {certs}:/etc/lb/tls:ro\n"
-        "      - lb-data:/var/lib/lb\n")
+        f"      - {certs}:/etc/lb/tls:ro\n")
     e2e.COMPOSE_FILES = ["-f", "compose.yaml", "-f", str(override)]
     STATE["ca"] = WORK / "ca.pem"
     STATE["certs"] = certs

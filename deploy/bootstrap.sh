@@ -4,6 +4,8 @@
 #   - cmake and a C compiler (pingora's zlib-ng and zstd builds),
 #   - chromium (the real-browser tests),
 #   - nginx-light and haproxy (the benchmark's peers),
+#   - nghttp2-client (h2load), curl and openssl: real HTTP/2 and TLS clients for the
+#     TLS tests and benchmarks,
 #   - file (deploy/build.sh checks the binaries are static),
 #   - debootstrap (deploy/rust-stand-in.sh: a local stand-in for the Rust
 #     image that the in-Docker build needs, where no registry serves it),
@@ -20,6 +22,9 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v file >/dev/null || need_apt+=(file)
+command -v h2load >/dev/null || need_apt+=(nghttp2-client)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v openssl >/dev/null || need_apt+=(openssl)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 
 SUDO=""

@@ -25,7 +25,7 @@ finish() {
 trap finish EXIT
 triple=""
 
-stage "bootstrap: install what is missing (cmake, chromium, nginx-light, haproxy, oha, Compose v2)"
+stage "bootstrap: install what is missing (cmake, chromium, nginx-light, haproxy, oha, h2load, curl, openssl, Compose v2)"
 ./deploy/bootstrap.sh
 triple=$(rustc -vV | sed -n 's/^host: //p')
 passed=$((passed + 1))

@@ -10,6 +10,7 @@ mod errors;
 mod routes;
 mod server;
 mod tls;
+mod upstream_tls;
 mod upstreams;
 
 use serde_yaml::Value;

@@ -372,25 +372,9 @@ async fn a_refused_handshake_is_retried_on_another_backend() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_with_a_new_ca_in_the_same_file_rebuilds_the_pool() {
-    let dir = tempfile::tempdir().expect("dir");
-    let ca = Ca::new("real ca");
-    let other = Ca::new("other ca");
-    let backend = TlsBackend::start("tls-a", &ca, &["api.internal"]).await;
-    // Same path before and after: only the file's content changes.
-    let ca_path = ca_file(dir.path(), "ca.pem", &other);
-    let tls = format!("{{ sni: api.internal, ca_file: {:?} }}", ca_path.display());
-    let body = format!(
-        "routes:\n  - {{ prefix: /, upstream: api }}\nupstreams:\n{}",
-        upstream("api", &[&backend], "", &tls)
-    );
-    let mut lb = Lb::start("", &body);
-    lb.wait_ready().await;
-    let (status, json) = get(&lb.url("/x"), "utls-reload-1").await;
-    assert_lb_502(status, &json, "utls-reload-1");
-
-    ca.write_pem(&ca_path);
+/// `lb reload` after a CA file changed: the pool must be rebuilt, and a connection that
+/// was verified against the old CA (idle in pingora's pool) must not be reused.
+fn reload_rebuilds(lb: &Lb) {
     let out = lb.run_command(&["reload"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -399,7 +383,37 @@ async fn a_reload_with_a_new_ca_in_the_same_file_rebuilds_the_pool() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("upstream api: rebuilt"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_a_new_ca_in_the_same_file_rebuilds_the_pool() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = Ca::new("real ca");
+    let other = Ca::new("other ca");
+    let backend = TlsBackend::start("tls-a", &ca, &["api.internal"]).await;
+    // Same path throughout: only the file's content changes.
+    let ca_path = ca_file(dir.path(), "ca.pem", &ca);
+    let tls = format!("{{ sni: api.internal, ca_file: {:?} }}", ca_path.display());
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: api }}\nupstreams:\n{}",
+        upstream("api", &[&backend], "", &tls)
+    );
+    let mut lb = Lb::start("", &body);
+    lb.wait_ready().await;
+    let (status, json) = get(&lb.url("/x"), "utls-reload-1").await;
+    assert_eq!(status, 200, "{json}");
+
+    // The backend's certificate is no longer trusted: the connection the first request
+    // left idle (verified under the old CA) must not carry the next one.
+    other.write_pem(&ca_path);
+    reload_rebuilds(&lb);
     let (status, json) = get(&lb.url("/x"), "utls-reload-2").await;
+    assert_lb_502(status, &json, "utls-reload-2");
+    assert_eq!(backend.requests(), 1);
+
+    ca.write_pem(&ca_path);
+    reload_rebuilds(&lb);
+    let (status, json) = get(&lb.url("/x"), "utls-reload-3").await;
     assert_eq!(status, 200, "{json}");
 }
 

@@ -417,6 +417,33 @@ async fn a_reload_with_a_new_ca_in_the_same_file_rebuilds_the_pool() {
     assert_eq!(status, 200, "{json}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_false_accepts_any_certificate_and_is_logged_as_a_warning() {
+    let untrusted = Ca::new("nobody trusts this ca");
+    let backend = TlsBackend::start("tls-a", &untrusted, &["api.internal"]).await;
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: api }}\nupstreams:\n{}",
+        upstream(
+            "api",
+            &[&backend],
+            "",
+            "{ sni: api.internal, verify: false }"
+        )
+    );
+    let mut lb = Lb::start("", &body);
+    lb.wait_ready().await;
+    let (status, json) = get(&lb.url("/x"), "utls-noverify-1").await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(backend.snis(), vec![Some("api.internal".to_string())]);
+    let log = lb.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("certificate verification is off"))
+        .unwrap_or_else(|| panic!("no warning in:\n{log}"));
+    assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
+    assert!(warning.contains("\"upstream\":\"api\""), "{warning}");
+}
+
 #[test]
 fn lb_t_names_the_field_of_every_bad_tls_setting() {
     let dir = tempfile::tempdir().expect("dir");

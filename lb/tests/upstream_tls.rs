@@ -303,6 +303,8 @@ async fn a_wrong_ca_gets_the_lbs_502_and_the_check_marks_the_backend_unhealthy()
     assert!(error.contains("UnknownIssuer"), "{checked}");
     let (status, json) = get(&lb.url("/checked/x"), "utls-ca-2").await;
     assert_eq!(status, 503, "{json}");
+    let log = lb.log();
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

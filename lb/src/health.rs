@@ -122,7 +122,8 @@ impl GatedHttpCheck {
         opts.write_timeout = Some(spec.timeout);
         inner.validator = Some(Box::new(accept_2xx));
         // Not `HttpHealthCheck::new(host, true)`: that sends the Host header (with its
-        // port) as SNI and verifies against the connector's (empty) default store.
+        // port) as SNI and verifies against the platform's store (empty in a scratch
+        // image), not the pool's CA.
         if let Some(tls) = tls {
             tls.apply(&mut inner.peer_template);
         }

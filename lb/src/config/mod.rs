@@ -11,6 +11,7 @@ pub(crate) mod duration;
 pub(crate) mod local_ca;
 mod raw;
 mod server_conf;
+pub(crate) mod upstream_tls;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+
+pub(crate) use upstream_tls::UpstreamTls;
 
 /// Defaults, in one place so the README table and the code cannot drift apart.
 pub(crate) mod defaults {
@@ -182,6 +185,8 @@ pub(crate) struct UpstreamSpec {
     pub(crate) timeouts: Timeouts,
     /// `Host` header sent upstream instead of the client's.
     pub(crate) host: Option<String>,
+    /// `None`: plain HTTP to the backends.
+    pub(crate) tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -99,6 +99,16 @@ pub(crate) struct RawUpstream {
     #[serde(default)]
     pub(crate) timeouts: RawTimeouts,
     pub(crate) host: Option<String>,
+    pub(crate) tls: Option<RawUpstreamTls>,
+}
+
+/// `upstreams.<name>.tls`: connect to the backends over TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    pub(crate) sni: Option<String>,
+    pub(crate) ca_file: Option<String>,
+    pub(crate) verify: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

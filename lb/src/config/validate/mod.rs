@@ -11,6 +11,7 @@ mod https;
 mod routes;
 mod server;
 mod tls;
+mod upstream_tls;
 mod upstreams;
 
 use serde_yaml::Value;

@@ -20,6 +20,7 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::config::HealthCheckSpec;
 use crate::observe::PoolObserver;
+use crate::upstream_tls::PeerTls;
 
 /// Pingora's key for a backend's enablement (its `hash_key`, which is crate-private):
 /// the std hash of the backend's identity (address + weight).
@@ -94,12 +95,15 @@ pub(crate) struct GatedHttpCheck {
 
 impl GatedHttpCheck {
     /// A GET of `spec.path` with `Host: spec.host` (default: `host_default`); connect and
-    /// read each bounded by `spec.timeout`; any 2xx passes. Every result is also recorded
-    /// in `observer` (for `/status`).
+    /// read each bounded by `spec.timeout`; any 2xx passes. With `tls`, over TLS with the
+    /// same SNI, CA and verification as the pool's requests, so a backend whose certificate
+    /// fails them is marked unhealthy. Every result is also recorded in `observer` (for
+    /// `/status`).
     pub(crate) fn new(
         pool: &str,
         spec: &HealthCheckSpec,
         host_default: &str,
+        tls: Option<&PeerTls>,
         admission: std::sync::Arc<Admission>,
         observer: std::sync::Arc<PoolObserver>,
     ) -> Self {
@@ -117,6 +121,12 @@ impl GatedHttpCheck {
         opts.read_timeout = Some(spec.timeout);
         opts.write_timeout = Some(spec.timeout);
         inner.validator = Some(Box::new(accept_2xx));
+        // Not `HttpHealthCheck::new(host, true)`: that sends the Host header (with its
+        // port) as SNI and verifies against the platform's store (empty in a scratch
+        // image), not the pool's CA.
+        if let Some(tls) = tls {
+            tls.apply(&mut inner.peer_template);
+        }
         Self {
             inner,
             admission,

@@ -53,5 +53,6 @@ mod state;
 mod status;
 mod supervisor;
 mod tls;
+mod upstream_tls;
 
 pub use config::{check, ConfigError, ConfigErrors, LoadedConfig};

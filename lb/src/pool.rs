@@ -21,6 +21,7 @@ use crate::discovery::{DnsDiscovery, StaticDiscovery};
 use crate::health::{Admission, GatedHttpCheck};
 use crate::metrics::{DiscoveryResult, Metrics, PoolMetrics};
 use crate::observe::PoolObserver;
+use crate::upstream_tls::PeerTls;
 
 /// Iteration budget for `select_with`: it counts repeated picks too, so keep it generous.
 const MAX_SELECT_ITERATIONS: usize = 256;
@@ -41,6 +42,8 @@ pub(crate) struct Pool {
     pub(crate) metrics: PoolMetrics,
     /// Discovery and check history, per-backend try counts (for `/status`).
     pub(crate) observer: Arc<PoolObserver>,
+    /// TLS settings for every peer (requests and health checks); `None`: plain HTTP.
+    tls: Option<Arc<PeerTls>>,
 }
 
 impl Pool {
@@ -77,6 +80,7 @@ impl Pool {
                 "localhost".to_string(),
             ),
         };
+        let tls = spec.tls.as_ref().map(|t| Arc::new(PeerTls::new(name, t)));
         let mut backends = Backends::new(discovery);
         if let Some(hc) = &spec.health_check {
             let host = spec.host.as_deref().unwrap_or(&default_host);
@@ -84,6 +88,7 @@ impl Pool {
                 name,
                 hc,
                 host,
+                tls.as_deref(),
                 admission.clone(),
                 observer.clone(),
             )));
@@ -99,6 +104,7 @@ impl Pool {
             became_ready: Notify::new(),
             metrics: metrics.pool(name),
             observer,
+            tls,
         }))
     }
 
@@ -142,7 +148,13 @@ impl Pool {
             .or_else(|| self.lb.select(b"", MAX_SELECT_ITERATIONS))
     }
 
-    /// A peer for `addr` with this pool's timeouts. Plain HTTP only (no TLS in this build).
+    /// Whether the backends are reached over TLS (then only the engine path can reach them:
+    /// the direct path speaks plain TCP).
+    pub(crate) fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A peer for `addr` with this pool's timeouts and TLS settings.
     pub(crate) fn peer(&self, addr: SocketAddr) -> HttpPeer {
         let t = &self.spec.timeouts;
         let mut peer = HttpPeer::new(addr, false, String::new());
@@ -151,6 +163,9 @@ impl Pool {
         peer.options.read_timeout = Some(t.read);
         peer.options.write_timeout = Some(t.write);
         peer.options.idle_timeout = Some(t.idle);
+        if let Some(tls) = &self.tls {
+            tls.apply(&mut peer);
+        }
         peer
     }
 

@@ -148,6 +148,12 @@ pub(crate) fn not_in_place(old: &ServerSettings, new: &ServerSettings) -> Vec<St
         format!("{:?}", tls(new)),
     );
     check(
+        "h2c",
+        old.h2c == new.h2c,
+        old.h2c.to_string(),
+        new.h2c.to_string(),
+    );
+    check(
         "admin",
         old.admin == new.admin,
         old.admin.to_string(),

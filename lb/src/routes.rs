@@ -8,6 +8,8 @@ use crate::pool::Pool;
 pub(crate) struct Route {
     pub(crate) prefix: String,
     pub(crate) strip_prefix: bool,
+    /// `Strict-Transport-Security` for responses over TLS, made once per snapshot.
+    pub(crate) hsts: Option<http::HeaderValue>,
     pub(crate) pool: Arc<Pool>,
     /// `lb_requests_total` handles for this route, resolved when the snapshot was built.
     pub(crate) metrics: RouteMetrics,

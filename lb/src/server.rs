@@ -36,6 +36,7 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
     let admin_addr = config.server.admin;
     let tls_listen = config.server.tls_listen.clone();
+    let h2c = config.server.h2c;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %opts.config_path.display(),
@@ -66,6 +67,15 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
 
     let mut proxy =
         http_proxy_service_with_name(&server.configuration, LbProxy::new(state.clone()), "proxy");
+    if h2c {
+        // Pingora peeks each new plaintext connection for the h2 preface; TLS listeners
+        // ignore this and go by ALPN.
+        if let Some(app) = proxy.app_logic_mut() {
+            let mut options = pingora::apps::HttpServerOptions::default();
+            options.h2c = true;
+            app.server_options = Some(options);
+        }
+    }
     for addr in &listen {
         proxy.add_tcp(addr);
     }

@@ -74,6 +74,10 @@ impl Snapshot {
             .map(|r| Route {
                 prefix: r.prefix.clone(),
                 strip_prefix: r.strip_prefix,
+                hsts: r
+                    .hsts
+                    .as_ref()
+                    .and_then(|h| http::HeaderValue::from_str(&h.value).ok()),
                 pool: pools[&r.upstream].clone(),
                 metrics: metrics.route(&r.prefix, &r.upstream),
             })

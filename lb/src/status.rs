@@ -130,6 +130,15 @@ fn pool_status(pool: &Pool) -> Value {
             "unhealthy_after": hc.unhealthy_after,
         })
     });
+    // Upstream TLS, when on: the SNI and whether (and against which CA file) the
+    // certificate is verified.
+    let tls = pool.spec.tls.as_ref().map(|t| {
+        json!({
+            "sni": t.sni,
+            "verify": t.verify,
+            "ca_file": t.ca.as_ref().map(|c| c.file.as_str()),
+        })
+    });
     let backends: Vec<Value> = pool
         .members()
         .into_iter()
@@ -156,6 +165,7 @@ fn pool_status(pool: &Pool) -> Value {
             "last_error": d.error,
         },
         "health_check": health_check,
+        "tls": tls,
         "retries": pool.spec.retries,
         "backends": backends,
     })

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use support::{access_line, metric, scrape, Lb, Stub};
+use support::{access_line, metric, scrape, tls_addr, Lb, Stub};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -90,22 +90,6 @@ fn body(stub: &Stub) -> String {
         "routes:\n  - {{ prefix: /, upstream: web }}\nupstreams:\n  web: {{ discovery: {{ static: [\"{}\"] }} }}\n",
         stub.addr
     )
-}
-
-/// The `n`th `tls listening on ADDR` address the lb logged (in `tls_listen` order).
-async fn tls_addr(lb: &Lb, n: usize) -> SocketAddr {
-    let mut found = None;
-    support::eventually(Duration::from_secs(10), "tls listening line", || {
-        found = lb
-            .log()
-            .lines()
-            .filter_map(|l| support::logged_addr(l, "tls listening on "))
-            .nth(n);
-        let ok = found.is_some();
-        async move { ok }
-    })
-    .await;
-    found.expect("address")
 }
 
 /// Accepts any server certificate: these tests look at which certificate is served, not

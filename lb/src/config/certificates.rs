@@ -14,7 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use x509_parser::extensions::GeneralName;
 
-use super::{CertificateSpec, ConfigError, TlsListener};
+use super::{local_ca, CertificateSource, CertificateSpec, ConfigError, TlsListener};
 
 /// One loaded certificate: the key rustls signs handshakes with, and what `/status` and
 /// the metrics show about it.
@@ -92,23 +92,74 @@ pub(crate) fn load(
 type Fault = (&'static str, String);
 
 fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificate, Fault> {
-    let cert_pem = std::fs::read(&spec.cert)
-        .map_err(|e| ("cert", format!("cannot read {:?}: {e}", spec.cert)))?;
+    match &spec.source {
+        CertificateSource::Files { cert, key } => {
+            let (chain, key_der) = read_files(cert, key)?;
+            let labels = Labels {
+                cert_field: "cert",
+                key_field: "key",
+                cert: format!("{cert:?}"),
+                key: format!("{key:?}"),
+                file: cert.clone(),
+            };
+            checked(spec, chain, key_der, &labels, now)
+        }
+        CertificateSource::LocalCa { dir } => {
+            let names = spec.names.as_deref().unwrap_or_default();
+            let issued = local_ca::issue(std::path::Path::new(dir), names, now)
+                .map_err(|e| ("local_ca", e))?;
+            let labels = Labels {
+                cert_field: "local_ca",
+                key_field: "local_ca",
+                cert: "the local CA's certificate".into(),
+                key: "the local CA's key".into(),
+                file: format!("{dir}/{} (local CA)", local_ca::CA_CERT),
+            };
+            checked(spec, issued.chain, issued.key, &labels, now)
+        }
+    }
+}
+
+/// How errors and `/status` name a certificate's parts.
+struct Labels {
+    cert_field: &'static str,
+    key_field: &'static str,
+    cert: String,
+    key: String,
+    file: String,
+}
+
+fn read_files(
+    cert: &str,
+    key: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Fault> {
+    let cert_pem =
+        std::fs::read(cert).map_err(|e| ("cert", format!("cannot read {cert:?}: {e}")))?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| ("cert", format!("{:?} is not PEM: {e}", spec.cert)))?;
+        .map_err(|e| ("cert", format!("{cert:?} is not PEM: {e}")))?;
     if chain.is_empty() {
-        return Err(("cert", format!("no PEM certificate in {:?}", spec.cert)));
+        return Err(("cert", format!("no PEM certificate in {cert:?}")));
     }
-    let key_pem = std::fs::read(&spec.key)
-        .map_err(|e| ("key", format!("cannot read {:?}: {e}", spec.key)))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| ("key", format!("no PEM private key in {:?}: {e}", spec.key)))?;
+    let key_pem = std::fs::read(key).map_err(|e| ("key", format!("cannot read {key:?}: {e}")))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| ("key", format!("no PEM private key in {key:?}: {e}")))?;
+    Ok((chain, key_der))
+}
 
+/// Dates, names and key match of a loaded chain and key.
+fn checked(
+    spec: &CertificateSpec,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    labels: &Labels,
+    now: i64,
+) -> Result<Certificate, Fault> {
+    let cert_field = labels.cert_field;
     let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).map_err(|e| {
         (
-            "cert",
-            format!("{:?}: not an X.509 certificate: {e}", spec.cert),
+            cert_field,
+            format!("{}: not an X.509 certificate: {e}", labels.cert),
         )
     })?;
     let validity = leaf.validity();
@@ -118,17 +169,17 @@ fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificate, Fault> {
     );
     if now < not_before {
         return Err((
-            "cert",
+            cert_field,
             format!(
-                "{:?} is not valid before {}",
-                spec.cert, validity.not_before
+                "{} is not valid before {}",
+                labels.cert, validity.not_before
             ),
         ));
     }
     if now > not_after {
         return Err((
-            "cert",
-            format!("{:?} expired on {}", spec.cert, validity.not_after),
+            cert_field,
+            format!("{} expired on {}", labels.cert, validity.not_after),
         ));
     }
     let names = match &spec.names {
@@ -139,8 +190,8 @@ fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificate, Fault> {
         return Err((
             "names",
             format!(
-                "{:?} has no DNS names; list the SNI names it serves under `names`",
-                spec.cert
+                "{} has no DNS names; list the SNI names it serves under `names`",
+                labels.cert
             ),
         ));
     }
@@ -153,19 +204,19 @@ fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificate, Fault> {
     let provider = rustls::crypto::ring::default_provider();
     let key = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => (
-            "key",
+            labels.key_field,
             format!(
-                "{:?} is not the key of the certificate {:?}",
-                spec.key, spec.cert
+                "{} is not the key of the certificate {}",
+                labels.key, labels.cert
             ),
         ),
-        e => ("key", format!("{:?}: {e}", spec.key)),
+        e => (labels.key_field, format!("{}: {e}", labels.key)),
     })?;
     Ok(Certificate {
         key: Arc::new(key),
         names,
         default: spec.default,
-        file: spec.cert.clone(),
+        file: labels.file.clone(),
         serial,
         not_before,
         not_after,
@@ -218,8 +269,10 @@ mod tests {
             certificates: certs
                 .iter()
                 .map(|(c, k)| CertificateSpec {
-                    cert: c.to_string(),
-                    key: k.to_string(),
+                    source: CertificateSource::Files {
+                        cert: c.to_string(),
+                        key: k.to_string(),
+                    },
                     names: None,
                     default: false,
                 })

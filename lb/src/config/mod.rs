@@ -8,8 +8,10 @@
 
 pub(crate) mod certificates;
 pub(crate) mod duration;
+pub(crate) mod local_ca;
 mod raw;
 mod server_conf;
+pub(crate) mod upstream_tls;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -17,6 +19,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+
+pub(crate) use upstream_tls::UpstreamTls;
 
 /// Defaults, in one place so the README table and the code cannot drift apart.
 pub(crate) mod defaults {
@@ -48,6 +52,11 @@ pub(crate) mod defaults {
     /// pooled connection before the backend does (a request racing the backend's close would
     /// otherwise fail on a dead socket).
     pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+    pub(crate) const HTTPS_PORT: u16 = 443;
+    /// One year: what browsers' HSTS preload lists ask for.
+    pub(crate) const HSTS_MAX_AGE: Duration = Duration::from_secs(31_536_000);
+    /// Never redirected to HTTPS: an ACME CA checks http-01 challenges over plain HTTP.
+    pub(crate) const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 }
 
 /// A validated configuration.
@@ -82,6 +91,31 @@ pub(crate) struct ServerSettings {
     pub(crate) upstream_keepalive_pool_size: usize,
     pub(crate) pid_file: String,
     pub(crate) upgrade_sock: String,
+    /// HTTP/2 with prior knowledge (h2c) on the plaintext `listen` addresses.
+    pub(crate) h2c: bool,
+    /// Answer plaintext requests with a 308 to the same URL over HTTPS.
+    pub(crate) https_redirect: Option<HttpsRedirect>,
+    /// The default `Strict-Transport-Security` of every route (a route may set its own).
+    pub(crate) hsts: Option<Hsts>,
+}
+
+/// `server.https_redirect`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HttpsRedirect {
+    /// The HTTPS port in the `Location` (left out when 443).
+    pub(crate) port: u16,
+    /// Path prefixes still served over plaintext (the ACME http-01 path always is).
+    pub(crate) exclude: Vec<String>,
+}
+
+/// A `Strict-Transport-Security` policy, sent on responses over TLS only (RFC 6797 §7.2).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Hsts {
+    pub(crate) max_age: Duration,
+    pub(crate) include_subdomains: bool,
+    pub(crate) preload: bool,
+    /// The header value, made once.
+    pub(crate) value: String,
 }
 
 /// One `server.tls_listen` entry.
@@ -114,13 +148,23 @@ impl Protocols {
 /// [`certificates::load`]).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CertificateSpec {
-    pub(crate) cert: String,
-    pub(crate) key: String,
+    pub(crate) source: CertificateSource,
     /// SNI names it serves: exact (`api.example.test`) or a one-label wildcard
-    /// (`*.example.test`), lowercase. `None`: the DNS names of the certificate itself.
+    /// (`*.example.test`), lowercase. `None`: the DNS names of the certificate itself
+    /// (always `Some` for a `LocalCa` certificate, which is issued for these names).
     pub(crate) names: Option<Vec<String>>,
     /// Served to clients that send no SNI name or one no certificate serves.
     pub(crate) default: bool,
+}
+
+/// Where a certificate comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum CertificateSource {
+    /// PEM files: the certificate and its chain, and its private key.
+    Files { cert: String, key: String },
+    /// Issued at every load by the lb's own CA, kept in this directory
+    /// ([`local_ca`]; created there if missing).
+    LocalCa { dir: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +172,8 @@ pub(crate) struct RouteSpec {
     pub(crate) prefix: String,
     pub(crate) upstream: String,
     pub(crate) strip_prefix: bool,
+    /// The route's own `hsts`, else `server.hsts`; `None`: no header.
+    pub(crate) hsts: Option<Hsts>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +185,8 @@ pub(crate) struct UpstreamSpec {
     pub(crate) timeouts: Timeouts,
     /// `Host` header sent upstream instead of the client's.
     pub(crate) host: Option<String>,
+    /// `None`: plain HTTP to the backends.
+    pub(crate) tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -37,6 +37,25 @@ pub(crate) struct RawServer {
     pub(crate) upstream_keepalive_pool_size: Option<i64>,
     pub(crate) pid_file: Option<String>,
     pub(crate) upgrade_sock: Option<String>,
+    pub(crate) h2c: Option<bool>,
+    pub(crate) https_redirect: Option<RawHttpsRedirect>,
+    pub(crate) hsts: Option<RawHsts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttpsRedirect {
+    pub(crate) port: Option<i64>,
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHsts {
+    pub(crate) max_age: Option<Value>,
+    pub(crate) include_subdomains: Option<bool>,
+    pub(crate) preload: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,8 +70,9 @@ pub(crate) struct RawTlsListener {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCertificate {
-    pub(crate) cert: String,
-    pub(crate) key: String,
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) local_ca: Option<String>,
     pub(crate) names: Option<Vec<String>>,
     #[serde(default)]
     pub(crate) default: bool,
@@ -65,6 +85,8 @@ pub(crate) struct RawRoute {
     pub(crate) upstream: String,
     #[serde(default)]
     pub(crate) strip_prefix: bool,
+    /// `false`, `true` (the defaults) or a `RawHsts` mapping: checked by `validate`.
+    pub(crate) hsts: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +99,16 @@ pub(crate) struct RawUpstream {
     #[serde(default)]
     pub(crate) timeouts: RawTimeouts,
     pub(crate) host: Option<String>,
+    pub(crate) tls: Option<RawUpstreamTls>,
+}
+
+/// `upstreams.<name>.tls`: connect to the backends over TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    pub(crate) sni: Option<String>,
+    pub(crate) ca_file: Option<String>,
+    pub(crate) verify: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,8 @@ pub(crate) struct RequestCtx {
     tries: usize,
     /// The upstream's response head has arrived: from here on nothing may be retried.
     pub(crate) response_started: bool,
+    /// The request came over TLS (HSTS is sent on such responses only).
+    pub(crate) tls: bool,
     /// Proxied by the direct path (`super::direct`), which logs its own failures.
     pub(crate) direct: bool,
     /// A stale reused connection was already sent again (once per request, see
@@ -46,6 +48,7 @@ impl RequestCtx {
             tried: [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_TRIES],
             tries: 0,
             response_started: false,
+            tls: false,
             direct: false,
             reconnected: false,
             reconnect_to: None,

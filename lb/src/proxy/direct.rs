@@ -28,8 +28,13 @@ use crate::state::LbState;
 
 /// Whether this request can take the direct path. HTTP/1.x only: an h2 request (TLS
 /// listeners, by ALPN) always takes pingora's engine path, which speaks h2 to the client;
-/// `tests/tls.rs` checks its access-log `pipeline`.
-pub(crate) fn eligible(session: &Session) -> bool {
+/// `tests/tls.rs` checks its access-log `pipeline`. Plain-TCP upstreams only: this path
+/// opens its own connections without TLS, so a pool with `tls` goes through the engine
+/// (`tests/upstream_tls.rs` checks the `pipeline`).
+pub(crate) fn eligible(session: &Session, ctx: &RequestCtx) -> bool {
+    if ctx.pool().is_some_and(|p| p.uses_tls()) {
+        return false;
+    }
     let req = session.req_header();
     let h = &req.headers;
     matches!(req.method, http::Method::GET | http::Method::HEAD)

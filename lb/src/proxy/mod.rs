@@ -11,6 +11,7 @@ mod ctx;
 mod direct;
 mod failover;
 pub(crate) mod keepalive;
+mod redirect;
 mod request;
 mod response;
 mod upstream;
@@ -50,7 +51,7 @@ impl ProxyHttp for LbProxy {
         if request::request_filter(&self.state, session, ctx).await? {
             return Ok(true);
         }
-        if !direct::eligible(session) {
+        if !direct::eligible(session, ctx) {
             return Ok(false);
         }
         ctx.direct = true;

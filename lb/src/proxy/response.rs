@@ -38,7 +38,7 @@ fn http10_framing(session: &mut Session, resp: &mut ResponseHeader) {
 }
 
 /// The response head's last changes on both paths, just before it is written: echo the
-/// request id; once the lb is `closing` (read per response: it turns on while
+/// request id; the route's HSTS over TLS (replacing the backend's: the lb owns the policy); once the lb is `closing` (read per response: it turns on while
 /// connections are open), end the connection after this response; HTTP/1.0 framing.
 pub(crate) fn response_filter(
     session: &mut Session,
@@ -47,6 +47,11 @@ pub(crate) fn response_filter(
     closing: bool,
 ) -> Result<()> {
     resp.insert_header(request_id::NAME, ctx.request_id.clone())?;
+    if ctx.tls {
+        if let Some(hsts) = ctx.route().and_then(|r| r.hsts.as_ref()) {
+            resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
+    }
     if closing {
         // handing over or stopping: clients open their next connection elsewhere
         session.set_keepalive(None);

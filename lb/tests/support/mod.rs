@@ -40,6 +40,22 @@ pub(crate) fn logged_addr(line: &str, prefix: &str) -> Option<std::net::SocketAd
 }
 
 /// A client with keep-alive, no proxy, bounded timeouts.
+/// The `n`th `tls listening on ADDR` address the lb logged (in `tls_listen` order).
+pub(crate) async fn tls_addr(lb: &Lb, n: usize) -> std::net::SocketAddr {
+    let mut found = None;
+    eventually(Duration::from_secs(10), "tls listening line", || {
+        found = lb
+            .log()
+            .lines()
+            .filter_map(|l| logged_addr(l, "tls listening on "))
+            .nth(n);
+        let ok = found.is_some();
+        async move { ok }
+    })
+    .await;
+    found.expect("address")
+}
+
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()

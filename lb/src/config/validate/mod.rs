@@ -7,9 +7,11 @@
 
 mod discovery;
 mod errors;
+mod https;
 mod routes;
 mod server;
 mod tls;
+mod upstream_tls;
 mod upstreams;
 
 use serde_yaml::Value;
@@ -24,7 +26,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     version(&mut errs, raw.version.as_ref());
     let server = server::server(&mut errs, &raw.server);
     let upstreams = upstreams::upstreams(&mut errs, &raw.upstreams);
-    let routes = routes::routes(&mut errs, &raw.routes, |name| {
+    let routes = routes::routes(&mut errs, &raw.routes, server.hsts.as_ref(), |name| {
         raw.upstreams.contains_key(name)
     });
 

@@ -4,13 +4,14 @@ use std::collections::HashSet;
 
 use super::Errors;
 use crate::config::raw::RawRoute;
-use crate::config::RouteSpec;
+use crate::config::{Hsts, RouteSpec};
 
 /// `is_upstream` tells whether a name is defined under `upstreams:` (valid or not, so a bad
 /// upstream is reported once, under its own path, and not again for each route to it).
 pub(super) fn routes(
     errs: &mut Errors,
     raw: &[RawRoute],
+    server_hsts: Option<&Hsts>,
     is_upstream: impl Fn(&str) -> bool,
 ) -> Vec<RouteSpec> {
     if raw.is_empty() {
@@ -45,6 +46,12 @@ pub(super) fn routes(
             prefix: r.prefix.clone(),
             upstream: r.upstream.clone(),
             strip_prefix: r.strip_prefix,
+            hsts: super::https::route_hsts(
+                errs,
+                &format!("{path}.hsts"),
+                r.hsts.as_ref(),
+                server_hsts,
+            ),
         });
     }
     routes
@@ -58,7 +65,7 @@ mod tests {
     /// Routes checked against two defined upstreams, `api` and `web`.
     fn check(text: &str) -> (Vec<RouteSpec>, Vec<String>) {
         let raw: Vec<RawRoute> = yaml(text);
-        collect(|errs| routes(errs, &raw, |name| ["api", "web"].contains(&name)))
+        collect(|errs| routes(errs, &raw, None, |name| ["api", "web"].contains(&name)))
     }
 
     fn route(prefix: &str, upstream: &str, strip_prefix: bool) -> RouteSpec {
@@ -66,6 +73,7 @@ mod tests {
             prefix: prefix.to_string(),
             upstream: upstream.to_string(),
             strip_prefix,
+            hsts: None,
         }
     }
 

@@ -67,6 +67,12 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             1,
             None,
         ),
+        h2c: raw.h2c.unwrap_or(false),
+        https_redirect: super::https::https_redirect(errs, raw.https_redirect.as_ref()),
+        hsts: raw
+            .hsts
+            .as_ref()
+            .map(|h| super::https::hsts(errs, "server.hsts", h)),
         pid_file: file_path(errs, "pid_file", &raw.pid_file, defaults::PID_FILE),
         upgrade_sock: file_path(
             errs,
@@ -170,6 +176,9 @@ mod tests {
                     upstream_keepalive_pool_size: 128,
                     pid_file: "/tmp/lb.pid".to_string(),
                     upgrade_sock: "/tmp/lb_upgrade.sock".to_string(),
+                    h2c: false,
+                    https_redirect: None,
+                    hsts: None,
                 },
                 vec![]
             )
@@ -191,6 +200,9 @@ metrics: false
 upstream_keepalive_pool_size: 7
 pid_file: /run/lb.pid
 upgrade_sock: /run/lb.sock
+h2c: true
+https_redirect: { port: 8443, exclude: [/health] }
+hsts: { max_age: 1h }
 "#;
         assert_eq!(
             check(text),
@@ -209,6 +221,17 @@ upgrade_sock: /run/lb.sock
                     upstream_keepalive_pool_size: 7,
                     pid_file: "/run/lb.pid".to_string(),
                     upgrade_sock: "/run/lb.sock".to_string(),
+                    h2c: true,
+                    https_redirect: Some(crate::config::HttpsRedirect {
+                        port: 8443,
+                        exclude: vec!["/health".into()],
+                    }),
+                    hsts: Some(crate::config::Hsts {
+                        max_age: Duration::from_secs(3600),
+                        include_subdomains: false,
+                        preload: false,
+                        value: "max-age=3600".into(),
+                    }),
                 },
                 vec![]
             )

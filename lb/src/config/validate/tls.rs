@@ -4,7 +4,7 @@
 
 use super::Errors;
 use crate::config::raw::{RawCertificate, RawTlsListener};
-use crate::config::{CertificateSpec, Protocols, TlsListener};
+use crate::config::{CertificateSource, CertificateSpec, Protocols, TlsListener};
 
 pub(super) fn tls_listen(errs: &mut Errors, raw: &[RawTlsListener]) -> Vec<TlsListener> {
     raw.iter()
@@ -54,12 +54,7 @@ fn listener(errs: &mut Errors, path: &str, raw: &RawTlsListener) -> Option<TlsLi
 }
 
 fn certificate(errs: &mut Errors, path: &str, raw: &RawCertificate) -> CertificateSpec {
-    for (key, value) in [("cert", &raw.cert), ("key", &raw.key)] {
-        if value.is_empty() {
-            errs.push(format!("{path}.{key}"), "must not be empty");
-        }
-    }
-    let names = raw.names.as_ref().map(|names| {
+    let names: Option<Vec<String>> = raw.names.as_ref().map(|names| {
         if names.is_empty() {
             errs.push(
                 format!("{path}.names"),
@@ -72,9 +67,47 @@ fn certificate(errs: &mut Errors, path: &str, raw: &RawCertificate) -> Certifica
             .filter_map(|(k, n)| sni_name(errs, &format!("{path}.names[{k}]"), n))
             .collect()
     });
+    let source = match (&raw.cert, &raw.key, &raw.local_ca) {
+        (None, None, Some(dir)) => {
+            if dir.is_empty() {
+                errs.push(format!("{path}.local_ca"), "must not be empty");
+            }
+            if raw.names.is_none() {
+                errs.push(
+                    format!("{path}.names"),
+                    "required with `local_ca`: the names to issue the certificate for",
+                );
+            }
+            CertificateSource::LocalCa { dir: dir.clone() }
+        }
+        (cert, key, None) => {
+            for (field, value) in [("cert", cert), ("key", key)] {
+                match value {
+                    None => errs.push(
+                        format!("{path}.{field}"),
+                        "required (or `local_ca` instead of `cert` and `key`)",
+                    ),
+                    Some(v) if v.is_empty() => {
+                        errs.push(format!("{path}.{field}"), "must not be empty")
+                    }
+                    Some(_) => {}
+                }
+            }
+            CertificateSource::Files {
+                cert: cert.clone().unwrap_or_default(),
+                key: key.clone().unwrap_or_default(),
+            }
+        }
+        (_, _, Some(dir)) => {
+            errs.push(
+                format!("{path}.local_ca"),
+                "either `cert` and `key`, or `local_ca`, not both",
+            );
+            CertificateSource::LocalCa { dir: dir.clone() }
+        }
+    };
     CertificateSpec {
-        cert: raw.cert.clone(),
-        key: raw.key.clone(),
+        source,
         names,
         default: raw.default,
     }
@@ -157,8 +190,10 @@ mod tests {
                 address: "127.0.0.1:8443".parse().unwrap(),
                 protocols: Protocols::H2AndHttp1,
                 certificates: vec![CertificateSpec {
-                    cert: "c.pem".into(),
-                    key: "k.pem".into(),
+                    source: CertificateSource::Files {
+                        cert: "c.pem".into(),
+                        key: "k.pem".into(),
+                    },
                     names: None,
                     default: false,
                 }],
@@ -212,5 +247,35 @@ mod tests {
                 "server.tls_listen[1].certificates[1].names: \"a.test\" is served by an earlier certificate of this listener",
             ]
         );
+    }
+
+    #[test]
+    fn local_ca_needs_names_and_excludes_files() {
+        let (listeners, errs) = check(
+            r#"[ { address: "127.0.0.1:1",
+                   certificates: [ { local_ca: /var/lib/lb/ca, names: [localhost, 127.0.0.1], default: true },
+                                   { local_ca: /x },
+                                   { local_ca: /y, cert: c, key: k, names: [b.test] },
+                                   { cert: c, names: [c.test] },
+                                   { local_ca: "", names: [d.test] } ] } ]"#,
+        );
+        let p = "server.tls_listen[0].certificates";
+        assert_eq!(
+            errs,
+            vec![
+                format!("{p}[1].names: required with `local_ca`: the names to issue the certificate for"),
+                format!("{p}[2].local_ca: either `cert` and `key`, or `local_ca`, not both"),
+                format!("{p}[3].key: required (or `local_ca` instead of `cert` and `key`)"),
+                format!("{p}[4].local_ca: must not be empty"),
+            ]
+        );
+        let c = &listeners[0].certificates[0];
+        assert_eq!(
+            c.source,
+            CertificateSource::LocalCa {
+                dir: "/var/lib/lb/ca".into()
+            }
+        );
+        assert_eq!(c.names, Some(vec!["localhost".into(), "127.0.0.1".into()]));
     }
 }

@@ -1,11 +1,12 @@
 //! `upstreams:`: each pool's name, selection, retries, health check and timeouts
-//! (its discovery is checked in [`super::discovery`]).
+//! (its discovery is checked in [`super::discovery`], its TLS in [`super::upstream_tls`]).
 
 use std::collections::BTreeMap;
 
 use serde_yaml::Value;
 
 use super::discovery::discovery;
+use super::upstream_tls::upstream_tls;
 use super::Errors;
 use crate::config::raw::{RawHealthCheck, RawTimeouts, RawUpstream};
 use crate::config::{defaults, HealthCheckSpec, Selection, Timeouts, UpstreamSpec};
@@ -47,8 +48,8 @@ fn upstream(errs: &mut Errors, path: &str, raw: &RawUpstream) -> UpstreamSpec {
             Selection::RoundRobin
         }
     };
+    let discovery = discovery(errs, &format!("{path}.discovery"), &raw.discovery);
     UpstreamSpec {
-        discovery: discovery(errs, &format!("{path}.discovery"), &raw.discovery),
         selection,
         health_check: raw
             .health_check
@@ -63,6 +64,11 @@ fn upstream(errs: &mut Errors, path: &str, raw: &RawUpstream) -> UpstreamSpec {
         ),
         timeouts: timeouts(errs, &format!("{path}.timeouts"), &raw.timeouts),
         host: raw.host.clone(),
+        tls: raw
+            .tls
+            .as_ref()
+            .map(|tls| upstream_tls(errs, &format!("{path}.tls"), tls, &discovery)),
+        discovery,
     }
 }
 
@@ -167,6 +173,7 @@ mod tests {
                         idle: Duration::from_secs(15),
                     },
                     host: None,
+                    tls: None,
                 },
                 vec![]
             )

@@ -26,6 +26,7 @@ Exit status: 0 when every scenario passed; the last line reads "N passed, N fail
 """
 
 import http.client
+import io
 import json
 import os
 import re
@@ -33,6 +34,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -230,15 +232,33 @@ def check_https_page_and_api():
         "logged as h2 / h1 with TLSv1.3; plain :8080 logged h1 without tls_version")
 
 
+LOCAL_CA = "/var/lib/lb/local-ca"
+
+
+def local_ca_files():
+    """The lb's CA directory in its volume, as `docker cp CONTAINER:DIR -` streams it
+    (a tar keeps modes and owners): {name: (mode, uid, bytes)}."""
+    cid = compose("ps", "-q", "lb").stdout.split()
+    check(len(cid) == 1, f"expected one lb container, got {cid}")
+    res = subprocess.run(["docker", "cp", f"{cid[0]}:{LOCAL_CA}", "-"], capture_output=True,
+                         timeout=30)
+    check(res.returncode == 0, f"docker cp {LOCAL_CA}: {res.stderr.decode()[-300:]}")
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tar:
+        for m in tar.getmembers():
+            data = tar.extractfile(m).read() if m.isfile() else b""
+            files[m.name.split("/", 1)[1] if "/" in m.name else "."] = (m.mode & 0o7777, m.uid, data)
+    return files
+
+
 def default_ca():
-    """The CA that signs the certificate the stack serves as shipped."""
-    if "local_ca:" in (ROOT / "deploy" / "lb.yaml").read_text():
-        dest = WORK / "stack-ca.pem"
-        compose("cp", "lb:/var/lib/lb/local-ca/ca.pem", str(dest))
-        return dest
-    ca = ROOT / "deploy" / "dev-cert" / "ca.pem"
-    check(ca.is_file(), f"{ca} is missing: deploy/dev-cert.sh makes it (deploy/up.sh runs it)")
-    return ca
+    """The CA that signs the certificate the stack serves as shipped: the lb's own
+    (`local_ca` in deploy/lb.yaml), fetched as the README says."""
+    check(f"local_ca: {LOCAL_CA}" in (ROOT / "deploy" / "lb.yaml").read_text(),
+          f"deploy/lb.yaml has no `local_ca: {LOCAL_CA}`")
+    dest = WORK / "ca.pem"
+    compose("cp", f"lb:{LOCAL_CA}/ca.pem", str(dest))
+    return dest
 
 
 def chromium_page(url, spki):
@@ -270,10 +290,29 @@ def scenario_up():
     RESULTS.append(f"up: healthy in {took:.1f}s, https on port {TLS_PORT}")
     log(f"stack healthy in {took:.1f}s: http {PORT}, https {TLS_PORT}")
     STATE["ca"] = default_ca()
+    files = local_ca_files()
+    modes = {n: (oct(m), uid) for n, (m, uid, _) in files.items()}
+    check(modes.get(".") == ("0o700", 10001) and modes.get("ca.key") == ("0o600", 10001)
+          and modes.get("ca.pem", ("", 0))[1] == 10001 and set(modes) == {".", "ca.pem", "ca.key"},
+          f"{LOCAL_CA} in the volume: {modes} (want the dir 0700, ca.key 0600, owner 10001)")
     pem, res = served_cert("localhost", ["-CAfile", str(STATE["ca"]), "-verify_return_error"])
     check("Verify return code: 0 (ok)" in res.stdout, f"the served certificate does not verify "
           f"against {STATE['ca']}: {res.stdout[-600:]}")
     check_https_page_and_api()
+    # https://127.0.0.1 verifies too (an IP SAN; no SNI is sent for an IP).
+    version, status, _ = curl(f"https://127.0.0.1:{TLS_PORT}/api/hello", "--http2")
+    check((version, status) == ("2", 200), f"https://127.0.0.1: HTTP/{version} {status}")
+    # Trusted once: a recreated lb keeps its CA (the volume) and serves a new leaf from it.
+    first = serial_of(pem)
+    compose("up", "-d", "--wait", "--force-recreate", "--no-deps", "lb", timeout=120)
+    check(local_ca_files()["ca.pem"][2] == files["ca.pem"][2], "the CA changed across a recreate")
+    pem, res = served_cert("localhost", ["-CAfile", str(STATE["ca"]), "-verify_return_error"])
+    check("Verify return code: 0 (ok)" in res.stdout and serial_of(pem) != first,
+          f"after a recreate: serial {serial_of(pem)} (was {first}): {res.stdout[-600:]}")
+    version, status, body = curl(f"{BASE}/api/hello", "--http2")
+    check((version, status, body) == ("2", 200, b"Hello, World!"), f"after a recreate: {status}")
+    log(f"local CA: dir 0700, ca.key 0600, owner 10001; kept across a recreate of lb, new leaf "
+        f"{serial_of(pem)[:12]}... verifies against it")
     STATE["spki"] = spki_sha256(pem)
 
 

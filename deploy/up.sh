@@ -8,19 +8,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./deploy/bootstrap.sh
 ./deploy/build.sh
-./deploy/dev-cert.sh
 docker compose up -d --wait
 docker compose ps
 port="${SOFTY_PORT:-8080}"
 tls_port="${SOFTY_TLS_PORT:-8443}"
+# The lb's development CA (made on its first start, kept in the lb-data volume): trust it once.
+docker compose cp lb:/var/lib/lb/local-ca/ca.pem ./ca.pem >/dev/null
 echo
 echo "Softy Pinko is up: http://127.0.0.1:${port}/"
-echo "              and: https://localhost:${tls_port}/ (trust deploy/dev-cert/ca.pem)"
+echo "                   https://localhost:${tls_port}/ (h2; trust ./ca.pem: the stack's development CA)"
 printf 'GET /api/hello -> '
 curl -fsS "http://127.0.0.1:${port}/api/hello" 2>/dev/null || python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:${port}/api/hello').read().decode(),end='')"
 echo
 if command -v curl >/dev/null; then
   printf 'GET https://localhost:%s/api/hello -> ' "$tls_port"
-  curl -fsS --http2 --cacert deploy/dev-cert/ca.pem -w ' (HTTP/%{http_version})' "https://localhost:${tls_port}/api/hello"
+  curl -fsS --http2 --cacert ./ca.pem -w ' (HTTP/%{http_version})' "https://localhost:${tls_port}/api/hello"
   echo
 fi

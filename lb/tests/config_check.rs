@@ -29,28 +29,17 @@ fn repo_file(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
-/// A shipped config as `lb -t` can check it on this machine. deploy/lb.yaml names the files of
-/// its TLS listener by their paths in the container: the certificate compose mounts at
-/// /etc/lb/tls/ (here made by rcgen) and the lb's state volume at /var/lib/lb/ (here `dir`, so
-/// the check writes nothing outside it).
+/// A shipped config as `lb -t` can check it on this machine. deploy/lb.yaml keeps its
+/// development CA (`local_ca`) under /var/lib/lb/, the lb's state volume in the container,
+/// and `lb -t` makes a CA there if there is none: the copy checked here points it into `dir`,
+/// so the check writes nothing outside it (and needs no root).
 fn checkable(path: &Path, dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(path).expect("read a shipped config");
-    if !text.contains("/etc/lb/tls/") && !text.contains("/var/lib/lb/") {
+    if !text.contains("/var/lib/lb/") {
         return path.to_path_buf();
     }
-    let tls = dir.join("tls");
-    std::fs::create_dir_all(&tls).expect("mkdir");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("cert");
-    std::fs::write(tls.join("localhost.pem"), cert.pem()).expect("write cert");
-    std::fs::write(tls.join("localhost.key"), key.serialize_pem()).expect("write key");
     let copy = dir.join(path.file_name().expect("a file name"));
-    let text = text
-        .replace("/etc/lb/tls/", &format!("{}/", tls.display()))
-        .replace("/var/lib/lb/", &format!("{}/", dir.display()));
+    let text = text.replace("/var/lib/lb/", &format!("{}/", dir.display()));
     std::fs::write(&copy, text).expect("write the copy");
     copy
 }

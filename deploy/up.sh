@@ -13,7 +13,11 @@ docker compose ps
 port="${SOFTY_PORT:-8080}"
 tls_port="${SOFTY_TLS_PORT:-8443}"
 # The lb's development CA (made on its first start, kept in the lb-data volume): trust it once.
-docker compose cp lb:/var/lib/lb/local-ca/ca.pem ./ca.pem >/dev/null
+# (compose prints its progress on stderr: shown only if the copy fails)
+if ! cp_out=$(docker compose cp lb:/var/lib/lb/local-ca/ca.pem ./ca.pem 2>&1); then
+  echo "$cp_out" >&2
+  exit 1
+fi
 echo
 echo "Softy Pinko is up: http://127.0.0.1:${port}/"
 echo "                   https://localhost:${tls_port}/ (h2; trust ./ca.pem: the stack's development CA)"

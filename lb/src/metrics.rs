@@ -59,6 +59,8 @@ pub(crate) struct Metrics {
     tls_expiry: IntGaugeVec,
     /// Mirrors [`crate::quiet_log::handshake_failures`] at scrape time.
     tls_handshake_failures: IntCounter,
+    /// Mirrors [`crate::client_errors::counts`] at scrape time.
+    client_errors: IntCounterVec,
 }
 
 /// Resolved handles for one route (`lb_requests_total` by code class).
@@ -193,6 +195,18 @@ impl Metrics {
         )
         .expect("valid metric definition");
         register(&registry, tls_handshake_failures.clone());
+        let client_errors = IntCounterVec::new(
+            Opts::new(
+                "lb_client_errors_total",
+                "Requests a client ended badly: request_head (closed or reset before the head was complete), closed, read, write, protocol. Logged at DEBUG, not one ERROR line each.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric definition");
+        register(&registry, client_errors.clone());
+        for reason in crate::client_errors::Reason::ALL {
+            client_errors.with_label_values(&[reason.label()]);
+        }
         // Both results exist from the start, so a first failure is an increase, not a new series.
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
@@ -215,6 +229,7 @@ impl Metrics {
             config_info,
             tls_expiry,
             tls_handshake_failures,
+            client_errors,
         }
     }
 
@@ -299,6 +314,12 @@ impl Metrics {
         let counted = self.tls_handshake_failures.get();
         if failures > counted {
             self.tls_handshake_failures.inc_by(failures - counted);
+        }
+        for (reason, n) in crate::client_errors::counts() {
+            let counter = self.client_errors.with_label_values(&[reason.label()]);
+            if n > counter.get() {
+                counter.inc_by(n - counter.get());
+            }
         }
         let mut buf = Vec::with_capacity(16 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {

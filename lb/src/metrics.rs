@@ -61,6 +61,8 @@ pub(crate) struct Metrics {
     tls_handshake_failures: IntCounter,
     /// Mirrors [`crate::client_errors::counts`] at scrape time.
     client_errors: IntCounterVec,
+    /// `lb_requests_by_protocol_total`, resolved: `[h1, h2][plaintext, TLS 1.2, TLS 1.3]`.
+    by_protocol: [[IntCounter; 3]; 2],
 }
 
 /// Resolved handles for one route (`lb_requests_total` by code class).
@@ -207,6 +209,18 @@ impl Metrics {
         for reason in crate::client_errors::Reason::ALL {
             client_errors.with_label_values(&[reason.label()]);
         }
+        let by_protocol_vec = IntCounterVec::new(
+            Opts::new(
+                "lb_requests_by_protocol_total",
+                "Requests by the protocol the client spoke (h1, h2) and its TLS version (none on plaintext).",
+            ),
+            &["protocol", "tls"],
+        )
+        .expect("valid metric definition");
+        register(&registry, by_protocol_vec.clone());
+        let by_protocol = ["h1", "h2"].map(|p| {
+            ["none", "TLSv1.2", "TLSv1.3"].map(|t| by_protocol_vec.with_label_values(&[p, t]))
+        });
         // Both results exist from the start, so a first failure is an increase, not a new series.
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
@@ -230,7 +244,19 @@ impl Metrics {
             tls_expiry,
             tls_handshake_failures,
             client_errors,
+            by_protocol,
         }
+    }
+
+    /// Count one request by protocol; `tls`: the TLS version as the access log writes it
+    /// (`TLSv1.2`, `TLSv1.3`), `None` on plaintext.
+    pub(crate) fn request_protocol(&self, h2: bool, tls: Option<&str>) {
+        let version = match tls {
+            None => 0,
+            Some("TLSv1.2") => 1,
+            Some(_) => 2,
+        };
+        self.by_protocol[usize::from(h2)][version].inc();
     }
 
     pub(crate) fn route(&self, prefix: &str, upstream: &str) -> RouteMetrics {

@@ -171,6 +171,14 @@ impl ProxyHttp for LbProxy {
             }
         };
         if snapshot.config.server.metrics {
+            let downstream = session.as_downstream();
+            let tls = downstream
+                .digest()
+                .and_then(|d| d.ssl_digest.as_deref())
+                .map(|d| access_log::tls_version(&d.version));
+            self.state
+                .metrics
+                .request_protocol(downstream.is_http2(), tls);
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             match ctx.route() {
                 Some(route) => {

@@ -62,6 +62,7 @@ class Scenario:
     throughput: bool = False
     tls: bool = False  # to the targets' HTTPS listeners
     tool: str = "oha"  # oha | handshake (handshake_load.py) | h2load
+    smoke: bool = True  # part of --smoke when no --scenarios are given
 
 
 @dataclass
@@ -103,10 +104,10 @@ def tls_scenarios():
                  list(PROXIES), list(TLS_RATIOS), tls=True),
         Scenario("api-tls-newconn", f"GET {API_PATH}, a new TCP connection and full TLS handshake per "
                  "request (no resumption)", API_PATH, False, list(PROXIES), list(TLS_RATIOS),
-                 tls=True, tool="handshake"),
+                 tls=True, tool="handshake", smoke=False),
         Scenario("api-tls-resumed", f"GET {API_PATH}, a new TCP connection per request, TLS session "
                  "resumed (oha --disable-keepalive)", API_PATH, False, list(PROXIES), list(TLS_RATIOS),
-                 tls=True),
+                 tls=True, smoke=False),
         Scenario("api-h2", f"GET {API_PATH} over TLS, h2 with multiplexed streams (h2load)", API_PATH, True,
                  list(PROXIES), list(TLS_RATIOS), tls=True, tool="h2load"),
     ]
@@ -563,6 +564,8 @@ def pick_scenarios(args):
             raise SystemExit(f"unknown scenario(s): {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(s.key for s in scenarios)}")
         scenarios = [s for s in scenarios if s.key in keep]
+    elif args.smoke:
+        scenarios = [s for s in scenarios if s.smoke]  # the new-connection TLS ones: not in CI's minute
     if args.targets:
         keep = args.targets.split(",")
         known = {t for s in scenarios for t in s.targets}

@@ -33,7 +33,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # noqa: E402
-from benchlib.load import (find_h2load, find_or_install_oha, h2load_argv, oha_argv,  # noqa: E402
+from benchlib import tls  # noqa: E402
+from benchlib.load import (LoadError, find_h2load, find_or_install_oha, h2load_argv, oha_argv,  # noqa: E402
                            parse_h2load, parse_summary)
 from benchlib.procs import StartError, stop_all  # noqa: E402
 
@@ -202,6 +203,6 @@ if __name__ == "__main__":
         sys.exit(main(sys.argv[1:]))
     except KeyboardInterrupt:
         sys.exit(130)
-    except StartError as e:
+    except (StartError, LoadError, tls.CertError) as e:
         run.log(f"FAILED: {e}")
         sys.exit(1)

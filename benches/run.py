@@ -709,6 +709,6 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         log("interrupted; servers stopped")
         sys.exit(130)
-    except (StartError, LoadError, subprocess.CalledProcessError) as e:
+    except (StartError, LoadError, tls.CertError, subprocess.CalledProcessError) as e:
         log(f"FAILED: {e}")
         sys.exit(1)

@@ -4,6 +4,7 @@
     python3 benches/profile.py                       # the lb, keep-alive, 10 s per step
     python3 benches/profile.py --target nginx --scenario api-newconn
     python3 benches/profile.py --threads 1 --lb-option upstream_keepalive_pool_size=256
+    python3 benches/profile.py --scenario api-tls-newconn --bin-dir target/x86_64-unknown-linux-gnu/release
 
 Starts the same stack as run.py (built binaries from the workspace target dir,
 or --bin-dir), then loads the target with the scenario's load tool (oha; h2load

@@ -4,9 +4,11 @@
     python3 benches/profile.py                       # the lb, keep-alive, 10 s per step
     python3 benches/profile.py --target nginx --scenario api-newconn
     python3 benches/profile.py --threads 1 --lb-option upstream_keepalive_pool_size=256
+    python3 benches/profile.py --scenario api-tls-newconn --bin-dir target/x86_64-unknown-linux-gnu/release
 
 Starts the same stack as run.py (built binaries from the workspace target dir,
-or --bin-dir), then loads the target with oha three times, each bounded:
+or --bin-dir), then loads the target with the scenario's load tool (oha; h2load
+for api-h2; handshake_load.py for api-tls-newconn) three times, each bounded:
 1. plain, for rps and CPU per request from /proc (as run.py measures it);
 2. under `perf stat` (software events: task clock, context switches,
    migrations, page faults, syscalls), reported per request;
@@ -32,12 +34,17 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # noqa: E402
-from benchlib.load import find_or_install_oha, oha_argv, parse_summary, run_oha  # noqa: E402
+from benchlib import tls  # noqa: E402
+from benchlib.load import (LoadError, find_h2load, find_or_install_oha, h2load_argv, oha_argv,  # noqa: E402
+                           parse_h2load, parse_summary)
 from benchlib.procs import StartError, stop_all  # noqa: E402
 
 # Components by symbol (or DSO) pattern, first match wins.
 COMPONENTS = (
     ("kernel", re.compile(r"\[k\]")),
+    ("TLS (rustls, ring, OpenSSL)", re.compile(
+        r"rustls|\bring::|ring_core|aws_lc|OPENSSL|ossl_|EVP_|SSL_|ssl3_|tls1[23]_|ecp_nistz256|p256|x25519|"
+        r"fiat_|sha256|sha512|\baes|_aes|gcm|ghash|chacha|BN_|bn_mul|bn_sqr|ECDSA", re.I)),
     ("allocator", re.compile(r"malloc|free|realloc|calloc|_int_|tcache|mi_|je_|sdallocx|__rust_alloc|__rust_dealloc", re.I)),
     ("pingora", re.compile(r"pingora")),
     ("tokio", re.compile(r"tokio")),
@@ -112,6 +119,23 @@ def split(rows):
     return sorted(shares.items(), key=lambda kv: -kv[1])
 
 
+def background_load(stack, oha, scenario, target, seconds, connections):
+    """(argv, parse(stdout) -> summary) of the scenario's load tool, to run beside perf."""
+    url = (target.tls_base if scenario.tls else target.base) + scenario.path
+    if scenario.tool == "handshake":
+        script = Path(__file__).resolve().parent / "benchlib" / "handshake_load.py"
+        return ([sys.executable, str(script), "--url", url, "-c", str(connections), "-z", f"{seconds:g}"],
+                json.loads)
+    if scenario.tool == "h2load":
+        log_file = stack.tmp / "h2load-profile.log"
+        argv = h2load_argv(stack.h2load, url, seconds=seconds, connections=connections,
+                           streams=stack.h2_streams, threads=os.cpu_count(), log_file=log_file)
+        return argv, lambda out: parse_h2load(out, log_file.read_text().splitlines())
+    argv = oha_argv(oha, url, seconds, connections, scenario.keepalive,
+                    stack.cert.ca if scenario.tls else None)
+    return argv, lambda out: parse_summary(json.loads(out))
+
+
 def main(argv):
     args = parse_args(argv)
     scenario = next((s for s in run.compare_scenarios() if s.key == args.scenario), None)
@@ -121,14 +145,14 @@ def main(argv):
     oha = find_or_install_oha(run.log)
     bins = run.build(args)
     tmp = Path(tempfile.mkdtemp(prefix="softy-profile-"))
-    stack = run.Stack(tmp=tmp)
+    stack = run.Stack(tmp=tmp, h2load=find_h2load(), connections=args.connections)
+    if scenario.tool == "h2load" and not stack.h2load:
+        raise SystemExit("h2load is not installed (Debian: nghttp2-client)")
     try:
         stack.site = run.prepare_site(tmp, args.site)
         run.start_stack(stack, bins, args, [scenario])
         target = stack.targets[args.target]
-        url = target.base + scenario.path
-        load = dict(connections=args.connections, keepalive=scenario.keepalive)
-        run_oha(oha, url, seconds=1, **load)  # warm-up
+        run.load(stack, oha, scenario, target, 1, args.connections)  # warm-up
 
         r = run.measure(stack, oha, scenario, target, args.seconds, args.connections)
         print(f"# {args.target} {scenario.key}, {args.threads} threads, {args.connections} connections "
@@ -139,17 +163,16 @@ def main(argv):
         pids = target.server.pids()
 
         def load_during(fn):
-            """Run fn() (a perf command of args.seconds) while oha loads the target a bit longer."""
-            proc = subprocess.Popen(
-                oha_argv(oha, url, args.seconds + 2, args.connections, scenario.keepalive),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            """Run fn() (a perf command of args.seconds) while the load tool loads the target a bit longer."""
+            argv, parse = background_load(stack, oha, scenario, target, args.seconds + 2, args.connections)
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             try:
                 value = fn()
                 out, _ = proc.communicate(timeout=args.seconds + 60)
             finally:
                 if proc.poll() is None:
                     proc.kill()
-            return value, parse_summary(json.loads(out))
+            return value, parse(out)
 
         counts, res = load_during(lambda: perf_stat(pids, args.seconds))
         reqs = res["rps"] * args.seconds  # requests inside the perf window, approximately
@@ -181,6 +204,6 @@ if __name__ == "__main__":
         sys.exit(main(sys.argv[1:]))
     except KeyboardInterrupt:
         sys.exit(130)
-    except StartError as e:
+    except (StartError, LoadError, tls.CertError) as e:
         run.log(f"FAILED: {e}")
         sys.exit(1)

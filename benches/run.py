@@ -9,7 +9,9 @@ One command, bounded in time (see benches/README.md):
 
 It builds the release binaries, starts 3 backend replicas and the frontend on
 loopback, the lb (static discovery), nginx and HAProxy with equivalent
-configs, and nginx serving the site from disk; then loads each target with oha
+configs (and, for the TLS scenarios, an HTTPS listener on each with one test
+certificate), and nginx serving the site from disk; then loads each target
+with oha (h2load for h2, a full-handshake client for new TLS connections)
 for a fixed time, rotating targets within every round, and reads every
 server's CPU and memory from /proc around each run. It writes a Markdown table,
 the raw figures as JSON and an SVG chart, and prints the table.
@@ -27,6 +29,7 @@ import os
 import shlex
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,8 +40,9 @@ from pathlib import Path
 sys.dont_write_bytecode = True  # keep benches/ free of __pycache__
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import chart, configs, machine, report  # noqa: E402
-from benchlib.load import LoadError, find_or_install_oha, run_oha  # noqa: E402
+from benchlib import chart, configs, machine, report, tls  # noqa: E402
+from benchlib.load import (LoadError, find_h2load, find_or_install_oha, run_h2load,  # noqa: E402
+                           run_handshake_load, run_oha)
 from benchlib.procs import Group, Server, StartError, free_ports, http_get, stop_all, wait_ready  # noqa: E402
 from benchlib.stats import summarise  # noqa: E402
 
@@ -56,6 +60,9 @@ class Scenario:
     targets: list
     ratios: list  # (subject, reference) pairs quoted in the headline
     throughput: bool = False
+    tls: bool = False  # to the targets' HTTPS listeners
+    tool: str = "oha"  # oha | handshake (handshake_load.py) | h2load
+    smoke: bool = True  # part of --smoke when no --scenarios are given
 
 
 @dataclass
@@ -64,6 +71,7 @@ class Target:
     base: str  # http://127.0.0.1:PORT
     server: Group  # the processes whose cost is "the target's CPU"
     upstream: Group = None  # the origins behind it, if it is a proxy
+    tls_base: str = None  # https://127.0.0.1:PORT, its TLS listener (TLS scenarios only)
 
 
 @dataclass
@@ -72,6 +80,11 @@ class Stack:
     servers: list = field(default_factory=list)
     targets: dict = field(default_factory=dict)
     site: Path = None
+    cert: tls.CertFiles = None  # made when a TLS scenario runs
+    tls_seen: dict = field(default_factory=dict)  # target -> what its TLS listener negotiated
+    h2load: str = None
+    h2_streams: int = 10
+    connections: int = 50
 
 
 def log(msg):
@@ -81,6 +94,23 @@ def log(msg):
 # ---------------------------------------------------------------- scenarios
 
 PROXIES = ["lb", "nginx", "haproxy"]
+TLS_RATIOS = [("lb", "nginx"), ("lb", "haproxy")]
+
+
+def tls_scenarios():
+    """HTTPS to the three proxies, the same certificate on each (README: "TLS")."""
+    return [
+        Scenario("api-tls-keepalive", f"GET {API_PATH} over TLS (HTTP/1.1), keep-alive", API_PATH, True,
+                 list(PROXIES), list(TLS_RATIOS), tls=True),
+        Scenario("api-tls-newconn", f"GET {API_PATH}, a new TCP connection and full TLS handshake per "
+                 "request (no resumption)", API_PATH, False, list(PROXIES), list(TLS_RATIOS),
+                 tls=True, tool="handshake", smoke=False),
+        Scenario("api-tls-resumed", f"GET {API_PATH}, a new TCP connection per request, TLS session "
+                 "resumed (oha --disable-keepalive)", API_PATH, False, list(PROXIES), list(TLS_RATIOS),
+                 tls=True, smoke=False),
+        Scenario("api-h2", f"GET {API_PATH} over TLS, h2 with multiplexed streams (h2load)", API_PATH, True,
+                 list(PROXIES), list(TLS_RATIOS), tls=True, tool="h2load"),
+    ]
 
 
 def compare_scenarios():
@@ -96,7 +126,7 @@ def compare_scenarios():
         Scenario("large-file", f"GET /{BIG_FILE} (1 MiB), keep-alive", f"/{BIG_FILE}", True,
                  PROXIES + ["frontend", "nginx-static"],
                  [("lb", "nginx"), ("lb", "frontend"), ("frontend", "nginx-static")], throughput=True),
-    ]
+    ] + tls_scenarios()
 
 
 # Log-cost mode: nginx without/with its access log, and lb variants by
@@ -205,13 +235,24 @@ def parse_lb_variant(text):
     return variant
 
 
+def _tls_listen(stack):
+    """(a free loopback address, the certificate) for a TLS listener, or None without TLS."""
+    return (f"127.0.0.1:{free_ports(1)[0]}", stack.cert) if stack.cert else None
+
+
+def _wait_tls(stack, server, tls_listen, path):
+    if tls_listen:
+        wait_ready(server, f"https://{tls_listen[0]}{path}", context=tls.client_context(stack.cert.ca))
+
+
 def start_lb(stack, bins, name, *, access_log, metrics, settings, variant=None, **common):
     listen, admin = (f"127.0.0.1:{p}" for p in free_ports(2))
     tmp = stack.tmp / name
     settings = dict(settings, **(variant.server if variant else {}))
+    tls_listen = _tls_listen(stack)
     conf = _write(tmp / "lb.yaml", configs.lb_yaml(
         tmp=tmp, listen=listen, admin=admin, access_log=access_log, metrics=metrics, server=settings,
-        **common))
+        tls=tls_listen, **common))
     binary = variant.binary if variant and variant.binary else bins / "lb"
     env = dict(os.environ, **variant.env) if variant else None
     check = subprocess.run([binary, "-t", "-c", conf], capture_output=True, text=True, timeout=30, env=env)
@@ -219,29 +260,41 @@ def start_lb(stack, bins, name, *, access_log, metrics, settings, variant=None, 
         raise StartError(f"{name}: lb -t rejected the bench config {conf}:\n{check.stdout}{check.stderr}")
     server = _start(stack, name, [binary, "-c", conf], f"http://{admin}/ready", env=env)
     wait_ready(server, f"http://{listen}{API_PATH}")
-    return server, listen
+    _wait_tls(stack, server, tls_listen, API_PATH)
+    return server, listen, tls_listen and tls_listen[0]
 
 
-def start_nginx(stack, name, conf_text_fn, ready_path):
+def start_nginx(stack, name, conf_text_fn, ready_path, with_tls=False):
     prefix = stack.tmp / name
     listen = f"127.0.0.1:{free_ports(1)[0]}"
-    conf = _write(prefix / "nginx.conf", conf_text_fn(tmp=prefix, listen=listen))
+    tls_listen = _tls_listen(stack) if with_tls else None
+    extra = {"tls": tls_listen} if with_tls else {}
+    conf = _write(prefix / "nginx.conf", conf_text_fn(tmp=prefix, listen=listen, **extra))
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     argv = [nginx, "-p", prefix, "-c", conf, "-e", prefix / "error.log", "-g", "daemon off;"]
-    return _start(stack, name, argv, f"http://{listen}{ready_path}"), listen
+    server = _start(stack, name, argv, f"http://{listen}{ready_path}")
+    _wait_tls(stack, server, tls_listen, ready_path)
+    return server, listen, tls_listen and tls_listen[0]
 
 
 def start_haproxy(stack, *, threads, backends, frontend, access_log):
     listen = f"127.0.0.1:{free_ports(1)[0]}"
+    tls_listen = _tls_listen(stack)
     cfg = _write(stack.tmp / "haproxy" / "haproxy.cfg", configs.haproxy_cfg(
-        listen=listen, threads=threads, backends=backends, frontend=frontend, access_log=access_log))
+        listen=listen, threads=threads, backends=backends, frontend=frontend, access_log=access_log,
+        tls=tls_listen))
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    return _start(stack, "haproxy", [haproxy, "-f", cfg, "-db"], f"http://{listen}{API_PATH}"), listen
+    server = _start(stack, "haproxy", [haproxy, "-f", cfg, "-db"], f"http://{listen}{API_PATH}")
+    _wait_tls(stack, server, tls_listen, API_PATH)
+    return server, listen, tls_listen and tls_listen[0]
 
 
 def start_stack(stack, bins, args, scenarios):
     """Start what the scenarios need; fill stack.targets by name."""
     wanted = {t for sc in scenarios for t in sc.targets}
+    if any(sc.tls for sc in scenarios):
+        stack.cert = tls.make_certificate(stack.tmp / "tls")
+        log(f"TLS certificate: {stack.cert.description} ({stack.cert.cert})")
     backends, frontend, backend_addrs, frontend_addr = start_origins(stack, bins, args.origin_log == "on")
     origins = Group("origins", backends + [frontend])
     t = stack.targets
@@ -253,34 +306,40 @@ def start_stack(stack, bins, args, scenarios):
     lbs.update(lb_variants())
     for name, (access_log, metrics) in lbs.items():
         if name in wanted:
-            server, listen = start_lb(stack, bins, name, access_log=access_log, metrics=metrics,
-                                      settings=args.lb_option, **common)
-            t[name] = Target(name, f"http://{listen}", Group(name, [server]), origins)
+            server, listen, tls_listen = start_lb(stack, bins, name, access_log=access_log, metrics=metrics,
+                                                  settings=args.lb_option, **common)
+            t[name] = Target(name, f"http://{listen}", Group(name, [server]), origins,
+                             tls_listen and f"https://{tls_listen}")
     for variant in args.lb_variant:
         if variant.name in wanted:
-            server, listen = start_lb(stack, bins, variant.name, access_log=args.access_log == "on",
-                                      metrics=None, settings=args.lb_option, variant=variant, **common)
-            t[variant.name] = Target(variant.name, f"http://{listen}", Group(variant.name, [server]), origins)
+            server, listen, tls_listen = start_lb(
+                stack, bins, variant.name, access_log=args.access_log == "on", metrics=None,
+                settings=args.lb_option, variant=variant, **common)
+            t[variant.name] = Target(variant.name, f"http://{listen}", Group(variant.name, [server]), origins,
+                                     tls_listen and f"https://{tls_listen}")
 
     nginxes = {"nginx": args.access_log == "on"}
     nginxes.update(NGINX_VARIANTS)
     for name, access_log in nginxes.items():
         if name in wanted:
-            def conf(tmp, listen, access_log=access_log):
-                return configs.nginx_proxy_conf(tmp=tmp, listen=listen, access_log=access_log, **common)
-            server, listen = start_nginx(stack, name, conf, API_PATH)
-            t[name] = Target(name, f"http://{listen}", Group(name, [server]), origins)
+            def conf(tmp, listen, tls=None, access_log=access_log):
+                return configs.nginx_proxy_conf(tmp=tmp, listen=listen, access_log=access_log, tls=tls,
+                                                **common)
+            server, listen, tls_listen = start_nginx(stack, name, conf, API_PATH, with_tls=True)
+            t[name] = Target(name, f"http://{listen}", Group(name, [server]), origins,
+                             tls_listen and f"https://{tls_listen}")
 
     if "nginx-static" in wanted:
         def static_conf(tmp, listen):
             return configs.nginx_static_conf(tmp=tmp, listen=listen, threads=args.threads,
                                              root=stack.site, access_log=args.access_log == "on")
-        server, listen = start_nginx(stack, "nginx-static", static_conf, "/")
+        server, listen, _ = start_nginx(stack, "nginx-static", static_conf, "/")
         t["nginx-static"] = Target("nginx-static", f"http://{listen}", Group("nginx-static", [server]))
 
     if "haproxy" in wanted:
-        server, listen = start_haproxy(stack, access_log=args.access_log == "on", **common)
-        t["haproxy"] = Target("haproxy", f"http://{listen}", Group("haproxy", [server]), origins)
+        server, listen, tls_listen = start_haproxy(stack, access_log=args.access_log == "on", **common)
+        t["haproxy"] = Target("haproxy", f"http://{listen}", Group("haproxy", [server]), origins,
+                              tls_listen and f"https://{tls_listen}")
 
 
 # ---------------------------------------------------------------- checks and runs
@@ -292,18 +351,73 @@ def expected_body(stack, sc):
     return (stack.site / rel).read_bytes()
 
 
+def _body_ok(body, want):
+    return b"Hello, World!" in body if want is None else body == want
+
+
 def preflight(stack, scenarios):
-    """Every target answers every scenario's path with a 2xx and the right body."""
+    """Every target answers every scenario's path with a 2xx and the right body.
+
+    Over TLS, also: the certificate verifies against the bench CA, and the
+    protocol is the scenario's: HTTP/1.1 without ALPN (as oha and the handshake
+    client ask), h2 by ALPN for the h2 scenario (and a real h2 request with curl
+    when it is installed; h2load checks its own protocol on every run too).
+    """
     problems = []
     for sc in scenarios:
         want = expected_body(stack, sc)
         for name in sc.targets:
-            status, body = http_get(stack.targets[name].base + sc.path, timeout=5)
-            ok = status is not None and 200 <= status < 300
-            ok = ok and (b"Hello, World!" in body if want is None else body == want)
-            if not ok:
-                problems.append(f"{sc.key}/{name}: GET {sc.path} -> {status} {body[:120]!r}")
+            target = stack.targets[name]
+            if not sc.tls:
+                status, body = http_get(target.base + sc.path, timeout=5)
+                if not (status is not None and 200 <= status < 300 and _body_ok(body, want)):
+                    problems.append(f"{sc.key}/{name}: GET {sc.path} -> {status} {body[:120]!r}")
+                continue
+            if not target.tls_base:
+                problems.append(f"{sc.key}/{name}: no TLS listener")
+                continue
+            problems += _preflight_tls(stack, sc, target, want)
     return problems
+
+
+def _preflight_tls(stack, sc, target, want):
+    host, port = target.tls_base.removeprefix("https://").rsplit(":", 1)
+    h2 = sc.tool == "h2load"
+    seen = tls.probe(host, int(port), sc.path, stack.cert.ca, alpn=["h2", "http/1.1"] if h2 else None)
+    where = f"{sc.key}/{target.name} ({target.tls_base})"
+    if seen["error"]:
+        return [f"{where}: TLS GET {sc.path} failed: {seen['error']}"]
+    problems = []
+    if seen["version"] not in ("TLSv1.2", "TLSv1.3"):
+        problems.append(f"{where}: negotiated {seen['version']}")
+    if h2:
+        if seen["alpn"] != "h2":
+            problems.append(f"{where}: ALPN chose {seen['alpn']!r} when offered h2, http/1.1")
+        problems += _curl_h2(stack, target, sc.path, want, where)
+    else:
+        if seen["alpn"] is not None:
+            problems.append(f"{where}: ALPN chose {seen['alpn']!r} although none was offered")
+        if not (seen["status_line"] or "").startswith("HTTP/1.1 2") or not _body_ok(seen["body"], want):
+            problems.append(f"{where}: GET {sc.path} -> {seen['status_line']!r} {seen['body'][:120]!r}")
+        stack.tls_seen.setdefault(target.name, {}).update(
+            version=seen["version"], cipher=seen["cipher"], resumes=seen["resumed"])
+    stack.tls_seen.setdefault(target.name, {})["h2" if h2 else "http/1.1"] = True
+    return problems
+
+
+def _curl_h2(stack, target, path, want, where):
+    curl = shutil.which("curl")
+    if not curl:
+        log(f"{where}: curl not installed, h2 checked by ALPN only (and by h2load on every run)")
+        return []
+    argv = [curl, "-sS", "--http2", "--cacert", str(stack.cert.ca), "--max-time", "5",
+            "-w", "\n%{http_version} %{http_code}", target.tls_base + path]
+    done = subprocess.run(argv, capture_output=True, timeout=30)
+    body, _, tail = done.stdout.rpartition(b"\n")
+    if done.returncode != 0 or tail != b"2 200" or not _body_ok(body, want):
+        return [f"{where}: curl --http2 -> exit {done.returncode}, {tail!r} {body[:120]!r} "
+                f"{done.stderr[-300:]!r}"]
+    return []
 
 
 def reset_peak_rss(group):
@@ -316,6 +430,18 @@ def reset_peak_rss(group):
             pass
 
 
+def load(stack, oha, sc, target, seconds, connections):
+    """One bounded run of the scenario's load tool against the target."""
+    url = (target.tls_base if sc.tls else target.base) + sc.path
+    if sc.tool == "handshake":
+        return run_handshake_load(url, seconds=seconds, connections=connections)
+    if sc.tool == "h2load":
+        return run_h2load(stack.h2load, url, seconds=seconds, connections=connections,
+                          streams=stack.h2_streams, threads=os.cpu_count(), log_file=stack.tmp / "h2load.log")
+    return run_oha(oha, url, seconds=seconds, connections=connections, keepalive=sc.keepalive,
+                   cacert=stack.cert.ca if sc.tls else None)
+
+
 def measure(stack, oha, sc, target, seconds, connections):
     dead = [s.name for s in stack.servers if not s.alive()]
     if dead:
@@ -323,8 +449,7 @@ def measure(stack, oha, sc, target, seconds, connections):
     reset_peak_rss(target.server)
     cpu0 = target.server.cpu_seconds()
     up0 = target.upstream.cpu_seconds() if target.upstream else None
-    res = run_oha(oha, target.base + sc.path, seconds=seconds, connections=connections,
-                  keepalive=sc.keepalive)
+    res = load(stack, oha, sc, target, seconds, connections)
     cpu1 = target.server.cpu_seconds()
     up1 = target.upstream.cpu_seconds() if target.upstream else None
     rss, hwm = target.server.memory_kib()
@@ -349,8 +474,7 @@ def run_rounds(stack, oha, scenarios, args):
     log(f"warm-up: {warm:g} s per target")
     for sc in scenarios:
         for name in sc.targets:
-            run_oha(oha, stack.targets[name].base + sc.path, seconds=warm,
-                    connections=args.connections, keepalive=sc.keepalive)
+            load(stack, oha, sc, stack.targets[name], warm, args.connections)
     for s in stack.servers:
         s.trim_log()
     for rnd in range(1, args.rounds + 1):
@@ -362,7 +486,7 @@ def run_rounds(stack, oha, scenarios, args):
                 flag = "" if not (r["errors"] or r["non2xx"]) else f"  errors {r['errors']} non-2xx {r['non2xx']}"
                 cpu = "–" if r["cpu_us"] is None else f"{r['cpu_us']:.1f}"
                 p99 = "–" if r["p99"] is None else f"{r['p99']:.2f}"
-                log(f"round {rnd}/{args.rounds} {sc.key:14} {name:15} {r['rps']:>9,.0f} rps  "
+                log(f"round {rnd}/{args.rounds} {sc.key:17} {name:15} {r['rps']:>9,.0f} rps  "
                     f"p99 {p99} ms  cpu {cpu} µs/req{flag}")
     return runs
 
@@ -378,6 +502,8 @@ def parse_args(argv):
     p.add_argument("--rounds", type=int, default=5, help="rounds over all targets (default 5)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per target per round (default 10)")
     p.add_argument("--connections", type=int, default=50, help="oha concurrent connections (default 50)")
+    p.add_argument("--h2-streams", type=int, default=10,
+                   help="api-h2: streams in flight per connection (h2load -m, default 10)")
     p.add_argument("--smoke", action="store_true",
                    help="1 round x 2 s into benches/out/ (CI); fails on any error or non-2xx")
     p.add_argument("--threads", type=int, default=os.cpu_count(),
@@ -408,6 +534,8 @@ def parse_args(argv):
         p.error("need --rounds >= 1, 0.5 <= --duration <= 600, 1 <= --connections <= 10000")
     if args.threads < 1:
         p.error("--threads must be >= 1")
+    if not 1 <= args.h2_streams <= 1000:
+        p.error("--h2-streams must be within 1..1000")
     if any("=" not in o for o in args.lb_option):
         p.error("--lb-option takes KEY=VALUE")
     args.lb_option = dict(o.split("=", 1) for o in args.lb_option)
@@ -436,6 +564,8 @@ def pick_scenarios(args):
             raise SystemExit(f"unknown scenario(s): {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(s.key for s in scenarios)}")
         scenarios = [s for s in scenarios if s.key in keep]
+    elif args.smoke:
+        scenarios = [s for s in scenarios if s.smoke]  # the new-connection TLS ones: not in CI's minute
     if args.targets:
         keep = args.targets.split(",")
         known = {t for s in scenarios for t in s.targets}
@@ -449,6 +579,43 @@ def pick_scenarios(args):
     return scenarios
 
 
+def check_h2load(args, scenarios):
+    """h2load's path; without it the h2 scenario is dropped, or fails when asked for by name."""
+    h2load = find_h2load()
+    if h2load or not any(sc.tool == "h2load" for sc in scenarios):
+        return h2load, scenarios
+    if args.scenarios and any(sc.tool == "h2load" and sc.key in args.scenarios.split(",") for sc in scenarios):
+        raise SystemExit("h2load is not installed (Debian: nghttp2-client); the h2 scenario needs it")
+    log("h2load is not installed (Debian: nghttp2-client): skipping the h2 scenario")
+    return None, [sc for sc in scenarios if sc.tool != "h2load"]
+
+
+def tls_notes(stack, scenarios):
+    """What the TLS scenarios ran on, for the results header."""
+    if not stack.cert:
+        return []
+    notes = [f"TLS: one certificate for the three proxies: {stack.cert.description}; TLS 1.2 and 1.3 "
+             "offered, h2 and http/1.1 by ALPN."]
+    for name, seen in sorted(stack.tls_seen.items()):
+        if "version" in seen:
+            resumes = {True: "resumes an offered session", False: "does not resume",
+                       None: "resumption not checked"}[seen["resumes"]]
+            notes.append(f"TLS `{name}`: {seen['version']} {seen['cipher']} to a client without ALPN; "
+                         f"{resumes} (checked once before the load)"
+                         + ("; h2 by ALPN checked" if seen.get("h2") else ""))
+    tools = {sc.key: sc.tool for sc in scenarios if sc.tls}
+    if "handshake" in tools.values():
+        notes.append("`api-tls-newconn`: benches/benchlib/handshake_load.py (Python ssl, "
+                     f"{ssl.OPENSSL_VERSION}), a full handshake per request: it never offers a session.")
+    if "api-tls-resumed" in tools:
+        notes.append("`api-tls-resumed`: oha --disable-keepalive; oha's rustls client offers the last "
+                     "session's ticket on every new connection, so these are resumed handshakes.")
+    if "h2load" in tools.values():
+        notes.append(f"`api-h2`: h2load -c {stack.connections} -m {stack.h2_streams} -t {os.cpu_count()} "
+                     "(streams in flight: connections × m); latency from its per-request log.")
+    return notes
+
+
 def write_outputs(out_dir, mode, md, svg_text, raw):
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{mode}.md").write_text(md)
@@ -460,6 +627,7 @@ def write_outputs(out_dir, mode, md, svg_text, raw):
 def main(argv):
     args = parse_args(argv)
     scenarios = pick_scenarios(args)
+    h2load, scenarios = check_h2load(args, scenarios)
     out_dir = Path(args.out) if args.out else REPO / "benches" / ("out" if args.smoke else "results")
     command = "python3 benches/run.py" + (" " + shlex.join(argv) if argv else "")
     if os.environ.get("CARGO_TARGET_DIR"):
@@ -471,7 +639,7 @@ def main(argv):
     oha = find_or_install_oha(log)
     bins = build(args)
     tmp = Path(tempfile.mkdtemp(prefix="softy-bench-"))
-    stack = Stack(tmp=tmp)
+    stack = Stack(tmp=tmp, h2load=h2load, h2_streams=args.h2_streams, connections=args.connections)
     failures = []
     try:
         stack.site = prepare_site(tmp, args.site)
@@ -492,7 +660,8 @@ def main(argv):
 
     summary = summarise(runs)
     info = machine.describe(oha=oha, nginx=shutil.which("nginx") or "/usr/sbin/nginx",
-                            haproxy=shutil.which("haproxy") or "/usr/sbin/haproxy", repo=REPO)
+                            haproxy=shutil.which("haproxy") or "/usr/sbin/haproxy", repo=REPO,
+                            h2load=h2load, tls=stack.cert is not None)
     settings = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
                     rounds=args.rounds, duration=args.duration, connections=args.connections,
                     threads=args.threads, access_log=args.access_log, origin_log=args.origin_log, mode=args.mode)
@@ -505,6 +674,7 @@ def main(argv):
         notes.append(f"Extra lb `server:` settings: {args.lb_option}")
     notes += [f"lb variant `{v.name}`: settings {v.server}, binary {v.binary or 'the same'}, env {v.env}"
               for v in args.lb_variant]
+    notes += tls_notes(stack, scenarios)
     md = report.markdown(title=title, summary=summary, scenarios=scenarios, machine=info,
                          settings=settings, command=command, load_before=load_before,
                          load_after=load_after, notes=notes)
@@ -539,6 +709,6 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         log("interrupted; servers stopped")
         sys.exit(130)
-    except (StartError, LoadError, subprocess.CalledProcessError) as e:
+    except (StartError, LoadError, tls.CertError, subprocess.CalledProcessError) as e:
         log(f"FAILED: {e}")
         sys.exit(1)

@@ -16,8 +16,13 @@ import getpass
 import os
 
 
-def lb_yaml(*, tmp, listen, admin, threads, backends, frontend, access_log, metrics=None, server=None):
+def lb_yaml(*, tmp, listen, admin, threads, backends, frontend, access_log, metrics=None, server=None,
+            tls=None):
     """The lb config (schema in lb/README.md), static discovery only.
+
+    `tls` (address, CertFiles) adds a `server.tls_listen` entry offering h2 and
+    http/1.1 by ALPN with the bench certificate, the default for every name
+    (clients of 127.0.0.1 send no SNI).
 
     `access_log`/`metrics` (None: as the lb ships) become settings through
     `lb_toggles`; `server` holds more `server:` settings, which win over
@@ -33,6 +38,12 @@ def lb_yaml(*, tmp, listen, admin, threads, backends, frontend, access_log, metr
         "pid_file": f'"{tmp}/lb.pid"',
         "upgrade_sock": f'"{tmp}/lb-upgrade.sock"',
     }
+    if tls:
+        address, cert = tls
+        settings["tls_listen"] = (
+            f'[{{ address: "{address}", protocols: [h2, http/1.1], certificates: '
+            f'[{{ cert: "{cert.cert}", key: "{cert.key}", names: ["localhost"], default: true }}] }}]'
+        )
     settings.update(lb_toggles(access_log=access_log, metrics=metrics))
     settings.update(server or {})
     lines = "".join(f"  {k}: {v}\n" for k, v in settings.items())
@@ -101,8 +112,43 @@ def _nginx_http_common(tmp, access_log, name):
 """
 
 
-def nginx_proxy_conf(*, tmp, listen, threads, backends, frontend, access_log):
+def _nginx_tls(cert):
+    # TLS 1.2 and 1.3 with the same certificate as the lb and HAProxy; session
+    # tickets on (nginx's default, as the lb's rustls resumes by default too) and
+    # no server-side session cache (nginx's default `none`). `http2` on the listen
+    # line: nginx 1.22 has no `http2 on;` (1.25.1+).
+    return f"""        ssl_certificate {cert.cert};
+        ssl_certificate_key {cert.key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_tickets on;
+"""
+
+
+def nginx_proxy_conf(*, tmp, listen, threads, backends, frontend, access_log, tls=None):
+    """`tls` (address, CertFiles): a second server block, HTTPS with h2 and http/1.1 by ALPN."""
     servers = "".join(f"        server {b};\n" for b in backends)
+    proxying = """        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Request-Id $request_id;
+        add_header X-Request-Id $request_id always;
+        proxy_next_upstream error timeout;
+        # Stream large responses through the memory buffers, as the lb and HAProxy do,
+        # instead of spilling what the client has not read yet to temp files (the default).
+        proxy_max_temp_file_size 0;
+        location /api/ { proxy_pass http://api; }
+        location / { proxy_pass http://web; }
+"""
+    tls_server = ""
+    if tls:
+        address, cert = tls
+        tls_server = f"""    server {{
+        listen {address} ssl http2 reuseport;
+{_nginx_tls(cert)}{proxying}    }}
+"""
     return (
         _nginx_main(tmp, threads)
         + f"""http {{
@@ -116,22 +162,8 @@ def nginx_proxy_conf(*, tmp, listen, threads, backends, frontend, access_log):
     }}
     server {{
         listen {listen} reuseport;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header X-Forwarded-Host $host;
-        proxy_set_header X-Request-Id $request_id;
-        add_header X-Request-Id $request_id always;
-        proxy_next_upstream error timeout;
-        # Stream large responses through the memory buffers, as the lb and HAProxy do,
-        # instead of spilling what the client has not read yet to temp files (the default).
-        proxy_max_temp_file_size 0;
-        location /api/ {{ proxy_pass http://api; }}
-        location / {{ proxy_pass http://web; }}
-    }}
-}}
+{proxying}    }}
+{tls_server}}}
 """
     )
 
@@ -152,7 +184,29 @@ def nginx_static_conf(*, tmp, listen, threads, root, access_log):
     )
 
 
-def haproxy_cfg(*, listen, threads, backends, frontend, access_log):
+def _haproxy_frontend_rules(proto):
+    return f"""    unique-id-format %{{+X}}o\\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
+    unique-id-header X-Request-Id
+    http-request set-header X-Forwarded-Proto {proto}
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-response set-header X-Request-Id %[unique-id]
+    acl is_api path_beg /api/
+    use_backend api if is_api
+    default_backend web
+"""
+
+
+def haproxy_cfg(*, listen, threads, backends, frontend, access_log, tls=None):
+    """`tls` (address, CertFiles): a second frontend, HTTPS with h2 and http/1.1 by ALPN.
+
+    TLS 1.2+, the same certificate (cert + key in one PEM); HAProxy's defaults for
+    resumption: its session cache (tune.ssl.cachesize 20000) and tickets on.
+    """
+    tls_frontend = ""
+    if tls:
+        address, cert = tls
+        tls_frontend = (f"\nfrontend tls\n    bind {address} ssl crt {cert.pem} alpn h2,http/1.1 "
+                        f"ssl-min-ver TLSv1.2\n" + _haproxy_frontend_rules("https"))
     servers = "".join(f"    server api{i} {b}\n" for i, b in enumerate(backends, 1))
     log_global = "    log stdout format raw local0\n" if access_log else ""
     log_defaults = "    log global\n    option httplog\n" if access_log else "    no log\n"
@@ -172,15 +226,7 @@ defaults
 
 frontend main
     bind {listen}
-    unique-id-format %{{+X}}o\\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
-    unique-id-header X-Request-Id
-    http-request set-header X-Forwarded-Proto http
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    http-response set-header X-Request-Id %[unique-id]
-    acl is_api path_beg /api/
-    use_backend api if is_api
-    default_backend web
-
+{_haproxy_frontend_rules("http")}{tls_frontend}
 backend api
     balance roundrobin
 {servers}

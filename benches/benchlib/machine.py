@@ -41,11 +41,21 @@ def loadavg():
         return "unknown"
 
 
-def describe(*, oha, nginx, haproxy, repo):
-    """A dict of the machine and versions, for the results header."""
+def describe(*, oha, nginx, haproxy, repo, h2load=None, tls=False):
+    """A dict of the machine and versions, for the results header.
+
+    With `tls`, also openssl's version (it made the certificate; nginx and
+    HAProxy link libssl) and h2load's when it is given.
+    """
     commit = _first_line(["git", "rev-parse", "--short", "HEAD"], cwd=repo)
     dirty = _first_line(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo)
+    extra = {}
+    if tls:
+        extra["openssl"] = _first_line(["openssl", "version"])
+    if h2load:
+        extra["h2load"] = _first_line([h2load, "--version"])
     return {
+        **extra,
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "memory": mem_total_gib(),

@@ -189,11 +189,14 @@ def free_ports(count):
             s.close()
 
 
-def http_get(url, timeout=2.0):
-    """(status, body) of a GET, or (None, error text) when it cannot connect."""
+def http_get(url, timeout=2.0, context=None):
+    """(status, body) of a GET, or (None, error text) when it cannot connect.
+
+    `context`: the ssl.SSLContext for an https URL (the bench CA).
+    """
     req = urllib.request.Request(url, headers={"User-Agent": "softy-bench"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -201,7 +204,7 @@ def http_get(url, timeout=2.0):
         return None, str(e).encode()
 
 
-def wait_ready(server, url, timeout=30.0):
+def wait_ready(server, url, timeout=30.0, context=None):
     """Poll `url` until it answers 2xx; fail fast if the server exits."""
     deadline = time.monotonic() + timeout
     last = b""
@@ -211,7 +214,7 @@ def wait_ready(server, url, timeout=30.0):
                 f"{server.name} exited with status {server.proc.returncode} before it was ready.\n"
                 f"command: {' '.join(server.argv)}\n--- log tail ---\n{server.log_tail()}"
             )
-        status, body = http_get(url, timeout=1.0)
+        status, body = http_get(url, timeout=1.0, context=context)
         if status is not None and 200 <= status < 300:
             server.mark_log()
             return

@@ -20,8 +20,8 @@
 //!   `metrics` (private Prometheus registry), `observe` (per-pool history) and `status`
 //!   (the `/status` JSON), [`admin_client`] (`lb healthcheck`, `lb reload`), `signals`
 //!   (SIGHUP reloads), `listeners` (the bound addresses, `:0` included).
-//! - **Plumbing**: [`quiet_log`] (pingora's per-connection TLS handshake errors: counted,
-//!   not logged), `per_thread` (per-thread values a background task can visit),
+//! - **Plumbing**: [`quiet_log`] (pingora's per-connection TLS handshake and request-head
+//!   errors: counted, not logged), `client_errors` (what clients get wrong, counted), `per_thread` (per-thread values a background task can visit),
 //!   `line_buffer` (log lines written in batches per thread), `json_line` (hand-written
 //!   JSON for the access log). The request-id rule, the logging contract and the
 //!   healthcheck client come from `service-kit`, shared with the backend and frontend.
@@ -34,6 +34,7 @@ pub mod quiet_log;
 pub mod server;
 
 mod admin;
+mod client_errors;
 mod config;
 mod discovery;
 mod errors;

@@ -59,6 +59,10 @@ pub(crate) struct Metrics {
     tls_expiry: IntGaugeVec,
     /// Mirrors [`crate::quiet_log::handshake_failures`] at scrape time.
     tls_handshake_failures: IntCounter,
+    /// Mirrors [`crate::client_errors::counts`] at scrape time.
+    client_errors: IntCounterVec,
+    /// `lb_requests_by_protocol_total`, resolved: `[h1, h2][plaintext, TLS 1.2, TLS 1.3]`.
+    by_protocol: [[IntCounter; 3]; 2],
 }
 
 /// Resolved handles for one route (`lb_requests_total` by code class).
@@ -193,6 +197,30 @@ impl Metrics {
         )
         .expect("valid metric definition");
         register(&registry, tls_handshake_failures.clone());
+        let client_errors = IntCounterVec::new(
+            Opts::new(
+                "lb_client_errors_total",
+                "Requests a client ended badly: request_head (closed or reset before the head was complete), closed, read, write, protocol. Logged at DEBUG, not one ERROR line each.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric definition");
+        register(&registry, client_errors.clone());
+        for reason in crate::client_errors::Reason::ALL {
+            client_errors.with_label_values(&[reason.label()]);
+        }
+        let by_protocol_vec = IntCounterVec::new(
+            Opts::new(
+                "lb_requests_by_protocol_total",
+                "Requests by the protocol the client spoke (h1, h2) and its TLS version (none on plaintext).",
+            ),
+            &["protocol", "tls"],
+        )
+        .expect("valid metric definition");
+        register(&registry, by_protocol_vec.clone());
+        let by_protocol = ["h1", "h2"].map(|p| {
+            ["none", "TLSv1.2", "TLSv1.3"].map(|t| by_protocol_vec.with_label_values(&[p, t]))
+        });
         // Both results exist from the start, so a first failure is an increase, not a new series.
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
@@ -215,7 +243,20 @@ impl Metrics {
             config_info,
             tls_expiry,
             tls_handshake_failures,
+            client_errors,
+            by_protocol,
         }
+    }
+
+    /// Count one request by protocol; `tls`: the TLS version as the access log writes it
+    /// (`TLSv1.2`, `TLSv1.3`), `None` on plaintext.
+    pub(crate) fn request_protocol(&self, h2: bool, tls: Option<&str>) {
+        let version = match tls {
+            None => 0,
+            Some("TLSv1.2") => 1,
+            Some(_) => 2,
+        };
+        self.by_protocol[usize::from(h2)][version].inc();
     }
 
     pub(crate) fn route(&self, prefix: &str, upstream: &str) -> RouteMetrics {
@@ -299,6 +340,12 @@ impl Metrics {
         let counted = self.tls_handshake_failures.get();
         if failures > counted {
             self.tls_handshake_failures.inc_by(failures - counted);
+        }
+        for (reason, n) in crate::client_errors::counts() {
+            let counter = self.client_errors.with_label_values(&[reason.label()]);
+            if n > counter.get() {
+                counter.inc_by(n - counter.get());
+            }
         }
         let mut buf = Vec::with_capacity(16 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {

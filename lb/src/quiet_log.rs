@@ -1,8 +1,11 @@
-//! Bad clients on a TLS listener (plaintext HTTP, garbage, a handshake cut half-way, an
-//! unknown SNI name, TLS 1.0 only) make pingora log `Downstream handshake error ...` at
-//! ERROR, once per connection: anyone on the internet could fill the log with them. Those
-//! lines are dropped ([`quiet`], given to `service_kit::logging::init_quieting`) and
-//! counted instead, in `lb_tls_handshake_failures_total`.
+//! Pingora logs some client misbehaviour at ERROR, once per connection, from code the lb
+//! has no hook in: anyone on the internet could fill the log with these lines. They are
+//! dropped ([`quiet`], given to `service_kit::logging::init_quieting`) and counted instead:
+//! - `Downstream handshake error ...` (plaintext HTTP, garbage, a handshake cut half-way,
+//!   an unknown SNI name, TLS 1.0 only on a TLS listener): `lb_tls_handshake_failures_total`;
+//! - `Fail to proxy: ..., downstream session type: ...` (the request head could not be
+//!   read: the client closed or reset the connection mid-head):
+//!   `lb_client_errors_total{reason="request_head"}` (`crate::client_errors`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +14,8 @@ use tracing::field::{Field, Visit};
 
 /// The module whose `log` records carry pingora's per-connection handshake errors.
 const PINGORA_LISTENING: &str = "pingora_core::services::listening";
+/// The module that logs a request head it could not read.
+const PINGORA_PROXY: &str = "pingora_proxy";
 
 static HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
 
@@ -19,7 +24,8 @@ pub(crate) fn handshake_failures() -> u64 {
     HANDSHAKE_FAILURES.load(Ordering::Relaxed)
 }
 
-/// True (drop the event) for pingora's per-connection handshake error and timeout lines.
+/// True (drop the event) for pingora's per-connection handshake error lines and its
+/// unreadable-request-head lines.
 pub fn quiet(event: &tracing::Event<'_>) -> bool {
     // Bridged `log` records all share the target `log`; the record's own target is the
     // `log.target` field.
@@ -29,25 +35,40 @@ pub fn quiet(event: &tracing::Event<'_>) -> bool {
     }
     let mut seen = Seen::default();
     event.record(&mut seen);
-    let handshake = seen.target && seen.handshake;
-    if handshake {
+    if seen.listening && seen.handshake {
         HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+        return true;
     }
-    handshake
+    if seen.proxy && seen.request_head {
+        crate::client_errors::count(crate::client_errors::Reason::RequestHead);
+        return true;
+    }
+    false
 }
 
-/// What a bridged record says: from pingora's listener module, about a handshake.
+/// What a bridged record says: which module it is from, and what about.
 #[derive(Default)]
 struct Seen {
-    target: bool,
+    listening: bool,
     handshake: bool,
+    proxy: bool,
+    request_head: bool,
 }
 
 impl Seen {
     fn field(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "log.target" => self.target = value == PINGORA_LISTENING,
-            "message" => self.handshake = value.starts_with("Downstream handshake"),
+            "log.target" => {
+                self.listening = value == PINGORA_LISTENING;
+                self.proxy = value == PINGORA_PROXY;
+            }
+            "message" => {
+                self.handshake = value.starts_with("Downstream handshake");
+                // pingora_proxy's line when `read_request` fails other than on a malformed
+                // head (which it answers with 400 at DEBUG).
+                self.request_head = value.starts_with("Fail to proxy: ")
+                    && value.contains(", downstream session type: ");
+            }
             _ => {}
         }
     }

@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{access_line, tls_addr, Lb, Stub};
+use support::{access_line, metric, scrape, tls_addr, Lb, Stub};
 
 /// `curl ARGS URL`: the response head (lowercased names) and body, or the failure. Async:
 /// the stub backend runs on this test's (single-threaded) runtime.
@@ -147,7 +147,9 @@ async fn hsts_is_sent_over_tls_only_with_route_overrides() {
         };
         let ca = ca.clone();
         async move {
-            let (status, headers, body) = curl(&["--cacert", &ca], &url).await.expect("request");
+            let (status, headers, body) = curl(&["--cacert", &ca, "--http1.1"], &url)
+                .await
+                .expect("request");
             assert_eq!(status, 200, "{url}: {body}");
             header(&headers, "strict-transport-security").map(str::to_string)
         }
@@ -180,6 +182,11 @@ async fn hsts_is_sent_over_tls_only_with_route_overrides() {
         header(&headers, "strict-transport-security"),
         Some("max-age=86400; includeSubDomains")
     );
+    let m = scrape(&lb).await;
+    let by = |labels: &str| metric(&m, &format!("lb_requests_by_protocol_total{{{labels}}}"));
+    assert_eq!(by("protocol=h1,tls=TLSv1.3"), 3.0, "{m:?}");
+    assert_eq!(by("protocol=h2,tls=TLSv1.3"), 1.0);
+    assert_eq!(by("protocol=h1,tls=none"), 1.0);
 }
 
 #[tokio::test]
@@ -275,6 +282,13 @@ async fn h2c_with_prior_knowledge_beside_http1_on_the_plaintext_port() {
     let line = access_line(&lb, "h1-1").await;
     assert_eq!(line["protocol"], "h1", "{line}");
     assert_eq!(line["pipeline"], "direct", "{line}");
+
+    // The metrics carry the protocol too.
+    let m = scrape(&lb).await;
+    let by = |labels: &str| metric(&m, &format!("lb_requests_by_protocol_total{{{labels}}}"));
+    assert_eq!(by("protocol=h2,tls=none"), 1.0, "{m:?}");
+    assert_eq!(by("protocol=h1,tls=none"), 1.0);
+    assert_eq!(by("protocol=h2,tls=TLSv1.3"), 0.0);
 }
 
 #[tokio::test]

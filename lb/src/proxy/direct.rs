@@ -77,7 +77,11 @@ pub(crate) async fn proxy(
             Err(failed) if failed.retry() => continue,
             Err(failed) => {
                 let e = failed.into_error();
-                if !matches!(e.etype(), ErrorType::HTTPStatus(503)) {
+                // A 503 is in the access log; a client's own failure is counted by
+                // `suppress_error_log` when the error reaches pingora.
+                if !matches!(e.etype(), ErrorType::HTTPStatus(503))
+                    && crate::client_errors::Reason::of(&e).is_none()
+                {
                     let req = session.req_header();
                     tracing::error!(
                         error = %e,
@@ -160,12 +164,19 @@ async fn try_backend(
     // `closing` read now, per response: it may have turned on while this request waited.
     response::response_filter(session, &mut resp, ctx, state.is_closing())?;
     let no_body = upstream.is_body_done();
-    session.write_response_header(resp, no_body).await?;
+    // Client-side failures are the client's (`crate::client_errors`), as on the engine path.
+    session
+        .write_response_header(resp, no_body)
+        .await
+        .map_err(|e| e.into_down())?;
     if !no_body {
         loop {
             let chunk = upstream.read_body_bytes().await.map_err(|e| e.into_up())?;
             let done = chunk.is_none() || upstream.is_body_done();
-            session.write_response_body(chunk, done).await?;
+            session
+                .write_response_body(chunk, done)
+                .await
+                .map_err(|e| e.into_down())?;
             if done {
                 break;
             }

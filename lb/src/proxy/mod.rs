@@ -26,6 +26,7 @@ use pingora::{Error, ErrorType, Result};
 
 pub(crate) use ctx::RequestCtx;
 
+use crate::client_errors;
 use crate::errors::{self, LbError};
 use crate::state::LbState;
 
@@ -148,8 +149,14 @@ impl ProxyHttp for LbProxy {
 
     /// The 503 for "no healthy backend" is an expected answer, logged by the access log.
     /// pingora would report a direct-path failure as "Fail to filter request", so the
-    /// direct path logs its own.
+    /// direct path logs its own. What a client got wrong is counted, at DEBUG
+    /// (`crate::client_errors`).
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        if let Some(reason) = client_errors::Reason::of(e) {
+            client_errors::count(reason);
+            tracing::debug!(error = %e, reason = reason.label(), request_id = ?ctx.request_id, "client error");
+            return true;
+        }
         matches!(e.etype(), ErrorType::HTTPStatus(503)) || ctx.direct
     }
 
@@ -164,6 +171,14 @@ impl ProxyHttp for LbProxy {
             }
         };
         if snapshot.config.server.metrics {
+            let downstream = session.as_downstream();
+            let tls = downstream
+                .digest()
+                .and_then(|d| d.ssl_digest.as_deref())
+                .map(|d| access_log::tls_version(&d.version));
+            self.state
+                .metrics
+                .request_protocol(downstream.is_http2(), tls);
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             match ctx.route() {
                 Some(route) => {

@@ -55,10 +55,11 @@ def free_port():
 
 
 PORT = free_port()
+TLS_PORT = next(p for p in iter(free_port, None) if p != PORT)  # the lb's HTTPS port (8443 in the container), so :8443 stays free
 
 
 def compose(*args, timeout=300, check_rc=True, env_extra=None):
-    env = dict(os.environ, SOFTY_PORT=str(PORT))
+    env = dict(os.environ, SOFTY_PORT=str(PORT), SOFTY_TLS_PORT=str(TLS_PORT))
     if env_extra:
         env.update(env_extra)
     cmd = ["docker", "compose", "-p", PROJECT, *COMPOSE_FILES, *args]

@@ -96,7 +96,7 @@ def main():
     pid = os.getpid()
     tag = f"fromsource-{pid}"
     env = dict(os.environ, COMPOSE_PROJECT_NAME=f"softy-src-{pid}", SOFTY_PORT=str(e2e.PORT),
-               SOFTY_TAG=tag)
+               SOFTY_TLS_PORT=str(e2e.TLS_PORT), SOFTY_TAG=tag)
     commit = git("rev-parse", "HEAD")
     passed = False
     with tempfile.TemporaryDirectory() as tmp:

@@ -47,8 +47,7 @@ ROOT = e2e.ROOT
 # Our own project name and host ports; the shared helpers read them from e2e.
 e2e.PROJECT = f"softy-e2e-tls-{os.getpid()}"
 PORT = e2e.PORT
-TLS_PORT = e2e.free_port()
-os.environ["SOFTY_TLS_PORT"] = str(TLS_PORT)  # compose() passes os.environ on
+TLS_PORT = e2e.TLS_PORT  # compose() publishes the lb's :8443 there
 BASE = f"https://localhost:{TLS_PORT}"
 WORK = Path(tempfile.mkdtemp(prefix="softy-e2e-tls-"))
 STATE = {}  # what later scenarios need: "ca" (the CA to verify against), ...

@@ -328,3 +328,42 @@ fn lb_t_checks_the_https_settings() {
         assert!(text.contains(field), "{field} in {text}");
     }
 }
+
+#[tokio::test]
+async fn a_client_leaving_after_alpn_h2_is_counted_not_logged_as_an_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stub = Stub::start("web", "127.0.0.1:0").await;
+    let mut lb = Lb::start(
+        &local_ca_listener("127.0.0.7", &dir.path().join("ca")),
+        &routes(&stub, ""),
+    );
+    lb.wait_ready().await;
+    let addr = tls_addr(&lb, 0).await;
+    // A real TLS client that picks h2 by ALPN, then quits without the h2 preface.
+    let out = tokio::process::Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string(), "-alpn", "h2"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("openssl (deploy/bootstrap.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ALPN protocol: h2"), "{text}");
+    support::eventually(
+        std::time::Duration::from_secs(10),
+        "a protocol error counted",
+        || {
+            let lb = &lb;
+            async move {
+                metric(&scrape(lb).await, "lb_client_errors_total{reason=protocol}") >= 1.0
+            }
+        },
+    )
+    .await;
+    let errors: Vec<String> = lb
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(errors, Vec::<String>::new());
+}

@@ -295,6 +295,23 @@ def scenario_crash():
     log(f"killed replica {victim_host} out of rotation within {took:.1f}s")
 
 
+def scenario_restart():
+    """`docker compose restart backend` under load: Docker stops every replica at once, so
+    for a few seconds no backend is healthy. The lb holds those requests until one is again
+    (upstreams.api.queue_timeout, 10 s by default) instead of answering 503: 0 failed."""
+    compose("up", "-d", "--no-recreate", "--scale", "backend=3", "--wait", timeout=120)
+    wait_for("3 replicas in rotation", lambda: len(replicas_seen(12)) == 3, timeout=30)
+    with Load() as load:
+        time.sleep(1)
+        t0 = time.monotonic()
+        compose("restart", "backend", timeout=120)
+        took = time.monotonic() - t0
+        wait_for("3 replicas in rotation again", lambda: len(replicas_seen(12)) == 3, timeout=30)
+        time.sleep(1)
+    load.report("restart every backend (docker compose restart backend)")
+    log(f"docker compose restart backend took {took:.1f}s")
+
+
 def with_e2e_route(src):
     """The lb config src plus a route that sends /e2e/ to the api pool with its prefix
     stripped, so /e2e/api/hello answers only once the new config is live."""
@@ -393,6 +410,7 @@ SCENARIOS = [
     ("scale_up", scenario_scale_up),
     ("scale_down", scenario_scale_down),
     ("crash", scenario_crash),
+    ("restart", scenario_restart),
     ("reload", scenario_reload),
     ("hardening", scenario_hardening),
     ("down", scenario_down),

@@ -47,6 +47,8 @@ pub(crate) enum RetryReason {
 
 pub(crate) struct Metrics {
     registry: Registry,
+    queue_waiting: IntGaugeVec,
+    queue: IntCounterVec,
     requests: IntCounterVec,
     duration: HistogramVec,
     tries: IntCounterVec,
@@ -72,6 +74,12 @@ pub(crate) struct RouteMetrics {
 
 /// Resolved handles for one pool.
 pub(crate) struct PoolMetrics {
+    /// Requests waiting for a healthy backend now (`lb_queue_waiting`).
+    pub(crate) queue_waiting: IntGauge,
+    /// How waits ended (`lb_queue_total{result}`): served, timeout, full.
+    pub(crate) queue_served: IntCounter,
+    pub(crate) queue_timeout: IntCounter,
+    pub(crate) queue_full: IntCounter,
     duration: Histogram,
     tries: IntCounter,
     retries_connect: IntCounter,
@@ -197,6 +205,24 @@ impl Metrics {
         )
         .expect("valid metric definition");
         register(&registry, tls_handshake_failures.clone());
+        let queue_waiting = IntGaugeVec::new(
+            Opts::new(
+                "lb_queue_waiting",
+                "Requests waiting for a healthy backend of a pool that has none (upstreams.X.queue_timeout).",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric definition");
+        register(&registry, queue_waiting.clone());
+        let queue = IntCounterVec::new(
+            Opts::new(
+                "lb_queue_total",
+                "Requests that waited for a healthy backend, by how the wait ended: served (one became healthy), timeout (503 after queue_timeout), full (503 at once: queue_max were waiting).",
+            ),
+            &["upstream", "result"],
+        )
+        .expect("valid metric definition");
+        register(&registry, queue.clone());
         let client_errors = IntCounterVec::new(
             Opts::new(
                 "lb_client_errors_total",
@@ -232,6 +258,8 @@ impl Metrics {
         );
         Metrics {
             registry,
+            queue_waiting,
+            queue,
             requests,
             duration,
             tries,
@@ -272,6 +300,10 @@ impl Metrics {
                 .with_label_values(&[upstream, result.as_str()])
         };
         PoolMetrics {
+            queue_waiting: self.queue_waiting.with_label_values(&[upstream]),
+            queue_served: self.queue.with_label_values(&[upstream, "served"]),
+            queue_timeout: self.queue.with_label_values(&[upstream, "timeout"]),
+            queue_full: self.queue.with_label_values(&[upstream, "full"]),
             duration: self.duration.with_label_values(&[upstream]),
             tries: self.tries.with_label_values(&[upstream]),
             retries_connect: self.retries.with_label_values(&[upstream, "connect"]),

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +38,11 @@ pub(crate) struct Pool {
     membership_changed: Notify,
     /// Wakes requests waiting in [`Pool::wait_ready`] once the pool is ready.
     became_ready: Notify,
+    /// Wakes requests held in [`Pool::select_or_wait`] after a discovery or health-check
+    /// round that left a backend healthy.
+    backend_available: Notify,
+    /// Requests held in [`Pool::select_or_wait`] now (bounded by `queue_max`).
+    waiting: AtomicUsize,
     /// Resolved metric handles (no label lookups on the hot path).
     pub(crate) metrics: PoolMetrics,
     /// Discovery and check history, per-backend try counts (for `/status`).
@@ -102,6 +107,8 @@ impl Pool {
             ready: AtomicBool::new(false),
             membership_changed: Notify::new(),
             became_ready: Notify::new(),
+            backend_available: Notify::new(),
+            waiting: AtomicUsize::new(0),
             metrics: metrics.pool(name),
             observer,
             tls,
@@ -146,6 +153,58 @@ impl Pool {
                 ready && b.addr.as_inet().is_none_or(|a| !tried.contains(a))
             })
             .or_else(|| self.lb.select(b"", MAX_SELECT_ITERATIONS))
+    }
+
+    /// Like [`Pool::select`], but when no backend is healthy the request waits up to
+    /// `queue_timeout` for one to become healthy (a restart of every replica, a deploy)
+    /// instead of failing at once; at most `queue_max` requests wait, and the rest fail at
+    /// once. `None`: still none (the caller answers 503).
+    pub(crate) async fn select_or_wait(&self, tried: &[SocketAddr]) -> Option<Backend> {
+        if let Some(b) = self.select(tried) {
+            return Some(b);
+        }
+        let limit = self.spec.queue_timeout;
+        if limit.is_zero() {
+            return None;
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.spec.queue_max {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.queue_full.inc();
+            return None;
+        }
+        self.metrics.queue_waiting.inc();
+        let deadline = tokio::time::Instant::now() + limit;
+        let chosen = loop {
+            let available = self.backend_available.notified();
+            tokio::pin!(available);
+            // Register before looking, so a wake-up in between is not lost.
+            available.as_mut().enable();
+            if let Some(b) = self.select(tried) {
+                break Some(b);
+            }
+            if tokio::time::timeout_at(deadline, available).await.is_err() {
+                break self.select(tried);
+            }
+        };
+        self.metrics.queue_waiting.dec();
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match &chosen {
+            Some(_) => self.metrics.queue_served.inc(),
+            None => self.metrics.queue_timeout.inc(),
+        }
+        chosen
+    }
+
+    /// After a discovery or health-check round: let held requests look again if a backend
+    /// is healthy now.
+    fn wake_held_requests(&self) {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let backends = self.lb.backends();
+        if backends.get_backend().iter().any(|b| backends.ready(b)) {
+            self.backend_available.notify_waiters();
+        }
     }
 
     /// Whether the backends are reached over TLS (then only the engine path can reach them:
@@ -222,6 +281,7 @@ impl Pool {
                 tokio::time::sleep(every).await;
                 if let Ok(true) = self.discover().await {
                     self.membership_changed.notify_one();
+                    self.wake_held_requests();
                 }
             }
         };
@@ -235,6 +295,7 @@ impl Pool {
                     _ = self.membership_changed.notified() => {}
                 }
                 self.lb.backends().run_health_check(true).await;
+                self.wake_held_requests();
             }
         };
         tokio::join!(discovery_loop, health_loop);

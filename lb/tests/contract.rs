@@ -166,7 +166,11 @@ async fn error_answers_are_the_same_on_both_paths() {
     let body = format!(
         "routes:\n  - {{ prefix: /down/, upstream: down }}\n  - {{ prefix: /refused/, upstream: refused }}\n  \
          - {{ prefix: /slow/, upstream: slow, strip_prefix: true }}\nupstreams:\n{}{}{}",
-        pool("down", &[down1.to_string(), down2.to_string()], CHECKED),
+        pool(
+            "down",
+            &[down1.to_string(), down2.to_string()],
+            &format!("{CHECKED}    queue_timeout: 0s\n"),
+        ),
         pool("refused", &[refused.to_string()], "    retries: 1\n"),
         pool(
             "slow",

@@ -132,7 +132,7 @@ async fn nxdomain_means_scaled_to_zero() {
     let port = _stub.addr.port();
     let dns = DnsServer::start(Answer::Records(vec![ip])).await;
     let body = format!(
-        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ dns: \"app.test:{port}\", interval: 300ms, resolver: \"{}\" }}\n",
+        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ dns: \"app.test:{port}\", interval: 300ms, resolver: \"{}\" }}\n    queue_timeout: 0s\n",
         dns.addr
     );
     let mut lb = Lb::start("", &body);

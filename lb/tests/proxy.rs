@@ -169,7 +169,7 @@ async fn all_backends_down_is_503_with_retry_after() {
     );
     let body = format!(
         "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [\"{dead1}\", \"{dead2}\"] }}\n    \
-         health_check: {{ path: /ready, interval: 200ms, timeout: 200ms }}\n    timeouts: {{ connect: 5s }}\n"
+         health_check: {{ path: /ready, interval: 200ms, timeout: 200ms }}\n    timeouts: {{ connect: 5s }}\n    queue_timeout: 0s\n"
     );
     let mut lb = Lb::start("", &body);
     lb.wait_ready().await;

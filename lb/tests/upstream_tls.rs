@@ -180,7 +180,7 @@ fn upstream(name: &str, backends: &[&TlsBackend], extra: &str, tls: &str) -> Str
 }
 
 const FAST_CHECK: &str =
-    "    health_check: { interval: 200ms, timeout: 500ms, unhealthy_after: 1 }\n";
+    "    health_check: { interval: 200ms, timeout: 500ms, unhealthy_after: 1 }\n    queue_timeout: 0s\n";
 
 /// GET `url` with `x-request-id: id`: (status, JSON body or Null).
 async fn get(url: &str, id: &str) -> (u16, serde_json::Value) {

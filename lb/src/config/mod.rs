@@ -53,6 +53,12 @@ pub(crate) mod defaults {
     /// otherwise fail on a dead socket).
     pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
     pub(crate) const HTTPS_PORT: u16 = 443;
+    /// Covers a replica restart (drain, stop, start, first passing check) in the compose
+    /// stack, and is well below clients' usual 30 s+ timeouts.
+    pub(crate) const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+    pub(crate) const QUEUE_TIMEOUT_MAX: Duration = Duration::from_secs(60);
+    /// Waiting requests hold a connection and a task each, and little else.
+    pub(crate) const QUEUE_MAX: usize = 1024;
     /// One year: what browsers' HSTS preload lists ask for.
     pub(crate) const HSTS_MAX_AGE: Duration = Duration::from_secs(31_536_000);
     /// Never redirected to HTTPS: an ACME CA checks http-01 challenges over plain HTTP.
@@ -182,6 +188,11 @@ pub(crate) struct UpstreamSpec {
     pub(crate) selection: Selection,
     pub(crate) health_check: Option<HealthCheckSpec>,
     pub(crate) retries: usize,
+    /// How long a request waits for a healthy backend when the pool has none (zero:
+    /// answer 503 at once).
+    pub(crate) queue_timeout: Duration,
+    /// How many requests may wait so at once; more are answered 503 at once.
+    pub(crate) queue_max: usize,
     pub(crate) timeouts: Timeouts,
     /// `Host` header sent upstream instead of the client's.
     pub(crate) host: Option<String>,

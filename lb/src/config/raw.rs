@@ -96,6 +96,8 @@ pub(crate) struct RawUpstream {
     pub(crate) selection: Option<String>,
     pub(crate) health_check: Option<RawHealthCheck>,
     pub(crate) retries: Option<i64>,
+    pub(crate) queue_timeout: Option<Value>,
+    pub(crate) queue_max: Option<i64>,
     #[serde(default)]
     pub(crate) timeouts: RawTimeouts,
     pub(crate) host: Option<String>,

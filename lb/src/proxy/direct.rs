@@ -71,7 +71,7 @@ pub(crate) async fn proxy(
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route on direct path"))?;
     pool.wait_ready_for_request().await;
     loop {
-        let addr = upstream::choose_backend(ctx)?;
+        let addr = upstream::choose_backend(ctx).await?;
         match try_backend(session, ctx, &pool, addr, state).await {
             Ok(()) => return Ok(()),
             Err(failed) if failed.retry() => continue,

@@ -68,7 +68,7 @@ impl ProxyHttp for LbProxy {
         if let Some(pool) = ctx.pool().filter(|p| !p.is_ready()).cloned() {
             pool.wait_ready_for_request().await;
         }
-        upstream::upstream_peer(ctx)
+        upstream::upstream_peer(ctx).await
     }
 
     async fn upstream_request_filter(

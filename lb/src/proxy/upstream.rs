@@ -13,13 +13,15 @@ use crate::errors::LbError;
 use service_kit::request_id;
 
 /// Round robin over healthy backends, avoiding ones this request already tried. No healthy
-/// backend → 503 at once (not retryable). The choice is recorded as this request's next try.
-pub(crate) fn choose_backend(ctx: &mut RequestCtx) -> Result<SocketAddr> {
+/// backend → wait up to the pool's `queue_timeout` for one, then 503 (not retryable). The choice is recorded as this request's next try.
+pub(crate) async fn choose_backend(ctx: &mut RequestCtx) -> Result<SocketAddr> {
     let pool = ctx
         .pool()
+        .cloned()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
     let backend = pool
-        .select(ctx.tried())
+        .select_or_wait(ctx.tried())
+        .await
         .ok_or_else(|| LbError::NoHealthyBackend.into_error("no healthy backend"))?;
     let addr = *backend
         .addr
@@ -34,10 +36,10 @@ pub(crate) fn choose_backend(ctx: &mut RequestCtx) -> Result<SocketAddr> {
 
 /// The engine path's peer: [`choose_backend`]'s choice, or the same backend again after a
 /// stale reused connection (`super::failover`).
-pub(crate) fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+pub(crate) async fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     let addr = match ctx.reconnect_to.take() {
         Some(addr) => addr,
-        None => choose_backend(ctx)?,
+        None => choose_backend(ctx).await?,
     };
     let pool = ctx
         .pool()

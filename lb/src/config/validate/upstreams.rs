@@ -62,6 +62,19 @@ fn upstream(errs: &mut Errors, path: &str, raw: &RawUpstream) -> UpstreamSpec {
             0,
             Some(defaults::MAX_RETRIES as i64),
         ),
+        queue_timeout: errs.duration_up_to(
+            &format!("{path}.queue_timeout"),
+            raw.queue_timeout.as_ref(),
+            defaults::QUEUE_TIMEOUT,
+            defaults::QUEUE_TIMEOUT_MAX,
+        ),
+        queue_max: errs.count(
+            &format!("{path}.queue_max"),
+            raw.queue_max,
+            defaults::QUEUE_MAX,
+            1,
+            Some(1_000_000),
+        ),
         timeouts: timeouts(errs, &format!("{path}.timeouts"), &raw.timeouts),
         host: raw.host.clone(),
         tls: raw
@@ -166,6 +179,8 @@ mod tests {
                     selection: Selection::RoundRobin,
                     health_check: None,
                     retries: 2,
+                    queue_timeout: Duration::from_secs(10),
+                    queue_max: 1024,
                     timeouts: Timeouts {
                         connect: Duration::from_secs(1),
                         read: Duration::from_secs(30),

@@ -295,6 +295,31 @@ def scenario_crash():
     log(f"killed replica {victim_host} out of rotation within {took:.1f}s")
 
 
+def admin(path):
+    cid = compose("ps", "-q", "lb").stdout.split()
+    check(len(cid) == 1, f"expected one lb container, got {cid}")
+    ip = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                cid[0]).split()[0]
+    conn = http.client.HTTPConnection(ip, 9901, timeout=5)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        check(resp.status == 200, f"admin {path}: {resp.status} {body[:200]}")
+        return body
+    finally:
+        conn.close()
+
+
+def metric(name, labels=""):
+    """One sample of the lb's /metrics, e.g. metric("lb_config_reloads_total", 'result="failure"')."""
+    want = f"{name}{{{labels}}}" if labels else name
+    for line in admin("/metrics").splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[-1])
+    raise Failed(f"no sample {want} in /metrics")
+
+
 def scenario_restart():
     """`docker compose restart backend` under load: Docker stops every replica at once, so
     for a few seconds no backend is healthy. The lb holds those requests until one is again
@@ -309,6 +334,10 @@ def scenario_restart():
         wait_for("3 replicas in rotation again", lambda: len(replicas_seen(12)) == 3, timeout=30)
         time.sleep(1)
     load.report("restart every backend (docker compose restart backend)")
+    # The hold was what carried it: requests did wait for a replica to come back.
+    served = metric("lb_queue_total", 'result="served",upstream="api"')
+    check(served > 0, f"no request was held (lb_queue_total served={served})")
+    RESULTS.append(f"restart: {served:.0f} requests held until a replica was healthy again")
     log(f"docker compose restart backend took {took:.1f}s")
 
 

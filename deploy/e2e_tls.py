@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 import e2e
-from e2e import RESULTS, Failed, check, compose, docker, log, replicas_seen, wait_for
+from e2e import RESULTS, Failed, admin, check, compose, docker, log, metric, replicas_seen, wait_for
 
 ROOT = e2e.ROOT
 # Our own project name and host ports; the shared helpers read them from e2e.
@@ -163,31 +163,6 @@ def access_line(request_id):
     def find():
         return next((a for a in access_lines() if a.get("request_id") == request_id), None)
     return wait_for(f"the access-log line of {request_id}", find, timeout=10, interval=0.3)[0]
-
-
-def admin(path):
-    cid = compose("ps", "-q", "lb").stdout.split()
-    check(len(cid) == 1, f"expected one lb container, got {cid}")
-    ip = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-                cid[0]).split()[0]
-    conn = http.client.HTTPConnection(ip, 9901, timeout=5)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        body = resp.read().decode()
-        check(resp.status == 200, f"admin {path}: {resp.status} {body[:200]}")
-        return body
-    finally:
-        conn.close()
-
-
-def metric(name, labels=""):
-    """One sample of the lb's /metrics, e.g. metric("lb_config_reloads_total", 'result="failure"')."""
-    want = f"{name}{{{labels}}}" if labels else name
-    for line in admin("/metrics").splitlines():
-        if line.startswith(want + " "):
-            return float(line.split()[-1])
-    raise Failed(f"no sample {want} in /metrics")
 
 
 # --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ use service_kit::request_id;
 pub(crate) enum LbError {
     BadRequest,
     NoRoute,
+    PayloadTooLarge,
     Internal,
     BadGateway,
     NoHealthyBackend,
@@ -29,6 +30,7 @@ impl LbError {
         match self {
             LbError::BadRequest => 400,
             LbError::NoRoute => 404,
+            LbError::PayloadTooLarge => 413,
             LbError::Internal => 500,
             LbError::BadGateway => 502,
             LbError::NoHealthyBackend => 503,
@@ -41,6 +43,7 @@ impl LbError {
         match self {
             LbError::BadRequest => "bad request",
             LbError::NoRoute => "no route for this path",
+            LbError::PayloadTooLarge => "request body too large",
             LbError::Internal => "internal error",
             LbError::BadGateway => "bad gateway",
             LbError::NoHealthyBackend => "no healthy backend available",
@@ -56,6 +59,7 @@ impl LbError {
         Some(match e.etype() {
             HTTPStatus(400) => LbError::BadRequest,
             HTTPStatus(404) => LbError::NoRoute,
+            HTTPStatus(413) => LbError::PayloadTooLarge,
             HTTPStatus(500) => LbError::Internal,
             HTTPStatus(502) => LbError::BadGateway,
             HTTPStatus(503) => LbError::NoHealthyBackend,

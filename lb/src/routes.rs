@@ -10,6 +10,8 @@ pub(crate) struct Route {
     pub(crate) strip_prefix: bool,
     /// `Strict-Transport-Security` for responses over TLS, made once per snapshot.
     pub(crate) hsts: Option<http::HeaderValue>,
+    /// Largest request body accepted (413 beyond it).
+    pub(crate) max_body_size: u64,
     pub(crate) pool: Arc<Pool>,
     /// `lb_requests_total` handles for this route, resolved when the snapshot was built.
     pub(crate) metrics: RouteMetrics,

@@ -74,6 +74,7 @@ impl Snapshot {
             .map(|r| Route {
                 prefix: r.prefix.clone(),
                 strip_prefix: r.strip_prefix,
+                max_body_size: r.max_body_size,
                 hsts: r
                     .hsts
                     .as_ref()

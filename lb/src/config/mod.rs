@@ -53,6 +53,9 @@ pub(crate) mod defaults {
     /// otherwise fail on a dead socket).
     pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
     pub(crate) const HTTPS_PORT: u16 = 443;
+    /// 10 MiB: API calls and form posts fit; a client cannot stream gigabytes at a
+    /// backend. nginx's `client_max_body_size` is 1 MiB; raise it per route for uploads.
+    pub(crate) const MAX_BODY_SIZE: u64 = 10 << 20;
     /// Covers a replica restart (drain, stop, start, first passing check) in the compose
     /// stack, and is well below clients' usual 30 s+ timeouts.
     pub(crate) const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -180,6 +183,8 @@ pub(crate) struct RouteSpec {
     pub(crate) strip_prefix: bool,
     /// The route's own `hsts`, else `server.hsts`; `None`: no header.
     pub(crate) hsts: Option<Hsts>,
+    /// Largest request body accepted, in bytes (413 beyond it).
+    pub(crate) max_body_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

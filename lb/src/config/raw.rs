@@ -87,6 +87,8 @@ pub(crate) struct RawRoute {
     pub(crate) strip_prefix: bool,
     /// `false`, `true` (the defaults) or a `RawHsts` mapping: checked by `validate`.
     pub(crate) hsts: Option<Value>,
+    /// Bytes: a number, or a string such as `10MiB`.
+    pub(crate) max_body_size: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,6 +28,8 @@ pub(crate) struct RequestCtx {
     pub(crate) response_started: bool,
     /// The request came over TLS (HSTS is sent on such responses only).
     pub(crate) tls: bool,
+    /// Request body bytes read so far (held to the route's `max_body_size`).
+    pub(crate) body_bytes: u64,
     /// Proxied by the direct path (`super::direct`), which logs its own failures.
     pub(crate) direct: bool,
     /// A stale reused connection was already sent again (once per request, see
@@ -49,6 +51,7 @@ impl RequestCtx {
             tries: 0,
             response_started: false,
             tls: false,
+            body_bytes: 0,
             direct: false,
             reconnected: false,
             reconnect_to: None,

@@ -60,6 +60,16 @@ impl ProxyHttp for LbProxy {
         Ok(true)
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        request::request_body_filter(body.as_ref(), ctx)
+    }
+
     async fn upstream_peer(
         &self,
         _session: &mut Session,

@@ -31,14 +31,57 @@ pub(crate) async fn request_filter(
         }
     }
     let req = session.req_header();
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400 (h2 has :authority,
+    // HTTP/1.0 may go without).
+    if req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST) {
+        ctx.snapshot = Some(snapshot);
+        errors::respond(session, LbError::BadRequest, &ctx.request_id, false).await?;
+        return Ok(true);
+    }
     ctx.route = snapshot.routes.lookup(req.uri.path());
+    let too_large = ctx.route.is_some_and(|i| {
+        declared_length(session).is_some_and(|n| n > snapshot.routes.get(i).max_body_size)
+    });
     ctx.snapshot = Some(snapshot);
     if ctx.route.is_none() {
         let keepalive = !has_body(session);
         errors::respond(session, LbError::NoRoute, &ctx.request_id, keepalive).await?;
         return Ok(true);
     }
+    if too_large {
+        // Refused before any backend is contacted; the body is not read, so the
+        // connection closes after the answer.
+        errors::respond(session, LbError::PayloadTooLarge, &ctx.request_id, false).await?;
+        return Ok(true);
+    }
     Ok(false)
+}
+
+/// The body length a request declares (`Content-Length`); pingora has already refused
+/// a malformed or conflicting one.
+fn declared_length(session: &Session) -> Option<u64> {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Engine path, per body chunk: a body (chunked, or longer than declared) that passes the
+/// route's `max_body_size` is cut there and answered 413 (if no response has started).
+pub(crate) fn request_body_filter(body: Option<&bytes::Bytes>, ctx: &mut RequestCtx) -> Result<()> {
+    let Some(chunk) = body else { return Ok(()) };
+    ctx.body_bytes += chunk.len() as u64;
+    match ctx.route() {
+        Some(route) if ctx.body_bytes > route.max_body_size => {
+            Err(LbError::PayloadTooLarge.into_error("request body over max_body_size"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether the request may carry a body we did not read (then the connection is closed

@@ -1,0 +1,124 @@
+//! Request limits answered by the lb with its own JSON: a body over the route's
+//! `max_body_size` (413 before any backend is contacted when `Content-Length` says so, and
+//! cut when a chunked body passes it), and an HTTP/1.1 request without `Host` (400).
+
+mod support;
+
+use support::{access_line, Lb, Stub};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn body(stub: &Stub) -> String {
+    format!(
+        "routes:\n  - {{ prefix: /, upstream: web }}\n  - {{ prefix: /upload/, upstream: web, max_body_size: 1KiB }}\nupstreams:\n  web: {{ discovery: {{ static: [\"{}\"] }} }}\n",
+        stub.addr
+    )
+}
+
+/// Send raw bytes and read the whole answer (the lb closes after these answers).
+async fn exchange(lb: &Lb, request: &[u8]) -> String {
+    let mut conn = TcpStream::connect(("127.0.0.1", lb.port))
+        .await
+        .expect("connect");
+    conn.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn json_of(answer: &str) -> serde_json::Value {
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused_before_the_backend() {
+    let stub = Stub::start("web", "127.0.0.1:0").await;
+    let mut lb = Lb::start("", &body(&stub));
+    lb.wait_ready().await;
+
+    let answer = exchange(
+        &lb,
+        b"POST /upload/x HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: big-1\r\nContent-Length: 2000\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let json = json_of(&answer);
+    assert_eq!(json["error"], "request body too large", "{answer}");
+    assert_eq!(json["request_id"], "big-1");
+    assert_eq!(stub.hits(), 0, "no backend was contacted");
+    assert_eq!(access_line(&lb, "big-1").await["status"], 413);
+
+    // At the limit it passes; other routes keep the 10 MiB default.
+    let mut ok = b"POST /upload/x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n".to_vec();
+    ok.extend(std::iter::repeat_n(b'x', 1024));
+    assert!(exchange(&lb, &ok).await.starts_with("HTTP/1.1 200"));
+    let mut other =
+        b"POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    other.extend(std::iter::repeat_n(b'x', 4096));
+    assert!(exchange(&lb, &other).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_cut_where_it_passes_the_limit() {
+    let stub = Stub::start("web", "127.0.0.1:0").await;
+    let mut lb = Lb::start("", &body(&stub));
+    lb.wait_ready().await;
+    // The backend answers only after 2 s, so the cut comes before any response.
+    let mut req = b"POST /upload/slow?ms=2000 HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: chunked-1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        req.extend_from_slice(b"200\r\n");
+        req.extend(std::iter::repeat_n(b'y', 0x200));
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let answer = exchange(&lb, &req).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(json_of(&answer)["error"], "request body too large");
+    assert_eq!(access_line(&lb, "chunked-1").await["status"], 413);
+}
+
+#[tokio::test]
+async fn http11_without_host_is_a_400_and_http10_is_served() {
+    let stub = Stub::start("web", "127.0.0.1:0").await;
+    let mut lb = Lb::start("", &body(&stub));
+    lb.wait_ready().await;
+
+    let answer = exchange(&lb, b"GET /x HTTP/1.1\r\nX-Request-Id: nohost-1\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(json_of(&answer)["error"], "bad request");
+    assert_eq!(json_of(&answer)["request_id"], "nohost-1");
+    assert_eq!(stub.hits(), 0);
+
+    let answer = exchange(&lb, b"GET /x HTTP/1.0\r\n\r\n").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn max_body_size_is_checked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("lb.yaml");
+    std::fs::write(
+        &path,
+        "version: 1\nroutes:\n  - { prefix: /, upstream: web, max_body_size: 10MB }\n  - { prefix: /a/, upstream: web, max_body_size: 0 }\nupstreams:\n  web: { discovery: { static: [\"127.0.0.1:1\"] } }\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(support::lb::bin())
+        .args(["-t", "-c", path.to_str().expect("path")])
+        .output()
+        .expect("lb -t");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("routes[0].max_body_size: \"10MB\" is not a size"),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes[1].max_body_size: 0 is not a size"),
+        "{text}"
+    );
+}

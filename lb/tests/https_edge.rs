@@ -6,7 +6,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 use support::{access_line, metric, scrape, tls_addr, Lb, Stub};
 
@@ -305,20 +304,10 @@ async fn without_h2c_prior_knowledge_is_not_spoken() {
 
 #[test]
 fn lb_t_checks_the_https_settings() {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("lb.yaml");
-    std::fs::write(
-        &path,
+    let (code, text) = support::lb::check_text(
         "version: 1\nserver:\n  https_redirect: { port: 0 }\n  hsts: { max_age: 1d, preload: true }\n  tls_listen:\n    - address: \"127.0.0.1:0\"\n      certificates: [ { local_ca: /tmp/x } ]\nroutes:\n  - { prefix: /, upstream: web, hsts: maybe }\nupstreams:\n  web: { discovery: { static: [\"127.0.0.1:1\"] } }\n",
-    )
-    .expect("write");
-    let out = Command::new(support::lb::bin())
-        .args(["-t", "-c", path.to_str().expect("path")])
-        .output()
-        .expect("lb -t");
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    );
+    assert_eq!(code, Some(2), "{text}");
     for field in [
         "server.https_redirect.port:",
         "server.hsts.preload:",

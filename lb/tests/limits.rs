@@ -100,19 +100,10 @@ async fn http11_without_host_is_a_400_and_http10_is_served() {
 
 #[test]
 fn max_body_size_is_checked() {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("lb.yaml");
-    std::fs::write(
-        &path,
+    let (code, text) = support::lb::check_text(
         "version: 1\nroutes:\n  - { prefix: /, upstream: web, max_body_size: 10MB }\n  - { prefix: /a/, upstream: web, max_body_size: 0 }\nupstreams:\n  web: { discovery: { static: [\"127.0.0.1:1\"] } }\n",
-    )
-    .expect("write");
-    let out = std::process::Command::new(support::lb::bin())
-        .args(["-t", "-c", path.to_str().expect("path")])
-        .output()
-        .expect("lb -t");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    );
+    assert_eq!(code, Some(2), "{text}");
     assert!(
         text.contains("routes[0].max_body_size: \"10MB\" is not a size"),
         "{text}"

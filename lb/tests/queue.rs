@@ -114,22 +114,11 @@ async fn beyond_queue_max_the_503_comes_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_settings_are_checked() {
     let app = Stub::start("app", "127.0.0.1:0").await;
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("lb.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\n{}",
-            body(&app, "    queue_timeout: 2m\n    queue_max: 0\n")
-        ),
-    )
-    .expect("write");
-    let out = std::process::Command::new(support::lb::bin())
-        .args(["-t", "-c", path.to_str().expect("path")])
-        .output()
-        .expect("lb -t");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    let (code, text) = support::lb::check_text(&format!(
+        "version: 1\n{}",
+        body(&app, "    queue_timeout: 2m\n    queue_max: 0\n")
+    ));
+    assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("upstreams.app.queue_timeout: "), "{text}");
     assert!(
         text.contains("upstreams.app.queue_max: 0 must be at least 1"),

@@ -15,6 +15,21 @@ pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lb")
 }
 
+/// `lb -t` on a config file holding `text`: the exit code and what it printed.
+pub(crate) fn check_text(text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("lb.yaml");
+    std::fs::write(&path, text).expect("write config");
+    let out = Command::new(bin())
+        .args(["-t", "-c"])
+        .arg(&path)
+        .output()
+        .expect("lb -t");
+    let printed =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code(), printed)
+}
+
 pub(crate) struct Lb {
     child: Child,
     /// The proxy's bound port.

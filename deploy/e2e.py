@@ -214,10 +214,33 @@ def backend_containers():
 # --------------------------------------------------------------------------
 # Scenarios. Each is a function; they run in this order and share the stack.
 
-def scenario_up():
+def compose_up():
+    """`docker compose up --wait` for the whole stack; the seconds until every service was
+    healthy."""
     t0 = time.monotonic()
     compose("up", "-d", "--wait", "--wait-timeout", "120", timeout=180)
-    took = time.monotonic() - t0
+    return time.monotonic() - t0
+
+
+def dynamic_content(url, *flags):
+    """The text of the page's #dynamic-content in headless Chromium once its scripts ran
+    (the AJAX call fills it in); `flags` go to Chromium as they are."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    check(chromium, "chromium is not installed (deploy/bootstrap.sh installs it)")
+    with tempfile.TemporaryDirectory() as profile:
+        res = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             *flags, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
+             url],
+            capture_output=True, text=True, timeout=120)
+    m = re.search(r'<h1[^>]*id="dynamic-content"[^>]*>(.*?)</h1>', res.stdout, re.S)
+    check(m, f"the page has no #dynamic-content: {res.stdout[:500]} {res.stderr[-500:]}")
+    return re.sub(r"<[^>]+>", "", m.group(1)).strip()
+
+
+def scenario_up():
+    took = compose_up()
     RESULTS.append(f"up: healthy in {took:.1f}s (docker compose up --wait)")
     log(f"stack healthy in {took:.1f}s on port {PORT}")
     check_hello_and_page()
@@ -232,18 +255,7 @@ def check_hello_and_page():
     check(status == 200 and b'id="dynamic-content"' in body, f"/: {status} {body[:200]!r}")
     check(headers.get("content-type", "").startswith("text/html"), f"/ type: {headers}")
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    check(chromium, "chromium is not installed (deploy/bootstrap.sh installs it)")
-    with tempfile.TemporaryDirectory() as profile:
-        res = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
-             f"http://127.0.0.1:{PORT}/"],
-            capture_output=True, text=True, timeout=120)
-    m = re.search(r'<h1[^>]*id="dynamic-content"[^>]*>(.*?)</h1>', res.stdout, re.S)
-    check(m, f"the page has no #dynamic-content: {res.stdout[:500]} {res.stderr[-500:]}")
-    text = re.sub(r"<[^>]+>", "", m.group(1)).strip()
+    text = dynamic_content(f"http://127.0.0.1:{PORT}/")
     check(text == "Hello, World!", f"#dynamic-content reads {text!r}, not 'Hello, World!'")
     log("chromium shows Hello, World! in #dynamic-content")
 

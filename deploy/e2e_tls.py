@@ -239,18 +239,7 @@ def chromium_page(url, spki):
     """#dynamic-content of the page in headless Chromium, which accepts exactly the
     served leaf's key (--ignore-certificate-errors-spki-list): a headless Chromium has
     no trust store we can add a CA to without NSS tools."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    check(chromium, "chromium is not installed (deploy/bootstrap.sh installs it)")
-    with tempfile.TemporaryDirectory() as profile:
-        res = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--ignore-certificate-errors-spki-list={spki}",
-             f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", url],
-            capture_output=True, text=True, timeout=120)
-    m = re.search(r'<h1[^>]*id="dynamic-content"[^>]*>(.*?)</h1>', res.stdout, re.S)
-    check(m, f"the page has no #dynamic-content: {res.stdout[:500]} {res.stderr[-500:]}")
-    return re.sub(r"<[^>]+>", "", m.group(1)).strip()
+    return e2e.dynamic_content(url, f"--ignore-certificate-errors-spki-list={spki}")
 
 
 # --------------------------------------------------------------------------
@@ -258,9 +247,7 @@ def chromium_page(url, spki):
 
 def scenario_up():
     """The stack as shipped: healthy, and HTTPS verified against its own CA."""
-    t0 = time.monotonic()
-    compose("up", "-d", "--wait", "--wait-timeout", "120", timeout=180)
-    took = time.monotonic() - t0
+    took = e2e.compose_up()
     RESULTS.append(f"up: healthy in {took:.1f}s, https on port {TLS_PORT}")
     log(f"stack healthy in {took:.1f}s: http {PORT}, https {TLS_PORT}")
     STATE["ca"] = default_ca()

@@ -51,6 +51,7 @@ pub(crate) fn issue(dir: &Path, names: &[String], now: i64) -> Result<Issued, St
     let (ca_pem, ca_key_pem) = ca(dir, now)?;
     let ca_key = KeyPair::from_pem(&ca_key_pem)
         .map_err(|e| format!("{}: not a private key: {e}", path(dir, CA_KEY)))?;
+    check_pair(&ca_pem, &ca_key, &dir.join(CA_CERT), now)?;
     let ca_params = CertificateParams::from_ca_cert_pem(&ca_pem)
         .map_err(|e| format!("{}: not a CA certificate: {e}", path(dir, CA_CERT)))?;
     let ca_not_after = ca_params.not_after;
@@ -84,7 +85,8 @@ pub(crate) fn issue(dir: &Path, names: &[String], now: i64) -> Result<Issued, St
     })
 }
 
-/// The CA's certificate and key (PEM), made first if `dir` has none.
+/// The CA's certificate and key (PEM), made first if `dir` has none; [`issue`] checks
+/// that they belong together.
 fn ca(dir: &Path, now: i64) -> Result<(String, String), String> {
     if !dir.exists() {
         fs::DirBuilder::new()
@@ -108,9 +110,7 @@ fn ca(dir: &Path, now: i64) -> Result<(String, String), String> {
     let read = |p: &PathBuf| {
         fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
     };
-    let (cert, key) = (read(&cert_path)?, read(&key_path)?);
-    check_pair(&cert, &key, &cert_path, now)?;
-    Ok((cert, key))
+    Ok((read(&cert_path)?, read(&key_path)?))
 }
 
 /// Another process published the key and is about to publish the certificate.
@@ -129,13 +129,7 @@ fn wait_for_peer(cert_path: &Path) -> Result<(), String> {
 }
 
 /// The stored pair belongs together and the CA is valid now.
-fn check_pair(cert_pem: &str, key_pem: &str, cert_path: &Path, now: i64) -> Result<(), String> {
-    let key = KeyPair::from_pem(key_pem).map_err(|e| {
-        format!(
-            "{}: not a private key: {e}",
-            cert_path.with_file_name(CA_KEY).display()
-        )
-    })?;
+fn check_pair(cert_pem: &str, key: &KeyPair, cert_path: &Path, now: i64) -> Result<(), String> {
     let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
         .map_err(|e| format!("{}: not a PEM certificate: {e}", cert_path.display()))?;
     let (_, x509) = x509_parser::parse_x509_certificate(&der)

@@ -27,16 +27,37 @@ use super::ctx::RequestCtx;
 use crate::json_line::{push_ip, push_num, push_socket_addr, str_field, write_timestamp};
 use crate::line_buffer;
 
+/// What the client spoke: h2 or not, and the TLS version (`None` on plaintext).
+#[derive(Clone, Copy)]
+pub(crate) struct Spoken<'a> {
+    pub(crate) h2: bool,
+    pub(crate) tls_version: Option<&'a str>,
+}
+
+impl<'a> Spoken<'a> {
+    pub(crate) fn of(session: &'a Session) -> Self {
+        let downstream = session.as_downstream();
+        Spoken {
+            h2: downstream.is_http2(),
+            tls_version: downstream
+                .digest()
+                .and_then(|d| d.ssl_digest.as_deref())
+                .map(|d| tls_version(&d.version)),
+        }
+    }
+}
+
 pub(crate) fn log(
     session: &Session,
     error: Option<&Error>,
     ctx: &RequestCtx,
+    spoken: Spoken<'_>,
     flush_after: Duration,
 ) {
     if !tracing::enabled!(target: "access", Level::INFO) {
         return;
     }
-    let line = Line::new(session, error, ctx);
+    let line = Line::new(session, error, ctx, spoken);
     match logging::format() {
         Some(LogFormat::Json) => {
             line_buffer::write_line(flush_after, |buf| line.to_json(buf, SystemTime::now()));
@@ -67,7 +88,12 @@ struct Line<'a> {
 }
 
 impl<'a> Line<'a> {
-    fn new(session: &'a Session, error: Option<&Error>, ctx: &'a RequestCtx) -> Self {
+    fn new(
+        session: &'a Session,
+        error: Option<&Error>,
+        ctx: &'a RequestCtx,
+        spoken: Spoken<'a>,
+    ) -> Self {
         let req = session.req_header();
         let route = ctx.route();
         let downstream = session.as_downstream();
@@ -88,11 +114,8 @@ impl<'a> Line<'a> {
             bytes_in: downstream.body_bytes_read(),
             bytes_out: downstream.body_bytes_sent(),
             pipeline: if ctx.direct { "direct" } else { "engine" },
-            protocol: if downstream.is_http2() { "h2" } else { "h1" },
-            tls_version: downstream
-                .digest()
-                .and_then(|d| d.ssl_digest.as_deref())
-                .map(|d| tls_version(&d.version)),
+            protocol: if spoken.h2 { "h2" } else { "h1" },
+            tls_version: spoken.tls_version,
             error: error.map(|e| e.etype().as_str()),
         }
     }
@@ -180,7 +203,7 @@ impl<'a> Line<'a> {
 }
 
 /// rustls names versions after its enum (`TLSv1_3`); the log says them as people write them.
-pub(crate) fn tls_version(v: &str) -> &str {
+fn tls_version(v: &str) -> &str {
     match v {
         "TLSv1_3" => "TLSv1.3",
         "TLSv1_2" => "TLSv1.2",

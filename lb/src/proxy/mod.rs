@@ -180,15 +180,12 @@ impl ProxyHttp for LbProxy {
                 &fallback
             }
         };
+        // Read once, for both the metrics and the access line.
+        let spoken = access_log::Spoken::of(session);
         if snapshot.config.server.metrics {
-            let downstream = session.as_downstream();
-            let tls = downstream
-                .digest()
-                .and_then(|d| d.ssl_digest.as_deref())
-                .map(|d| access_log::tls_version(&d.version));
             self.state
                 .metrics
-                .request_protocol(downstream.is_http2(), tls);
+                .request_protocol(spoken.h2, spoken.tls_version);
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             match ctx.route() {
                 Some(route) => {
@@ -200,7 +197,13 @@ impl ProxyHttp for LbProxy {
             }
         }
         if snapshot.config.server.access_log {
-            access_log::log(session, e, ctx, snapshot.config.server.access_log_flush);
+            access_log::log(
+                session,
+                e,
+                ctx,
+                spoken,
+                snapshot.config.server.access_log_flush,
+            );
         }
     }
 }

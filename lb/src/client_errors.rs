@@ -24,15 +24,36 @@ pub(crate) enum Reason {
     Write,
     /// The client broke the protocol (a bad h2 frame, a malformed body).
     Protocol,
+    /// The request head took longer than `client_timeouts.request_head` (408).
+    HeadTimeout,
+    /// The request body took longer than `client_timeouts.request_body` (408).
+    BodyTimeout,
+    /// Not an HTTP/1 request head (400).
+    Malformed,
+    /// Framing or authority two parsers could read differently: smuggling-shaped (400).
+    Ambiguous,
+    /// The request target is over `request_limits.uri_length` (414).
+    UriTooLong,
+    /// The head is over `request_limits.head_size` or `request_limits.headers` (431).
+    HeadTooLarge,
+    /// CONNECT, which a reverse proxy does not serve (405).
+    Connect,
 }
 
 impl Reason {
-    pub(crate) const ALL: [Reason; 5] = [
+    pub(crate) const ALL: [Reason; 12] = [
         Reason::RequestHead,
         Reason::Closed,
         Reason::Read,
         Reason::Write,
         Reason::Protocol,
+        Reason::HeadTimeout,
+        Reason::BodyTimeout,
+        Reason::Malformed,
+        Reason::Ambiguous,
+        Reason::UriTooLong,
+        Reason::HeadTooLarge,
+        Reason::Connect,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -42,24 +63,36 @@ impl Reason {
             Reason::Read => "read",
             Reason::Write => "write",
             Reason::Protocol => "protocol",
+            Reason::HeadTimeout => "head_timeout",
+            Reason::BodyTimeout => "body_timeout",
+            Reason::Malformed => "malformed",
+            Reason::Ambiguous => "ambiguous",
+            Reason::UriTooLong => "uri_too_long",
+            Reason::HeadTooLarge => "head_too_large",
+            Reason::Connect => "connect",
         }
     }
 
     /// The client's part of a final proxy error; `None` when the lb or a backend caused it.
     pub(crate) fn of(e: &Error) -> Option<Reason> {
+        if matches!(e.etype(), ErrorType::HTTPStatus(408)) {
+            return Some(Reason::BodyTimeout);
+        }
         if *e.esource() != ErrorSource::Downstream {
             return None;
         }
         Some(match e.etype() {
             ErrorType::ConnectionClosed => Reason::Closed,
-            ErrorType::ReadError | ErrorType::ReadTimedout => Reason::Read,
+            // Request heads are read by `crate::downstream`; pingora reads only bodies.
+            ErrorType::ReadTimedout => Reason::BodyTimeout,
+            ErrorType::ReadError => Reason::Read,
             ErrorType::WriteError | ErrorType::WriteTimedout => Reason::Write,
             _ => Reason::Protocol,
         })
     }
 }
 
-static COUNTS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+static COUNTS: [AtomicU64; Reason::ALL.len()] = [const { AtomicU64::new(0) }; Reason::ALL.len()];
 
 pub(crate) fn count(reason: Reason) {
     COUNTS[reason as usize].fetch_add(1, Ordering::Relaxed);
@@ -84,7 +117,8 @@ mod tests {
             Reason::of(&e)
         };
         assert_eq!(down(ErrorType::ConnectionClosed), Some(Reason::Closed));
-        assert_eq!(down(ErrorType::ReadTimedout), Some(Reason::Read));
+        assert_eq!(down(ErrorType::ReadTimedout), Some(Reason::BodyTimeout));
+        assert_eq!(down(ErrorType::ReadError), Some(Reason::Read));
         assert_eq!(down(ErrorType::WriteError), Some(Reason::Write));
         assert_eq!(down(ErrorType::H2Error), Some(Reason::Protocol));
         assert_eq!(

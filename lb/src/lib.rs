@@ -11,7 +11,9 @@
 //!   backends) feed it; `supervisor` drives discovery and health checks for the pools of
 //!   the current snapshot; `tls` holds each TLS listener's SNI certificate resolver, whose
 //!   certificates a reload swaps in place.
-//! - **Request path**: `proxy`, one module per stage: request (snapshot, request id,
+//! - **Request path**: `downstream` reads each HTTP/1 request head within the client
+//!   deadlines and limits and refuses ambiguous framing, then hands the connection to
+//!   pingora; `proxy`, one module per stage: request (snapshot, request id,
 //!   route) → upstream (backend choice, request headers) → failover (retry policy) →
 //!   response (response headers) → access log. Body-less `GET`/`HEAD` take the direct path
 //!   (`proxy::direct`) through the same stages; `errors` are the lb's own JSON answers.
@@ -37,6 +39,7 @@ mod admin;
 mod client_errors;
 mod config;
 mod discovery;
+mod downstream;
 mod errors;
 mod health;
 mod json_line;

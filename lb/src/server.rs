@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::Opt;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 
 use crate::admin::AdminService;
 use crate::config::LoadedConfig;
+use crate::downstream::EdgeApp;
 use crate::metrics::Metrics;
 use crate::per_thread::Every;
 use crate::proxy::LbProxy;
@@ -37,6 +38,7 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let admin_addr = config.server.admin;
     let tls_listen = config.server.tls_listen.clone();
     let h2c = config.server.h2c;
+    let head_size = config.server.client.head_size;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %opts.config_path.display(),
@@ -65,17 +67,20 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(pingora_opt, conf);
     server.bootstrap();
 
-    let mut proxy =
-        http_proxy_service_with_name(&server.configuration, LbProxy::new(state.clone()), "proxy");
+    let mut http = pingora::proxy::http_proxy(&server.configuration, LbProxy::new(state.clone()));
     if h2c {
         // Pingora peeks each new plaintext connection for the h2 preface; TLS listeners
         // ignore this and go by ALPN.
-        if let Some(app) = proxy.app_logic_mut() {
-            let mut options = pingora::apps::HttpServerOptions::default();
-            options.h2c = true;
-            app.server_options = Some(options);
-        }
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        http.server_options = Some(options);
     }
+    // h2 bounds the decoded header list itself (fixed at start; HTTP/1 heads are checked
+    // per request by `downstream`, with the reloadable limits).
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_header_list_size(u32::try_from(head_size).unwrap_or(u32::MAX));
+    http.h2_options = Some(h2);
+    let mut proxy = Service::new("proxy".to_string(), EdgeApp::new(http, state.clone()));
     for addr in &listen {
         proxy.add_tcp(addr);
     }

@@ -4,26 +4,13 @@
 
 mod support;
 
-use support::{access_line, Lb, Stub};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use support::{access_line, exchange, Lb, Stub};
 
 fn body(stub: &Stub) -> String {
     format!(
         "routes:\n  - {{ prefix: /, upstream: web }}\n  - {{ prefix: /upload/, upstream: web, max_body_size: 1KiB }}\nupstreams:\n  web: {{ discovery: {{ static: [\"{}\"] }} }}\n",
         stub.addr
     )
-}
-
-/// Send raw bytes and read the whole answer (the lb closes after these answers).
-async fn exchange(lb: &Lb, request: &[u8]) -> String {
-    let mut conn = TcpStream::connect(("127.0.0.1", lb.port))
-        .await
-        .expect("connect");
-    conn.write_all(request).await.expect("write");
-    let mut answer = Vec::new();
-    let _ = conn.read_to_end(&mut answer).await;
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 fn json_of(answer: &str) -> serde_json::Value {

@@ -7,6 +7,7 @@
 //! from a `Config`, never from the raw file. The validated types derive `PartialEq` so a reload can tell which pools changed.
 
 pub(crate) mod certificates;
+pub(crate) mod client_limits;
 pub(crate) mod duration;
 pub(crate) mod local_ca;
 mod raw;
@@ -20,6 +21,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub(crate) use client_limits::ClientLimits;
 pub(crate) use upstream_tls::UpstreamTls;
 
 /// Defaults, in one place so the README table and the code cannot drift apart.
@@ -66,6 +68,18 @@ pub(crate) mod defaults {
     pub(crate) const HSTS_MAX_AGE: Duration = Duration::from_secs(31_536_000);
     /// Never redirected to HTTPS: an ACME CA checks http-01 challenges over plain HTTP.
     pub(crate) const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+    pub(crate) const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+    pub(crate) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub(crate) const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Upper bound on the three client timeouts: a connection held longer is an attack.
+    pub(crate) const CLIENT_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+    pub(crate) const HEAD_SIZE: usize = 32 << 10;
+    /// Pingora reads at most 1 MiB of request head.
+    pub(crate) const HEAD_SIZE_MAX: usize = 1 << 20;
+    pub(crate) const HEADERS: usize = 100;
+    /// Pingora parses at most 256 header lines.
+    pub(crate) const HEADERS_MAX: usize = 256;
+    pub(crate) const URI_LENGTH: usize = 8 << 10;
 }
 
 /// A validated configuration.
@@ -106,6 +120,8 @@ pub(crate) struct ServerSettings {
     pub(crate) https_redirect: Option<HttpsRedirect>,
     /// The default `Strict-Transport-Security` of every route (a route may set its own).
     pub(crate) hsts: Option<Hsts>,
+    /// `server.client_timeouts` and `server.request_limits`.
+    pub(crate) client: ClientLimits,
 }
 
 /// `server.https_redirect`.

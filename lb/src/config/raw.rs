@@ -40,6 +40,26 @@ pub(crate) struct RawServer {
     pub(crate) h2c: Option<bool>,
     pub(crate) https_redirect: Option<RawHttpsRedirect>,
     pub(crate) hsts: Option<RawHsts>,
+    pub(crate) client_timeouts: Option<RawClientTimeouts>,
+    pub(crate) request_limits: Option<RawRequestLimits>,
+}
+
+/// `server.client_timeouts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientTimeouts {
+    pub(crate) request_head: Option<Value>,
+    pub(crate) keepalive: Option<Value>,
+    pub(crate) request_body: Option<Value>,
+}
+
+/// `server.request_limits`: sizes are bytes, or strings such as `32KiB`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRequestLimits {
+    pub(crate) head_size: Option<Value>,
+    pub(crate) headers: Option<i64>,
+    pub(crate) uri_length: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -54,7 +54,21 @@ pub(crate) async fn request_filter(
         errors::respond(session, LbError::PayloadTooLarge, &ctx.request_id, false).await?;
         return Ok(true);
     }
+    if has_body(session) {
+        // No single read of the body may wait past the whole body deadline;
+        // `request_body_filter` ends a body still arriving after it.
+        session.set_read_timeout(Some(body_deadline(ctx)));
+    }
     Ok(false)
+}
+
+/// `server.client_timeouts.request_body`, counted from the end of the request head.
+fn body_deadline(ctx: &RequestCtx) -> std::time::Duration {
+    ctx.snapshot
+        .as_ref()
+        .map_or(crate::config::defaults::REQUEST_BODY_TIMEOUT, |s| {
+            s.config.server.client.request_body_timeout
+        })
 }
 
 /// The body length a request declares (`Content-Length`); pingora has already refused
@@ -76,6 +90,10 @@ fn declared_length(session: &Session) -> Option<u64> {
 pub(crate) fn request_body_filter(body: Option<&bytes::Bytes>, ctx: &mut RequestCtx) -> Result<()> {
     let Some(chunk) = body else { return Ok(()) };
     ctx.body_bytes += chunk.len() as u64;
+    if ctx.started.elapsed() > body_deadline(ctx) {
+        // A client trickling its body: the per-read timeout alone would never end it.
+        return Err(LbError::RequestTimeout.into_error("request body over its deadline"));
+    }
     match ctx.route() {
         Some(route) if ctx.body_bytes > route.max_body_size => {
             Err(LbError::PayloadTooLarge.into_error("request body over max_body_size"))

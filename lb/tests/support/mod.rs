@@ -269,3 +269,16 @@ pub(crate) async fn scrape(lb: &Lb) -> HashMap<String, f64> {
 pub(crate) fn metric(m: &HashMap<String, f64>, key: &str) -> f64 {
     m.get(key).copied().unwrap_or(0.0)
 }
+
+/// Send raw bytes to the proxy port and read until the lb closes the connection (at most
+/// 10 s): for answers the lb closes after, such as its refusals.
+pub(crate) async fn exchange(lb: &Lb, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", lb.port))
+        .await
+        .expect("connect");
+    conn.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}

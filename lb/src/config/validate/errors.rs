@@ -103,6 +103,68 @@ impl Errors {
         }
         usize::try_from(v).unwrap_or(default)
     }
+    /// A size in bytes above zero: a whole number, or one followed by `KiB`, `MiB` or `GiB`.
+    pub(super) fn byte_size(&mut self, path: &str, value: &Value, default: u64) -> u64 {
+        let parsed = match value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => {
+                let s = s.trim();
+                let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+                    Some(i) => s.split_at(i),
+                    None => (s, ""),
+                };
+                let shift = match unit.trim() {
+                    "" => Some(0),
+                    "KiB" => Some(10),
+                    "MiB" => Some(20),
+                    "GiB" => Some(30),
+                    _ => None,
+                };
+                digits
+                    .parse::<u64>()
+                    .ok()
+                    .zip(shift)
+                    .and_then(|(n, shift)| n.checked_mul(1 << shift))
+            }
+            _ => None,
+        };
+        match parsed {
+            Some(n) if n > 0 => n,
+            _ => {
+                self.push(
+                    path,
+                    format!(
+                        "{} is not a size (bytes, or a number with KiB, MiB or GiB, above 0)",
+                        duration::show(value)
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// A byte size within `min..=max`.
+    pub(super) fn byte_size_within(
+        &mut self,
+        path: &str,
+        value: Option<&Value>,
+        default: u64,
+        (min, max): (u64, u64),
+    ) -> u64 {
+        let Some(value) = value else { return default };
+        let n = self.byte_size(path, value, default);
+        if n < min || n > max {
+            self.push(
+                path,
+                format!(
+                    "{} must be between {min} and {max} bytes",
+                    duration::show(value)
+                ),
+            );
+            return default;
+        }
+        n
+    }
 }
 
 #[cfg(test)]

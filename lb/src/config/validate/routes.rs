@@ -4,7 +4,6 @@ use std::collections::HashSet;
 
 use super::Errors;
 use crate::config::raw::RawRoute;
-use serde_yaml::Value;
 
 use crate::config::{defaults, Hsts, RouteSpec};
 
@@ -58,51 +57,11 @@ pub(super) fn routes(
                 .max_body_size
                 .as_ref()
                 .map_or(defaults::MAX_BODY_SIZE, |v| {
-                    byte_size(errs, &format!("{path}.max_body_size"), v)
+                    errs.byte_size(&format!("{path}.max_body_size"), v, defaults::MAX_BODY_SIZE)
                 }),
         });
     }
     routes
-}
-
-/// A size in bytes: a whole number, or one followed by `KiB`, `MiB` or `GiB`.
-fn byte_size(errs: &mut Errors, path: &str, value: &Value) -> u64 {
-    let parsed = match value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => {
-            let s = s.trim();
-            let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-                Some(i) => s.split_at(i),
-                None => (s, ""),
-            };
-            let shift = match unit.trim() {
-                "" => Some(0),
-                "KiB" => Some(10),
-                "MiB" => Some(20),
-                "GiB" => Some(30),
-                _ => None,
-            };
-            digits
-                .parse::<u64>()
-                .ok()
-                .zip(shift)
-                .and_then(|(n, shift)| n.checked_mul(1 << shift))
-        }
-        _ => None,
-    };
-    match parsed {
-        Some(n) if n > 0 => n,
-        _ => {
-            errs.push(
-                path,
-                format!(
-                    "{} is not a size (bytes, or a number with KiB, MiB or GiB, above 0)",
-                    crate::config::duration::show(value)
-                ),
-            );
-            defaults::MAX_BODY_SIZE
-        }
-    }
 }
 
 #[cfg(test)]

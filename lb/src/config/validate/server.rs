@@ -68,6 +68,11 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             None,
         ),
         h2c: raw.h2c.unwrap_or(false),
+        client: super::client::client_limits(
+            errs,
+            raw.client_timeouts.as_ref(),
+            raw.request_limits.as_ref(),
+        ),
         https_redirect: super::https::https_redirect(errs, raw.https_redirect.as_ref()),
         hsts: raw
             .hsts
@@ -177,6 +182,7 @@ mod tests {
                     pid_file: "/tmp/lb.pid".to_string(),
                     upgrade_sock: "/tmp/lb_upgrade.sock".to_string(),
                     h2c: false,
+                    client: crate::config::ClientLimits::default(),
                     https_redirect: None,
                     hsts: None,
                 },
@@ -222,6 +228,7 @@ hsts: { max_age: 1h }
                     pid_file: "/run/lb.pid".to_string(),
                     upgrade_sock: "/run/lb.sock".to_string(),
                     h2c: true,
+                    client: crate::config::ClientLimits::default(),
                     https_redirect: Some(crate::config::HttpsRedirect {
                         port: 8443,
                         exclude: vec!["/health".into()],

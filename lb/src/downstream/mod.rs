@@ -1,0 +1,135 @@
+//! The client side of every connection, before pingora's HTTP/1 parser: [`EdgeApp`] wraps
+//! pingora's `HttpProxy` as the listening service's app.
+//!
+//! For HTTP/1 (plaintext or TLS) it reads each request head itself (`read`), within the
+//! deadlines of `server.client_timeouts`, checks it against `server.request_limits` and
+//! for ambiguous framing (`head`), and answers a refused head with the lb's JSON error
+//! (`reject`) instead of pingora's bare 400. An accepted head is handed to pingora as the
+//! session's already-read prefix (`set_pipelined_prefix`), so pingora parses the same
+//! bytes and nothing is copied. HTTP/2 (ALPN `h2`, or the h2c preface) goes to pingora's
+//! own connection handling unchanged.
+
+mod head;
+mod read;
+mod reject;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+
+use head::Refusal;
+
+use crate::client_errors::{self, Reason};
+use crate::errors::LbError;
+use crate::proxy::LbProxy;
+use crate::state::LbState;
+use read::NoHead;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+pub(crate) struct EdgeApp {
+    proxy: Arc<HttpProxy<LbProxy>>,
+    state: Arc<LbState>,
+}
+
+impl EdgeApp {
+    pub(crate) fn new(proxy: HttpProxy<LbProxy>, state: Arc<LbState>) -> Self {
+        EdgeApp {
+            proxy: Arc::new(proxy),
+            state,
+        }
+    }
+
+    /// HTTP/2 by ALPN, or (with `server.h2c`) a plaintext connection opening with the
+    /// preface. `None`: the connection failed while peeking.
+    async fn is_h2(&self, stream: &mut Stream) -> Option<bool> {
+        if stream.get_ssl_digest().is_some() {
+            return Some(matches!(stream.selected_alpn_proto(), Some(ALPN::H2)));
+        }
+        if !self.proxy.server_options.as_ref().is_some_and(|o| o.h2c) {
+            return Some(false);
+        }
+        let mut buf = [0u8; H2_PREFACE.len()];
+        match stream.try_peek(&mut buf).await {
+            Ok(peeked) => Some(peeked && buf == H2_PREFACE),
+            Err(e) => {
+                tracing::debug!(error = %e, "read error while peeking for the h2c preface");
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ServerApp for EdgeApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if self.is_h2(&mut stream).await? {
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        let mut persistent: Option<HttpPersistentSettings> = None;
+        let mut first = true;
+        loop {
+            let client = self.state.snapshot().config.server.client.clone();
+            let head = match read::head(&mut stream, &client, first, shutdown).await {
+                Ok(head) => head,
+                Err(no_head) => {
+                    refused(stream, no_head).await;
+                    return None;
+                }
+            };
+            let mut session = ServerSession::new_http1(stream);
+            match persistent.take() {
+                Some(settings) => settings.apply_to_session(&mut session),
+                // Pingora reuses the connection only while keep-alive is on; the idle wait
+                // itself is ours (`read`), so any non-zero value serves.
+                None if !*shutdown.borrow() => {
+                    session.set_keepalive(Some(client.keepalive_timeout.as_secs().max(1)))
+                }
+                None => session.set_keepalive(None),
+            }
+            session.set_pipelined_prefix(head);
+            let reused = self.proxy.process_new_http(session, shutdown).await?;
+            (stream, persistent) = reused.consume();
+            first = false;
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
+
+/// Count and answer (or just close) a connection that gave no acceptable head.
+async fn refused(stream: Stream, no_head: NoHead) {
+    let (reason, answer) = match no_head {
+        NoHead::Idle | NoHead::Shutdown => return,
+        NoHead::Broken => (Reason::RequestHead, None),
+        NoHead::Timeout => (Reason::HeadTimeout, Some(LbError::RequestTimeout)),
+        NoHead::Refused(refusal) => match refusal {
+            Refusal::Malformed => (Reason::Malformed, Some(LbError::BadRequest)),
+            Refusal::Ambiguous(why) => {
+                tracing::debug!(why, "refused an ambiguously framed request head");
+                (Reason::Ambiguous, Some(LbError::BadRequest))
+            }
+            Refusal::UriTooLong => (Reason::UriTooLong, Some(LbError::UriTooLong)),
+            Refusal::HeadTooLarge | Refusal::TooManyHeaders => {
+                (Reason::HeadTooLarge, Some(LbError::HeaderFieldsTooLarge))
+            }
+            Refusal::Connect => (Reason::Connect, Some(LbError::MethodNotAllowed)),
+        },
+    };
+    client_errors::count(reason);
+    tracing::debug!(reason = reason.label(), "request head refused");
+    if let Some(err) = answer {
+        reject::reject(stream, err).await;
+    }
+}

@@ -1,0 +1,95 @@
+//! Reading one request head off a client connection, within the deadlines.
+//!
+//! Two phases: idle (no byte of the next request yet) and head (from the first byte to the
+//! blank line). A connection's first request gets one deadline for both, counted from
+//! accept, so a connection that sends nothing is bounded too; a keep-alive connection
+//! waits up to `keepalive` idle, then gets the head deadline from its first byte. A deadline
+//! is a point in time, not a per-read timeout, so trickling bytes does not extend it.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use tokio::io::AsyncReadExt;
+use tokio::time::{timeout_at, Instant as TokioInstant};
+
+use super::head::{self, HeadLimits, Refusal};
+use crate::config::ClientLimits;
+
+/// Pingora's own first allocation for a request head.
+const INITIAL_BUFFER: usize = 4096;
+
+/// Why no head was read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NoHead {
+    /// The client closed, or the idle wait ended, before the first byte: a normal end.
+    Idle,
+    /// The service is shutting down and the connection was idle.
+    Shutdown,
+    /// The head deadline passed with part of a head read (408).
+    Timeout,
+    /// The client closed or reset the connection with part of a head read.
+    Broken,
+    /// The head breaks a limit or is not well framed.
+    Refused(Refusal),
+}
+
+/// Read until a complete, acceptable head is in the buffer; what was read past it (body
+/// bytes) stays in the buffer for pingora.
+pub(crate) async fn head(
+    stream: &mut Stream,
+    client: &ClientLimits,
+    first: bool,
+    shutdown: &ShutdownWatch,
+) -> Result<BytesMut, NoHead> {
+    let limits = HeadLimits {
+        head_size: client.head_size,
+        headers: client.headers,
+        uri_length: client.uri_length,
+    };
+    let accepted = Instant::now();
+    let idle = if first {
+        client.request_head_timeout
+    } else {
+        client.keepalive_timeout
+    };
+    let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
+    let mut shutdown = shutdown.clone();
+    let n = tokio::select! {
+        biased;
+        read = timeout_at(TokioInstant::from_std(accepted + idle), stream.read_buf(&mut buf)) => match read {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => 0,
+        },
+        _ = shutdown.wait_for(|&closing| closing), if !first => return Err(NoHead::Shutdown),
+    };
+    if n == 0 {
+        return Err(NoHead::Idle);
+    }
+    let started = if first { accepted } else { Instant::now() };
+    let deadline = TokioInstant::from_std(started + client.request_head_timeout);
+    let (mut scanned, mut line_ended) = (0, false);
+    loop {
+        // httparse cannot finish a head without a new line end, so a client trickling bytes
+        // within one line costs a length check per read, not a parse of the whole buffer.
+        let new_line = buf[scanned..].contains(&b'\n');
+        scanned = buf.len();
+        line_ended |= new_line;
+        let verdict = if new_line {
+            head::check(&buf, &limits)
+        } else {
+            head::check_length(buf.len(), line_ended, &limits).map(|()| None)
+        };
+        match verdict {
+            Ok(Some(_)) => return Ok(buf),
+            Ok(None) => {}
+            Err(refusal) => return Err(NoHead::Refused(refusal)),
+        }
+        match timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Err(_) => return Err(NoHead::Timeout),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(NoHead::Broken),
+            Ok(Ok(_)) => {}
+        }
+    }
+}

@@ -38,10 +38,12 @@ pub(crate) enum Reason {
     HeadTooLarge,
     /// CONNECT, which a reverse proxy does not serve (405).
     Connect,
+    /// A body over the route's `max_body_size` (413).
+    BodyTooLarge,
 }
 
 impl Reason {
-    pub(crate) const ALL: [Reason; 12] = [
+    pub(crate) const ALL: [Reason; 13] = [
         Reason::RequestHead,
         Reason::Closed,
         Reason::Read,
@@ -54,6 +56,7 @@ impl Reason {
         Reason::UriTooLong,
         Reason::HeadTooLarge,
         Reason::Connect,
+        Reason::BodyTooLarge,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -70,13 +73,17 @@ impl Reason {
             Reason::UriTooLong => "uri_too_long",
             Reason::HeadTooLarge => "head_too_large",
             Reason::Connect => "connect",
+            Reason::BodyTooLarge => "body_too_large",
         }
     }
 
     /// The client's part of a final proxy error; `None` when the lb or a backend caused it.
     pub(crate) fn of(e: &Error) -> Option<Reason> {
-        if matches!(e.etype(), ErrorType::HTTPStatus(408)) {
-            return Some(Reason::BodyTimeout);
+        // The lb's own refusals of a request body, raised in `request_body_filter`.
+        match e.etype() {
+            ErrorType::HTTPStatus(408) => return Some(Reason::BodyTimeout),
+            ErrorType::HTTPStatus(413) => return Some(Reason::BodyTooLarge),
+            _ => {}
         }
         if *e.esource() != ErrorSource::Downstream {
             return None;
@@ -126,5 +133,7 @@ mod tests {
             None
         );
         assert_eq!(Reason::of(&Error::new(ErrorType::InternalError)), None);
+        let too_large = Error::new(ErrorType::HTTPStatus(413));
+        assert_eq!(Reason::of(&too_large), Some(Reason::BodyTooLarge));
     }
 }

@@ -35,6 +35,11 @@ async fn a_declared_body_over_the_limit_is_refused_before_the_backend() {
     assert_eq!(json["request_id"], "big-1");
     assert_eq!(stub.hits(), 0, "no backend was contacted");
     assert_eq!(access_line(&lb, "big-1").await["status"], 413);
+    let m = support::scrape(&lb).await;
+    assert_eq!(
+        support::metric(&m, "lb_client_errors_total{reason=body_too_large}"),
+        1.0
+    );
 
     // At the limit it passes; other routes keep the 10 MiB default.
     let mut ok = b"POST /upload/x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n".to_vec();
@@ -64,6 +69,13 @@ async fn a_chunked_body_is_cut_where_it_passes_the_limit() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert_eq!(json_of(&answer)["error"], "request body too large");
     assert_eq!(access_line(&lb, "chunked-1").await["status"], 413);
+    // A client's oversized body is its own misbehaviour: counted, not an ERROR line.
+    let m = support::scrape(&lb).await;
+    assert_eq!(
+        support::metric(&m, "lb_client_errors_total{reason=body_too_large}"),
+        1.0
+    );
+    assert!(!lb.log().contains("\"level\":\"ERROR\""), "{}", lb.log());
 }
 
 #[tokio::test]

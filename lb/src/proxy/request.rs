@@ -51,6 +51,7 @@ pub(crate) async fn request_filter(
     if too_large {
         // Refused before any backend is contacted; the body is not read, so the
         // connection closes after the answer.
+        crate::client_errors::count(crate::client_errors::Reason::BodyTooLarge);
         errors::respond(session, LbError::PayloadTooLarge, &ctx.request_id, false).await?;
         return Ok(true);
     }

@@ -91,23 +91,37 @@ fn complete(req: &httparse::Request, n: usize, limits: &HeadLimits) -> Result<us
     if req.method == Some("CONNECT") {
         return Err(Refusal::Connect);
     }
-    target_parses(req.method.unwrap_or(""), target)?;
     framing(req)?;
     authority(req, target)?;
+    target_parses(req, target)?;
     Ok(n)
 }
 
-/// Pingora builds an `http::Uri` from the target and refuses the request (with its bare
-/// 400) when that fails, e.g. for a `"` that httparse lets through. Targets of
-/// only the usual URI bytes always parse; any other goes through pingora's own builder.
-fn target_parses(method: &str, target: &str) -> Result<(), Refusal> {
+/// Pingora builds an `http::Uri` from the target and checks the target's authority against
+/// `Host`, refusing the request (with its bare 400) when either fails: for a `"` in a query,
+/// say, or an absolute-form target it finds ambiguous. An origin-form target of only the
+/// usual URI bytes always passes; any other goes through pingora's own two steps here, so
+/// that what it would refuse gets the lb's answer instead.
+fn target_parses(req: &httparse::Request, target: &str) -> Result<(), Refusal> {
     let usual = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(b);
-    if target.as_bytes().iter().all(usual) {
+    if target.starts_with('/') && target.as_bytes().iter().all(usual) {
         return Ok(());
     }
-    pingora::http::RequestHeader::build(method, target.as_bytes(), Some(0))
-        .map(|_| ())
-        .map_err(|_| Refusal::Malformed)
+    let method = req.method.unwrap_or("");
+    let mut header = pingora::http::RequestHeader::build(method, target.as_bytes(), Some(1))
+        .map_err(|_| Refusal::Malformed)?;
+    for h in req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+    {
+        let value = http::HeaderValue::from_bytes(h.value).map_err(|_| Refusal::Malformed)?;
+        header
+            .append_header(http::header::HOST, value)
+            .map_err(|_| Refusal::Malformed)?;
+    }
+    pingora::protocols::http::authority::validate_request_authority(&header)
+        .map_err(|_| Refusal::Ambiguous("a request target or Host pingora refuses"))
 }
 
 /// One way to find where the body ends (RFC 9112 §6): one Content-Length of digits, or one
@@ -199,6 +213,10 @@ fn escaped(buf: &[u8], limits: &HeadLimits) -> Result<Option<usize>, Refusal> {
             Some(_) => Err(Refusal::Malformed),
         };
     };
+    // Pingora finds the target with a UTF-8 regex: invalid UTF-8 there is refused.
+    if std::str::from_utf8(&line[sp + 1..v]).is_err() {
+        return Err(Refusal::Malformed);
+    }
     let mut fixed = Vec::with_capacity(buf.len() + 32);
     fixed.extend_from_slice(&line[..=sp]);
     for &b in &line[sp + 1..v] {

@@ -10,6 +10,8 @@
 //! own connection handling unchanged.
 
 mod head;
+#[cfg(test)]
+mod pingora_agrees;
 mod read;
 mod reject;
 

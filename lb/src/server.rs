@@ -39,6 +39,7 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let tls_listen = config.server.tls_listen.clone();
     let h2c = config.server.h2c;
     let head_size = config.server.client.head_size;
+    let keepalive = config.server.client.keepalive_timeout;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %opts.config_path.display(),
@@ -68,13 +69,14 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     server.bootstrap();
 
     let mut http = pingora::proxy::http_proxy(&server.configuration, LbProxy::new(state.clone()));
-    if h2c {
-        // Pingora peeks each new plaintext connection for the h2 preface; TLS listeners
-        // ignore this and go by ALPN.
-        let mut options = pingora::apps::HttpServerOptions::default();
-        options.h2c = true;
-        http.server_options = Some(options);
-    }
+    // An idle h2 connection (no open stream) is closed after the keep-alive timeout, as
+    // an idle HTTP/1 one is (fixed at start for h2).
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(keepalive);
+    // Pingora peeks each new plaintext connection for the h2 preface; TLS listeners ignore
+    // this and go by ALPN.
+    options.h2c = h2c;
+    http.server_options = Some(options);
     // h2 bounds the decoded header list itself (fixed at start; HTTP/1 heads are checked
     // per request by `downstream`, with the reloadable limits).
     let mut h2 = pingora::protocols::http::v2::server::default_h2_options();

@@ -286,3 +286,52 @@ async fn a_body_slower_than_its_deadline_gets_408() {
     assert!(client_errors(&scrape(&lb).await, "body_timeout") >= 1.0);
     assert!(!lb.log().contains("\"level\":\"ERROR\""), "{}", lb.log());
 }
+
+/// curl over h2c: (status, body).
+async fn h2c_get(url: &str, headers: &[String]) -> (u16, String) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "--http2-prior-knowledge",
+        "-o",
+        "-",
+    ]);
+    cmd.args(["-w", "\n%{http_code} %{http_version}"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .await
+        .expect("curl (deploy/bootstrap.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let mut tail = tail.split(' ');
+    let status = tail.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    assert_eq!(tail.next(), Some("2"), "curl spoke h2: {text}");
+    (status, body.to_string())
+}
+
+#[tokio::test]
+async fn h2_requests_are_held_to_the_same_limits() {
+    let recorder = Recorder::start().await;
+    let mut lb = Lb::start(&format!("{LIMITS}  h2c: true\n"), &body(recorder.addr));
+    lb.wait_ready().await;
+    let (status, _) = h2c_get(&lb.url("/fine"), &[]).await;
+    assert_eq!(status, 200);
+    let long = lb.url(&format!("/{}", "a".repeat(1100)));
+    let (status, body) = h2c_get(&long, &[]).await;
+    assert_eq!(status, 414, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["error"], "request target too long");
+    let many: Vec<String> = (0..25).map(|i| format!("x-h{i}: v")).collect();
+    let (status, _) = h2c_get(&lb.url("/many"), &many).await;
+    assert_eq!(status, 431);
+    assert!(!recorder.saw("/aaaa") && !recorder.saw("/many"));
+    let m = scrape(&lb).await;
+    assert_eq!(client_errors(&m, "uri_too_long"), 1.0);
+    assert_eq!(client_errors(&m, "head_too_large"), 1.0);
+}

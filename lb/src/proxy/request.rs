@@ -20,6 +20,16 @@ pub(crate) async fn request_filter(
     ctx.request_id = request_id::keep_or_generate(&req.headers);
     ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let snapshot = state.snapshot();
+    if session.is_http2() {
+        // HTTP/1 heads were checked before pingora parsed them (`crate::downstream`); an h2
+        // request's target and header count are checked here, with the same limits.
+        if let Some(refusal) = h2_over_limits(session, &snapshot.config.server.client) {
+            ctx.snapshot = Some(snapshot);
+            crate::client_errors::count(refusal.0);
+            errors::respond(session, refusal.1, &ctx.request_id, false).await?;
+            return Ok(true);
+        }
+    }
     if !ctx.tls {
         if let Some(redirect) = &snapshot.config.server.https_redirect {
             if redirect::applies(redirect, session.req_header()) {
@@ -61,6 +71,23 @@ pub(crate) async fn request_filter(
         session.set_read_timeout(Some(body_deadline(ctx)));
     }
     Ok(false)
+}
+
+/// An h2 request over `server.request_limits.uri_length` (414) or `headers` (431).
+fn h2_over_limits(
+    session: &Session,
+    client: &crate::config::ClientLimits,
+) -> Option<(crate::client_errors::Reason, LbError)> {
+    use crate::client_errors::Reason;
+    let req = session.req_header();
+    let target = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target > client.uri_length {
+        return Some((Reason::UriTooLong, LbError::UriTooLong));
+    }
+    if req.headers.len() > client.headers {
+        return Some((Reason::HeadTooLarge, LbError::HeaderFieldsTooLarge));
+    }
+    None
 }
 
 /// `server.client_timeouts.request_body`, counted from the end of the request head.

@@ -14,6 +14,8 @@ pub(crate) enum LbError {
     BadRequest,
     NoRoute,
     PayloadTooLarge,
+    /// Over the route's `rate_limit` (`crate::rate_limit`).
+    TooManyRequests,
     Internal,
     BadGateway,
     NoHealthyBackend,
@@ -31,6 +33,7 @@ impl LbError {
             LbError::BadRequest => 400,
             LbError::NoRoute => 404,
             LbError::PayloadTooLarge => 413,
+            LbError::TooManyRequests => 429,
             LbError::Internal => 500,
             LbError::BadGateway => 502,
             LbError::NoHealthyBackend => 503,
@@ -44,6 +47,7 @@ impl LbError {
             LbError::BadRequest => "bad request",
             LbError::NoRoute => "no route for this path",
             LbError::PayloadTooLarge => "request body too large",
+            LbError::TooManyRequests => "too many requests",
             LbError::Internal => "internal error",
             LbError::BadGateway => "bad gateway",
             LbError::NoHealthyBackend => "no healthy backend available",
@@ -60,6 +64,7 @@ impl LbError {
             HTTPStatus(400) => LbError::BadRequest,
             HTTPStatus(404) => LbError::NoRoute,
             HTTPStatus(413) => LbError::PayloadTooLarge,
+            HTTPStatus(429) => LbError::TooManyRequests,
             HTTPStatus(500) => LbError::Internal,
             HTTPStatus(502) => LbError::BadGateway,
             HTTPStatus(503) => LbError::NoHealthyBackend,
@@ -102,6 +107,18 @@ pub(crate) async fn respond(
     request_id: &HeaderValue,
     keepalive: bool,
 ) -> Result<()> {
+    respond_with(session, err, request_id, keepalive, |_| Ok(())).await
+}
+
+/// [`respond`], with `extra` headers added to the response head (e.g. a 429's
+/// `RateLimit-*`).
+pub(crate) async fn respond_with(
+    session: &mut Session,
+    err: LbError,
+    request_id: &HeaderValue,
+    keepalive: bool,
+    extra: impl FnOnce(&mut ResponseHeader) -> Result<()>,
+) -> Result<()> {
     let body = json_body(err, request_id);
     let mut resp = ResponseHeader::build(err.status(), Some(6))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
@@ -111,6 +128,7 @@ pub(crate) async fn respond(
     if err == LbError::NoHealthyBackend {
         resp.insert_header(http::header::RETRY_AFTER, RETRY_AFTER_SECS)?;
     }
+    extra(&mut resp)?;
     if !keepalive {
         session.set_keepalive(None);
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::Opt;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -65,17 +65,16 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(pingora_opt, conf);
     server.bootstrap();
 
-    let mut proxy =
-        http_proxy_service_with_name(&server.configuration, LbProxy::new(state.clone()), "proxy");
+    let mut app = http_proxy(&server.configuration, LbProxy::new(state.clone()));
     if h2c {
         // Pingora peeks each new plaintext connection for the h2 preface; TLS listeners
         // ignore this and go by ALPN.
-        if let Some(app) = proxy.app_logic_mut() {
-            let mut options = pingora::apps::HttpServerOptions::default();
-            options.h2c = true;
-            app.server_options = Some(options);
-        }
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
     }
+    // Every listener's connections counted against `server.connection_limits`.
+    let mut proxy = crate::connection_limits::service("proxy", app, state.clone());
     for addr in &listen {
         proxy.add_tcp(addr);
     }

@@ -5,12 +5,15 @@
 //! [`Errors`] collector. Errors are reported in file order: `version`, `server`,
 //! `upstreams`, `routes`.
 
+mod connection_limits;
 mod discovery;
 mod errors;
 mod https;
+mod rate_limit;
 mod routes;
 mod server;
 mod tls;
+mod trusted_proxies;
 mod upstream_tls;
 mod upstreams;
 

@@ -260,7 +260,7 @@ impl Metrics {
         );
         let connections_open = IntGauge::new(
             "lb_connections_open",
-            "Client connections open now, as counted against server.connection_limits (accepted, TLS handshakes included); 0 while the limits are off.",
+            "Client connections open now, as counted against server.connection_limits (accepted, TLS handshakes included); connections accepted while the limits are off are not counted.",
         )
         .expect("valid metric definition");
         register(&registry, connections_open.clone());

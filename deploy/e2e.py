@@ -4,7 +4,8 @@
 Runs the real compose.yaml (images from deploy/build.sh) under its own compose
 project name and a free host port, and checks what a user of the stack sees:
 it comes up healthy, round robin spreads requests, scaling up and down and a
-crashed replica lose no request, a reload applies live, and `down` is clean.
+crashed replica lose no request, a reload applies live, a rate-limited route
+answers 429 beyond its rate, and `down` is clean.
 
 Every load it sends is bounded in request count and in time, and goes to
 127.0.0.1 only. The project is torn down even when a scenario fails.
@@ -15,6 +16,7 @@ Exit status: 0 when every scenario passed; the last line reads
 "N passed, N failed".
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -361,13 +363,13 @@ def with_e2e_route(src):
     return edited
 
 
-def scenario_reload():
-    """Edit a copy of the mounted config, SIGHUP lb: the change applies live."""
-    src = (ROOT / "deploy" / "lb.yaml").read_text()
-    edited = with_e2e_route(src)
+@contextlib.contextmanager
+def mounted_config(text):
+    """The lb recreated with a copy of its config holding `text`, mounted from a temp dir;
+    yields the file, for rewrite_config(). The mount stays until the next recreate."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "lb.yaml"
-        cfg.write_text(src)
+        cfg.write_text(text)
         cfg.chmod(0o644)
         os.chmod(tmp, 0o755)
         override = Path(tmp) / "compose.override.yaml"
@@ -381,23 +383,82 @@ def scenario_reload():
         COMPOSE_FILES = saved + ["-f", str(override)]
         try:
             compose("up", "-d", "--wait", "lb", timeout=120)
-            status, _, _ = get("/e2e/api/hello")
-            check(status == 404, f"/e2e/ answered {status} before the reload")
-            with Load() as load:
-                time.sleep(1)
-                # Rewrite in place: a bind mount follows the inode, not the name.
-                with open(cfg, "r+") as f:
-                    f.seek(0)
-                    f.write(edited)
-                    f.truncate()
-                compose("kill", "-s", "HUP", "lb")
-                _, took = wait_for("the reloaded route",
-                                   lambda: get("/e2e/api/hello")[2] == b"Hello, World!", timeout=10)
-                time.sleep(1)
-            load.report("reload (SIGHUP, new route)")
-            log(f"reload applied within {took:.1f}s")
+            yield cfg
         finally:
             COMPOSE_FILES = saved
+
+
+def rewrite_config(cfg, text):
+    """Rewrite the mounted config in place (a bind mount follows the inode, not the name),
+    then SIGHUP the lb to reload it."""
+    with open(cfg, "r+") as f:
+        f.seek(0)
+        f.write(text)
+        f.truncate()
+    compose("kill", "-s", "HUP", "lb")
+
+
+def scenario_reload():
+    """Edit a copy of the mounted config, SIGHUP lb: the change applies live."""
+    src = (ROOT / "deploy" / "lb.yaml").read_text()
+    with mounted_config(src) as cfg:
+        status, _, _ = get("/e2e/api/hello")
+        check(status == 404, f"/e2e/ answered {status} before the reload")
+        with Load() as load:
+            time.sleep(1)
+            rewrite_config(cfg, with_e2e_route(src))
+            _, took = wait_for("the reloaded route",
+                               lambda: get("/e2e/api/hello")[2] == b"Hello, World!", timeout=10)
+            time.sleep(1)
+        load.report("reload (SIGHUP, new route)")
+        log(f"reload applied within {took:.1f}s")
+
+
+def scenario_rate_limit():
+    """A reload gives a route `rate_limit: {requests: 5, per: 1s}`; a client sending 20 a
+    second for 4 s gets about 5 a second through, the rest answered 429 by the lb with its
+    JSON, Retry-After and RateLimit-* headers, while an unlimited route serves every request."""
+    limit, per_second, seconds = 5, 20, 4
+    src = (ROOT / "deploy" / "lb.yaml").read_text()
+    limited = src.replace("routes:\n", "routes:\n  - { prefix: /e2e-limited/, upstream: api, strip_prefix: true, "
+                          f"rate_limit: {{ requests: {limit}, per: 1s }} }}\n", 1)
+    check(limited != src, "could not find `routes:` in the lb config")
+    path = "/e2e-limited/api/hello"
+    with mounted_config(src) as cfg:
+        rewrite_config(cfg, limited)
+        wait_for("the limited route", lambda: get(path)[0] in (200, 429), timeout=10)
+        time.sleep(2.5)  # two windows: the probe's requests no longer count
+        answers = Counter()
+        bad = []
+        t0 = time.monotonic()
+        for i in range(per_second * seconds):
+            time.sleep(max(0.0, t0 + i / per_second - time.monotonic()))
+            status, headers, body = get(path)
+            answers[status] += 1
+            if headers.get("ratelimit-limit") != str(limit):
+                bad.append(f"{status} with RateLimit-Limit {headers.get('ratelimit-limit')!r}")
+            if status == 429:
+                doc = json.loads(body)
+                if (doc.get("error"), doc.get("status")) != ("too many requests", 429) or not doc.get("request_id") \
+                        or int(headers.get("retry-after", "0")) < 1 or headers.get("ratelimit-remaining") != "0" \
+                        or "server" in headers:
+                    bad.append(f"429 {headers} {body[:120]!r}")
+            elif status != 200 or body != b"Hello, World!":
+                bad.append(f"{status} {body[:120]!r}")
+        took = time.monotonic() - t0
+        check(not bad, f"{len(bad)} wrong answers, e.g. {bad[:3]}")
+        allowed = answers[200]
+        # At most `limit` per window of 1 s, and a client that keeps sending gets its
+        # quota in every window: between limit × (seconds − 1) and limit × (seconds + 1).
+        check(limit * (seconds - 1) <= allowed <= limit * (seconds + 1),
+              f"{allowed} of {sum(answers.values())} let through in {took:.1f}s at limit {limit}/s: {dict(answers)}")
+        refused = metric("lb_rate_limited_total", 'route="/e2e-limited/"')
+        check(refused == answers[429], f"lb_rate_limited_total {refused} != {answers[429]} answers 429")
+        unlimited = Counter(get("/api/hello")[0] for _ in range(2 * limit))
+        check(unlimited == Counter({200: 2 * limit}), f"the unlimited route answered {dict(unlimited)}")
+    RESULTS.append(f"rate limit: {allowed} of {sum(answers.values())} requests let through in {took:.1f}s "
+                   f"at {limit}/s ({allowed / took:.1f}/s), {answers[429]} answered 429")
+    log(f"rate limit: {dict(answers)} in {took:.1f}s")
 
 
 def check_hardened(ids, no_new_privileges=True):
@@ -453,6 +514,7 @@ SCENARIOS = [
     ("crash", scenario_crash),
     ("restart", scenario_restart),
     ("reload", scenario_reload),
+    ("rate_limit", scenario_rate_limit),
     ("hardening", scenario_hardening),
     ("down", scenario_down),
 ]

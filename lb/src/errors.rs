@@ -18,6 +18,8 @@ pub(crate) enum LbError {
     PayloadTooLarge,
     UriTooLong,
     HeaderFieldsTooLarge,
+    /// Over the route's `rate_limit` (`crate::rate_limit`).
+    TooManyRequests,
     Internal,
     BadGateway,
     NoHealthyBackend,
@@ -39,6 +41,7 @@ impl LbError {
             LbError::PayloadTooLarge => 413,
             LbError::UriTooLong => 414,
             LbError::HeaderFieldsTooLarge => 431,
+            LbError::TooManyRequests => 429,
             LbError::Internal => 500,
             LbError::BadGateway => 502,
             LbError::NoHealthyBackend => 503,
@@ -56,6 +59,7 @@ impl LbError {
             LbError::PayloadTooLarge => "request body too large",
             LbError::UriTooLong => "request target too long",
             LbError::HeaderFieldsTooLarge => "request header fields too large",
+            LbError::TooManyRequests => "too many requests",
             LbError::Internal => "internal error",
             LbError::BadGateway => "bad gateway",
             LbError::NoHealthyBackend => "no healthy backend available",
@@ -76,6 +80,7 @@ impl LbError {
             HTTPStatus(413) => LbError::PayloadTooLarge,
             HTTPStatus(414) => LbError::UriTooLong,
             HTTPStatus(431) => LbError::HeaderFieldsTooLarge,
+            HTTPStatus(429) => LbError::TooManyRequests,
             HTTPStatus(500) => LbError::Internal,
             HTTPStatus(502) => LbError::BadGateway,
             HTTPStatus(503) => LbError::NoHealthyBackend,
@@ -119,6 +124,18 @@ pub(crate) async fn respond(
     request_id: &HeaderValue,
     keepalive: bool,
 ) -> Result<()> {
+    respond_with(session, err, request_id, keepalive, |_| Ok(())).await
+}
+
+/// [`respond`], with `extra` headers added to the response head (e.g. a 429's
+/// `RateLimit-*`).
+pub(crate) async fn respond_with(
+    session: &mut Session,
+    err: LbError,
+    request_id: &HeaderValue,
+    keepalive: bool,
+    extra: impl FnOnce(&mut ResponseHeader) -> Result<()>,
+) -> Result<()> {
     let body = json_body(err, request_id);
     let mut resp = ResponseHeader::build(err.status(), Some(6))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
@@ -128,6 +145,7 @@ pub(crate) async fn respond(
     if err == LbError::NoHealthyBackend {
         resp.insert_header(http::header::RETRY_AFTER, RETRY_AFTER_SECS)?;
     }
+    extra(&mut resp)?;
     if !keepalive {
         session.set_keepalive(None);
     }

@@ -17,6 +17,9 @@
 //!   route) → upstream (backend choice, request headers) → failover (retry policy) →
 //!   response (response headers) → access log. Body-less `GET`/`HEAD` take the direct path
 //!   (`proxy::direct`) through the same stages; `errors` are the lb's own JSON answers.
+//!   Edge protection: `client_ip` (the client behind `trusted_proxies`), `rate_limit`
+//!   (per-route limits per client, checked in `request`), `connection_limits` (concurrent
+//!   connections, refused at accept time; wraps the proxy app in `server`).
 //! - **Operations**: `admin` (`/ready`, `/health`, `/metrics`, `/status`, `POST /reload`),
 //!   `reload` (hot reload: check, reuse unchanged pools, warm up new ones, swap; `--watch`),
 //!   `metrics` (private Prometheus registry), `observe` (per-pool history) and `status`
@@ -37,7 +40,9 @@ pub mod server;
 
 mod admin;
 mod client_errors;
+mod client_ip;
 mod config;
+mod connection_limits;
 mod discovery;
 mod downstream;
 mod errors;
@@ -50,6 +55,7 @@ mod observe;
 mod per_thread;
 mod pool;
 mod proxy;
+mod rate_limit;
 mod reload;
 mod routes;
 mod signals;

@@ -65,6 +65,11 @@ pub(crate) struct Metrics {
     client_errors: IntCounterVec,
     /// `lb_requests_by_protocol_total`, resolved: `[h1, h2][plaintext, TLS 1.2, TLS 1.3]`.
     by_protocol: [[IntCounter; 3]; 2],
+    /// `lb_rate_limited_total{route}`.
+    rate_limited: IntCounterVec,
+    /// Mirror [`crate::connection_limits::connections`] at scrape time.
+    connections_open: IntGauge,
+    connections_refused: IntCounterVec,
 }
 
 /// Resolved handles for one route (`lb_requests_total` by code class).
@@ -247,6 +252,27 @@ impl Metrics {
         let by_protocol = ["h1", "h2"].map(|p| {
             ["none", "TLSv1.2", "TLSv1.3"].map(|t| by_protocol_vec.with_label_values(&[p, t]))
         });
+        let rate_limited = counter_vec(
+            &registry,
+            "lb_rate_limited_total",
+            "Requests answered 429 by a route's rate_limit, by route prefix (before any backend was contacted).",
+            &["route"],
+        );
+        let connections_open = IntGauge::new(
+            "lb_connections_open",
+            "Client connections open now, as counted against server.connection_limits (accepted, TLS handshakes included); connections accepted while the limits are off are not counted.",
+        )
+        .expect("valid metric definition");
+        register(&registry, connections_open.clone());
+        let connections_refused = counter_vec(
+            &registry,
+            "lb_connections_refused_total",
+            "Client connections closed at accept time by server.connection_limits, by the limit they hit: total or per_ip.",
+            &["reason"],
+        );
+        for r in crate::connection_limits::Refusal::ALL {
+            connections_refused.with_label_values(&[r.label()]);
+        }
         // Both results exist from the start, so a first failure is an increase, not a new series.
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
@@ -273,7 +299,15 @@ impl Metrics {
             tls_handshake_failures,
             client_errors,
             by_protocol,
+            rate_limited,
+            connections_open,
+            connections_refused,
         }
+    }
+
+    /// `lb_rate_limited_total` of the route with this prefix (resolved once per snapshot).
+    pub(crate) fn rate_limited(&self, route: &str) -> IntCounter {
+        self.rate_limited.with_label_values(&[route])
     }
 
     /// Count one request by protocol; `tls`: the TLS version as the access log writes it
@@ -375,6 +409,16 @@ impl Metrics {
         }
         for (reason, n) in crate::client_errors::counts() {
             let counter = self.client_errors.with_label_values(&[reason.label()]);
+            if n > counter.get() {
+                counter.inc_by(n - counter.get());
+            }
+        }
+        let conns = crate::connection_limits::connections();
+        self.connections_open.set(conns.open() as i64);
+        for (reason, n) in conns.refused() {
+            let counter = self
+                .connections_refused
+                .with_label_values(&[reason.label()]);
             if n > counter.get() {
                 counter.inc_by(n - counter.get());
             }

@@ -46,6 +46,9 @@ pub fn quiet(event: &tracing::Event<'_>) -> bool {
     event.record(&mut seen);
     if seen.listening && seen.handshake {
         HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+        if let Some(peer) = seen.handshake_peer {
+            crate::connection_limits::handshake_failed(peer);
+        }
         return true;
     }
     if seen.proxy && seen.request_head {
@@ -64,6 +67,9 @@ pub fn quiet(event: &tracing::Event<'_>) -> bool {
 struct Seen {
     listening: bool,
     handshake: bool,
+    /// `Downstream handshake error from ADDR: ...`: the connection's count is released
+    /// (`crate::connection_limits`).
+    handshake_peer: Option<std::net::SocketAddr>,
     proxy: bool,
     request_head: bool,
     apps: bool,
@@ -83,6 +89,7 @@ impl Seen {
             }
             "message" => {
                 self.handshake = value.starts_with("Downstream handshake");
+                self.handshake_peer = handshake_peer(value);
                 // pingora_proxy's line when `read_request` fails other than on a malformed
                 // head (which it answers with 400 at DEBUG).
                 self.request_head = value.starts_with("Fail to proxy: ")
@@ -95,6 +102,12 @@ impl Seen {
     }
 }
 
+/// The peer in pingora's `Downstream handshake error from ADDR: ERROR` line.
+fn handshake_peer(message: &str) -> Option<std::net::SocketAddr> {
+    let rest = message.strip_prefix("Downstream handshake error from ")?;
+    rest.split_once(": ")?.0.parse().ok()
+}
+
 impl Visit for Seen {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if matches!(field.name(), "log.target" | "message") {
@@ -104,5 +117,24 @@ impl Visit for Seen {
 
     fn record_str(&mut self, field: &Field, value: &str) {
         self.field(field, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_of_a_failed_handshake_is_read_from_pingoras_line() {
+        assert_eq!(
+            handshake_peer("Downstream handshake error from 192.0.2.1:4711: TLS alert"),
+            "192.0.2.1:4711".parse().ok()
+        );
+        assert_eq!(
+            handshake_peer("Downstream handshake error from [2001:db8::1]:80: x: y"),
+            "[2001:db8::1]:80".parse().ok()
+        );
+        assert_eq!(handshake_peer("Downstream handshake error: x"), None);
+        assert_eq!(handshake_peer("Downstream handshake timeout"), None);
     }
 }

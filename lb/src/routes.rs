@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::metrics::RouteMetrics;
 use crate::pool::Pool;
+use crate::rate_limit::RateLimiter;
 
 pub(crate) struct Route {
     pub(crate) prefix: String,
@@ -12,6 +13,8 @@ pub(crate) struct Route {
     pub(crate) hsts: Option<http::HeaderValue>,
     /// Largest request body accepted (413 beyond it).
     pub(crate) max_body_size: u64,
+    /// Requests per client (429 beyond it); `None`: not limited.
+    pub(crate) rate_limit: Option<RateLimiter>,
     pub(crate) pool: Arc<Pool>,
     /// `lb_requests_total` handles for this route, resolved when the snapshot was built.
     pub(crate) metrics: RouteMetrics,
@@ -53,6 +56,11 @@ impl RouteTable {
 
     pub(crate) fn get(&self, index: usize) -> &Route {
         &self.routes[index]
+    }
+
+    /// The route with exactly this prefix (a reload carries its state over).
+    pub(crate) fn by_prefix(&self, prefix: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.prefix == prefix)
     }
 }
 

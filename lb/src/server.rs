@@ -9,7 +9,6 @@ use anyhow::Context;
 use pingora::server::configuration::Opt;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
-use pingora::services::listening::Service;
 
 use crate::admin::AdminService;
 use crate::config::LoadedConfig;
@@ -82,7 +81,12 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
     h2.max_header_list_size(u32::try_from(head_size).unwrap_or(u32::MAX));
     http.h2_options = Some(h2);
-    let mut proxy = Service::new("proxy".to_string(), EdgeApp::new(http, state.clone()));
+    // Every listener's connections counted against `server.connection_limits`.
+    let mut proxy = crate::connection_limits::service(
+        "proxy",
+        EdgeApp::new(http, state.clone()),
+        state.clone(),
+    );
     for addr in &listen {
         proxy.add_tcp(addr);
     }

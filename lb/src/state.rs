@@ -19,6 +19,7 @@ use crate::config::certificates::ListenerCertificates;
 use crate::config::{Config, LoadedConfig};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::pool::Pool;
+use crate::rate_limit::RateLimiter;
 use crate::routes::{Route, RouteTable};
 use crate::tls::TlsListeners;
 
@@ -75,6 +76,12 @@ impl Snapshot {
                 prefix: r.prefix.clone(),
                 strip_prefix: r.strip_prefix,
                 max_body_size: r.max_body_size,
+                rate_limit: r.rate_limit.map(|spec| {
+                    let previous = previous
+                        .and_then(|p| p.routes.by_prefix(&r.prefix))
+                        .and_then(|route| route.rate_limit.as_ref());
+                    RateLimiter::new(&spec, previous, metrics.rate_limited(&r.prefix))
+                }),
                 hsts: r
                     .hsts
                     .as_ref()

@@ -66,6 +66,15 @@ pub(crate) mod defaults {
     pub(crate) const QUEUE_MAX: usize = 1024;
     /// One year: what browsers' HSTS preload lists ask for.
     pub(crate) const HSTS_MAX_AGE: Duration = Duration::from_secs(31_536_000);
+    /// Concurrent client connections in all (`server.connection_limits.total`): a busy
+    /// site's worth, each costing a socket and a task, and finite so that a flood is refused
+    /// at accept time before the process runs out of file descriptors or memory.
+    pub(crate) const CONNECTIONS_TOTAL: usize = 10_000;
+    /// Concurrent connections from one client IP (an IPv6 /64): a NAT with a few hundred
+    /// browsers at 6 connections each fits; one address cannot take a tenth of the total.
+    pub(crate) const CONNECTIONS_PER_IP: usize = 1_000;
+    /// Longest `routes[].rate_limit.per`.
+    pub(crate) const RATE_LIMIT_PER_MAX: Duration = Duration::from_secs(3600);
     /// Never redirected to HTTPS: an ACME CA checks http-01 challenges over plain HTTP.
     pub(crate) const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
     pub(crate) const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,6 +131,30 @@ pub(crate) struct ServerSettings {
     pub(crate) hsts: Option<Hsts>,
     /// `server.client_timeouts` and `server.request_limits`.
     pub(crate) client: ClientLimits,
+    /// Peers whose `X-Forwarded-For` names the client (`crate::client_ip`); empty: the
+    /// client is always the socket peer.
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    /// Concurrent client connections, refused at accept time beyond these
+    /// (`crate::connection_limits`); `None`: `off`.
+    pub(crate) connection_limits: Option<ConnectionLimits>,
+}
+
+/// `server.connection_limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectionLimits {
+    pub(crate) total: usize,
+    /// Per client IP (IPv6: per /64); peers in `trusted_proxies` are held to `total` only.
+    pub(crate) per_ip: usize,
+}
+
+impl Default for ConnectionLimits {
+    /// [`defaults::CONNECTIONS_TOTAL`] and [`defaults::CONNECTIONS_PER_IP`].
+    fn default() -> Self {
+        Self {
+            total: defaults::CONNECTIONS_TOTAL,
+            per_ip: defaults::CONNECTIONS_PER_IP,
+        }
+    }
 }
 
 /// `server.https_redirect`.
@@ -201,6 +234,17 @@ pub(crate) struct RouteSpec {
     pub(crate) hsts: Option<Hsts>,
     /// Largest request body accepted, in bytes (413 beyond it).
     pub(crate) max_body_size: u64,
+    /// Requests per client IP (`crate::rate_limit`); `None`: not limited.
+    pub(crate) rate_limit: Option<RateLimitSpec>,
+}
+
+/// `routes[].rate_limit`: at most `requests` per client IP in any window of `per` (as
+/// estimated by `crate::rate_limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateLimitSpec {
+    pub(crate) requests: u32,
+    /// Whole seconds, from 1 s to [`defaults::RATE_LIMIT_PER_MAX`].
+    pub(crate) per: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

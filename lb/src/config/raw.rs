@@ -40,6 +40,11 @@ pub(crate) struct RawServer {
     pub(crate) h2c: Option<bool>,
     pub(crate) https_redirect: Option<RawHttpsRedirect>,
     pub(crate) hsts: Option<RawHsts>,
+    /// CIDRs (or single addresses) whose `X-Forwarded-For` is believed.
+    pub(crate) trusted_proxies: Option<Vec<String>>,
+    /// `off`, or a mapping `{total, per_ip}`: checked by `validate` (a string here would
+    /// make serde report a mapping's errors without their key).
+    pub(crate) connection_limits: Option<Value>,
     pub(crate) client_timeouts: Option<RawClientTimeouts>,
     pub(crate) request_limits: Option<RawRequestLimits>,
 }
@@ -109,6 +114,15 @@ pub(crate) struct RawRoute {
     pub(crate) hsts: Option<Value>,
     /// Bytes: a number, or a string such as `10MiB`.
     pub(crate) max_body_size: Option<Value>,
+    pub(crate) rate_limit: Option<RawRateLimit>,
+}
+
+/// `routes[].rate_limit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub(crate) requests: Option<i64>,
+    pub(crate) per: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,6 +30,8 @@ pub(crate) struct RequestCtx {
     pub(crate) tls: bool,
     /// Request body bytes read so far (held to the route's `max_body_size`).
     pub(crate) body_bytes: u64,
+    /// The route's rate-limit verdict for this request, for its `RateLimit-*` headers.
+    pub(crate) rate_limit: Option<crate::rate_limit::Verdict>,
     /// Proxied by the direct path (`super::direct`), which logs its own failures.
     pub(crate) direct: bool,
     /// A stale reused connection was already sent again (once per request, see
@@ -52,6 +54,7 @@ impl RequestCtx {
             response_started: false,
             tls: false,
             body_bytes: 0,
+            rate_limit: None,
             direct: false,
             reconnected: false,
             reconnect_to: None,

@@ -11,6 +11,7 @@ mod ctx;
 mod direct;
 mod failover;
 pub(crate) mod keepalive;
+mod limit;
 mod redirect;
 mod request;
 mod response;

@@ -1,5 +1,5 @@
 //! Stage 1, request_filter: load the snapshot, settle the request id, send plaintext
-//! requests to HTTPS when configured, pick the route.
+//! requests to HTTPS when configured, pick the route, hold the client to its rate limit.
 
 use pingora::proxy::Session;
 use pingora::Result;
@@ -56,6 +56,9 @@ pub(crate) async fn request_filter(
     if ctx.route.is_none() {
         let keepalive = !has_body(session);
         errors::respond(session, LbError::NoRoute, &ctx.request_id, keepalive).await?;
+        return Ok(true);
+    }
+    if super::limit::refused(session, ctx, !has_body(session)).await? {
         return Ok(true);
     }
     if too_large {

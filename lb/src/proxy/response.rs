@@ -38,7 +38,7 @@ fn http10_framing(session: &mut Session, resp: &mut ResponseHeader) {
 }
 
 /// The response head's last changes on both paths, just before it is written: echo the
-/// request id; the route's HSTS over TLS (replacing the backend's: the lb owns the policy); once the lb is `closing` (read per response: it turns on while
+/// request id; the route's `RateLimit-*` headers; the route's HSTS over TLS (replacing the backend's: the lb owns the policy); once the lb is `closing` (read per response: it turns on while
 /// connections are open), end the connection after this response; HTTP/1.0 framing.
 pub(crate) fn response_filter(
     session: &mut Session,
@@ -50,6 +50,11 @@ pub(crate) fn response_filter(
     if ctx.tls {
         if let Some(hsts) = ctx.route().and_then(|r| r.hsts.as_ref()) {
             resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
+    }
+    if let Some(verdict) = ctx.rate_limit {
+        if let Some(limiter) = ctx.route().and_then(|r| r.rate_limit.as_ref()) {
+            limiter.headers(verdict, resp)?;
         }
     }
     if closing {

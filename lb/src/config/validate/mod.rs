@@ -6,12 +6,15 @@
 //! `upstreams`, `routes`.
 
 mod client;
+mod connection_limits;
 mod discovery;
 mod errors;
 mod https;
+mod rate_limit;
 mod routes;
 mod server;
 mod tls;
+mod trusted_proxies;
 mod upstream_tls;
 mod upstreams;
 

@@ -59,6 +59,9 @@ pub(super) fn routes(
                 .map_or(defaults::MAX_BODY_SIZE, |v| {
                     errs.byte_size(&format!("{path}.max_body_size"), v, defaults::MAX_BODY_SIZE)
                 }),
+            rate_limit: r.rate_limit.as_ref().and_then(|raw| {
+                super::rate_limit::rate_limit(errs, &format!("{path}.rate_limit"), raw)
+            }),
         });
     }
     routes
@@ -82,6 +85,7 @@ mod tests {
             strip_prefix,
             hsts: None,
             max_body_size: defaults::MAX_BODY_SIZE,
+            rate_limit: None,
         }
     }
 

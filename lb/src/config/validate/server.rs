@@ -78,6 +78,14 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             .hsts
             .as_ref()
             .map(|h| super::https::hsts(errs, "server.hsts", h)),
+        trusted_proxies: super::trusted_proxies::trusted_proxies(
+            errs,
+            raw.trusted_proxies.as_deref(),
+        ),
+        connection_limits: super::connection_limits::connection_limits(
+            errs,
+            raw.connection_limits.as_ref(),
+        ),
         pid_file: file_path(errs, "pid_file", &raw.pid_file, defaults::PID_FILE),
         upgrade_sock: file_path(
             errs,
@@ -185,6 +193,8 @@ mod tests {
                     client: crate::config::ClientLimits::default(),
                     https_redirect: None,
                     hsts: None,
+                    trusted_proxies: vec![],
+                    connection_limits: Some(crate::config::ConnectionLimits::default()),
                 },
                 vec![]
             )
@@ -209,6 +219,8 @@ upgrade_sock: /run/lb.sock
 h2c: true
 https_redirect: { port: 8443, exclude: [/health] }
 hsts: { max_age: 1h }
+trusted_proxies: [10.0.0.0/8]
+connection_limits: { total: 50, per_ip: 5 }
 "#;
         assert_eq!(
             check(text),
@@ -238,6 +250,11 @@ hsts: { max_age: 1h }
                         include_subdomains: false,
                         preload: false,
                         value: "max-age=3600".into(),
+                    }),
+                    trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+                    connection_limits: Some(crate::config::ConnectionLimits {
+                        total: 50,
+                        per_ip: 5,
                     }),
                 },
                 vec![]

@@ -19,7 +19,11 @@ async fn slow_clients_are_all_cut_off_while_others_are_served() {
         "routes:\n  - {{ prefix: /, upstream: web }}\nupstreams:\n  web: {{ discovery: {{ static: [\"{}\"] }} }}\n",
         stub.addr
     );
-    let mut lb = Lb::start("  client_timeouts: { request_head: 1s }\n", &body);
+    // One address opening 3,000 connections is over the default `per_ip` (1,000).
+    let mut lb = Lb::start(
+        "  client_timeouts: { request_head: 1s }\n  connection_limits: { total: 10000, per_ip: 5000 }\n",
+        &body,
+    );
     lb.wait_ready().await;
     let started = Instant::now();
     let mut slow = Vec::with_capacity(SLOW);

@@ -84,12 +84,15 @@ async fn fresh_get(source: &str, to: SocketAddr) -> (TcpStream, Option<u16>) {
     (conn, status)
 }
 
-/// Wait until no connection is counted (the harness's readiness probe connects to the
-/// proxy port too, and its close takes a moment to be seen).
-async fn nothing_open(lb: &Lb) {
-    eventually(Duration::from_secs(5), "no connection counted", || async {
-        metric(&scrape(lb).await, "lb_connections_open{}") == 0.0
-    })
+/// Wait until `n` connections are counted. The harness's readiness probe connects to the
+/// proxy port too: it is accepted before any later connection (one listening socket, taken
+/// in order), and its close takes a moment to be seen.
+async fn open_is(lb: &Lb, n: usize) {
+    eventually(
+        Duration::from_secs(5),
+        &format!("{n} connections counted"),
+        || async { metric(&scrape(lb).await, "lb_connections_open{}") == n as f64 },
+    )
     .await;
 }
 
@@ -120,16 +123,9 @@ async fn per_ip_limit_closes_the_next_connection_from_that_address() {
     // The open connections keep being served.
     assert_eq!(get_on(&mut c2).await, Some(200));
 
-    let m = scrape(&lb).await;
-    assert_eq!(
-        metric(&m, "lb_connections_refused_total{reason=per_ip}"),
-        1.0
-    );
-    assert_eq!(
-        metric(&m, "lb_connections_refused_total{reason=total}"),
-        0.0
-    );
-    assert_eq!(metric(&m, "lb_connections_open{}"), 3.0);
+    open_is(&lb, 3).await;
+    assert_eq!(refused(&lb, "per_ip").await, 1.0);
+    assert_eq!(refused(&lb, "total").await, 0.0);
 
     // A closed connection frees its place (once the lb has seen the close).
     drop(c1);
@@ -166,13 +162,18 @@ async fn total_limit_counts_every_address() {
     let stub = Stub::start("web", "127.0.0.1:0").await;
     let mut lb = Lb::start(&limits(3, 100), &body(&stub));
     lb.wait_ready().await;
-    nothing_open(&lb).await;
     let to = proxy(&lb);
     let mut open = Vec::new();
-    for source in ["127.0.0.61", "127.0.0.62", "127.0.0.63"] {
+    for (i, source) in ["127.0.0.61", "127.0.0.62", "127.0.0.63"]
+        .into_iter()
+        .enumerate()
+    {
         let (conn, status) = fresh_get(source, to).await;
         assert_eq!(status, Some(200), "{source}");
         open.push(conn);
+        // Once one is answered, the probe before it has been accepted: wait for its place
+        // to be freed.
+        open_is(&lb, i + 1).await;
     }
     let (_, status) = fresh_get("127.0.0.64", to).await;
     assert_eq!(status, None);
@@ -191,15 +192,16 @@ fn local_ca_listener(ip: &str, dir: &Path) -> String {
 async fn a_failed_tls_handshake_frees_its_place_at_once() {
     let dir = tempfile::tempdir().expect("dir");
     let stub = Stub::start("web", "127.0.0.1:0").await;
-    let server = limits(1, 1) + &local_ca_listener("127.0.0.71", &dir.path().join("ca"));
+    // One place per address: the harness's readiness probes (from 127.0.0.1) cannot take it.
+    let server = limits(100, 1) + &local_ca_listener("127.0.0.71", &dir.path().join("ca"));
     let mut lb = Lb::start(&server, &body(&stub));
     lb.wait_ready().await;
     let tls = support::tls_addr(&lb, 0).await;
-    nothing_open(&lb).await;
+    open_is(&lb, 0).await;
 
-    // Plaintext on the TLS port, and a handshake cut at once. Each holds the only place
-    // until pingora gives up on its handshake; without the release, the place would stay
-    // taken for pingora's 60 s handshake deadline.
+    // Plaintext on the TLS port, and a handshake cut at once. Each holds the address's only
+    // place until pingora gives up on its handshake; without the release, the place would
+    // stay taken for pingora's 60 s handshake deadline.
     let inputs: [&[u8]; 2] = [b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", b""];
     for input in inputs {
         let mut conn = connect_from("127.0.0.72", tls).await;
@@ -207,11 +209,15 @@ async fn a_failed_tls_handshake_frees_its_place_at_once() {
         conn.shutdown().await.expect("half close");
         let mut rest = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
-        nothing_open(&lb).await;
+        open_is(&lb, 0).await;
     }
     let (_, status) = fresh_get("127.0.0.72", proxy(&lb)).await;
     assert_eq!(status, Some(200));
-    assert_eq!(refused(&lb, "total").await, 0.0);
+    assert_eq!(
+        refused(&lb, "per_ip").await,
+        0.0,
+        "each was admitted, none refused"
+    );
 }
 
 #[tokio::test]

@@ -12,6 +12,8 @@ use service_kit::request_id;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LbError {
     BadRequest,
+    /// The admin API without its bearer token (`crate::admin_auth`).
+    Unauthorized,
     NoRoute,
     PayloadTooLarge,
     Internal,
@@ -29,6 +31,7 @@ impl LbError {
     pub(crate) fn status(self) -> u16 {
         match self {
             LbError::BadRequest => 400,
+            LbError::Unauthorized => 401,
             LbError::NoRoute => 404,
             LbError::PayloadTooLarge => 413,
             LbError::Internal => 500,
@@ -42,6 +45,7 @@ impl LbError {
     pub(crate) fn message(self) -> &'static str {
         match self {
             LbError::BadRequest => "bad request",
+            LbError::Unauthorized => "a valid admin token is required",
             LbError::NoRoute => "no route for this path",
             LbError::PayloadTooLarge => "request body too large",
             LbError::Internal => "internal error",

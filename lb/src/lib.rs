@@ -16,12 +16,15 @@
 //!   response (response headers) → access log. Body-less `GET`/`HEAD` take the direct path
 //!   (`proxy::direct`) through the same stages; `errors` are the lb's own JSON answers.
 //! - **Operations**: `admin` (`/ready`, `/health`, `/metrics`, `/status`, `POST /reload`),
+//!   `admin_auth` (its bearer token; the token is read by `config::admin_token`),
 //!   `reload` (hot reload: check, reuse unchanged pools, warm up new ones, swap; `--watch`),
 //!   `metrics` (private Prometheus registry), `observe` (per-pool history) and `status`
 //!   (the `/status` JSON), [`admin_client`] (`lb healthcheck`, `lb reload`), `signals`
 //!   (SIGHUP reloads), `listeners` (the bound addresses, `:0` included).
 //! - **Plumbing**: [`quiet_log`] (pingora's per-connection TLS handshake and request-head
-//!   errors: counted, not logged), `client_errors` (what clients get wrong, counted), `per_thread` (per-thread values a background task can visit),
+//!   errors: counted, not logged), `client_errors` (what clients get wrong, counted),
+//!   `log_throttle` (repeated WARN/ERROR lines: one per window, then a "suppressed N"
+//!   line), `per_thread` (per-thread values a background task can visit),
 //!   `line_buffer` (log lines written in batches per thread), `json_line` (hand-written
 //!   JSON for the access log). The request-id rule, the logging contract and the
 //!   healthcheck client come from `service-kit`, shared with the backend and frontend.
@@ -34,6 +37,7 @@ pub mod quiet_log;
 pub mod server;
 
 mod admin;
+mod admin_auth;
 mod client_errors;
 mod config;
 mod discovery;
@@ -42,6 +46,7 @@ mod health;
 mod json_line;
 mod line_buffer;
 mod listeners;
+mod log_throttle;
 mod metrics;
 mod observe;
 mod per_thread;

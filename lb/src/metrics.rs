@@ -65,6 +65,8 @@ pub(crate) struct Metrics {
     client_errors: IntCounterVec,
     /// `lb_requests_by_protocol_total`, resolved: `[h1, h2][plaintext, TLS 1.2, TLS 1.3]`.
     by_protocol: [[IntCounter; 3]; 2],
+    /// `lb_admin_auth_failures_total{reason}` ([`crate::admin_auth`]).
+    admin_auth_failures: IntCounterVec,
 }
 
 /// Resolved handles for one route (`lb_requests_total` by code class).
@@ -247,6 +249,15 @@ impl Metrics {
         let by_protocol = ["h1", "h2"].map(|p| {
             ["none", "TLSv1.2", "TLSv1.3"].map(|t| by_protocol_vec.with_label_values(&[p, t]))
         });
+        let admin_auth_failures = counter_vec(
+            &registry,
+            "lb_admin_auth_failures_total",
+            "Admin requests refused with 401, by reason: missing (no bearer token), invalid (a wrong token).",
+            &["reason"],
+        );
+        for reason in crate::admin_auth::Refusal::ALL {
+            admin_auth_failures.with_label_values(&[reason.label()]);
+        }
         // Both results exist from the start, so a first failure is an increase, not a new series.
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
@@ -273,7 +284,15 @@ impl Metrics {
             tls_handshake_failures,
             client_errors,
             by_protocol,
+            admin_auth_failures,
         }
+    }
+
+    /// One admin request refused for want of the token.
+    pub(crate) fn admin_auth_failure(&self, reason: crate::admin_auth::Refusal) {
+        self.admin_auth_failures
+            .with_label_values(&[reason.label()])
+            .inc();
     }
 
     /// Count one request by protocol; `tls`: the TLS version as the access log writes it

@@ -40,6 +40,19 @@ pub(crate) struct RawServer {
     pub(crate) h2c: Option<bool>,
     pub(crate) https_redirect: Option<RawHttpsRedirect>,
     pub(crate) hsts: Option<RawHsts>,
+    pub(crate) admin_auth: Option<RawAdminAuth>,
+    pub(crate) log_throttle: Option<Value>,
+}
+
+/// `server.admin_auth`: the admin API's bearer token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdminAuth {
+    pub(crate) token_file: Option<String>,
+    pub(crate) token_env: Option<String>,
+    pub(crate) create: Option<bool>,
+    pub(crate) metrics: Option<bool>,
+    pub(crate) allow_unauthenticated: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

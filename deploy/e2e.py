@@ -5,7 +5,8 @@ Runs the real compose.yaml (images from deploy/build.sh) under its own compose
 project name and a free host port, and checks what a user of the stack sees:
 it comes up healthy, round robin spreads requests, scaling up and down and a
 crashed replica lose no request, a reload applies live, a rate-limited route
-answers 429 beyond its rate, and `down` is clean.
+answers 429 beyond its rate, the admin API wants its token from other containers,
+and `down` is clean.
 
 Every load it sends is bounded in request count and in time, and goes to
 127.0.0.1 only. The project is torn down even when a scenario fails.
@@ -309,14 +310,27 @@ def scenario_crash():
     log(f"killed replica {victim_host} out of rotation within {took:.1f}s")
 
 
-def admin(path):
+def lb_ip():
+    """The lb container's address on the stack's network (its admin port is not published)."""
     cid = compose("ps", "-q", "lb").stdout.split()
     check(len(cid) == 1, f"expected one lb container, got {cid}")
-    ip = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-                cid[0]).split()[0]
-    conn = http.client.HTTPConnection(ip, 9901, timeout=5)
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                  cid[0]).split()[0]
+
+
+def admin_token():
+    """The admin API's bearer token, as the README says to get it: the lb made it in its
+    lb-data volume on first start (deploy/lb.yaml, admin_auth)."""
+    token = compose("exec", "-T", "lb", "/lb", "admin-token").stdout.strip()
+    check(len(token) >= 16, f"lb admin-token printed {token!r}")
+    return token
+
+
+def admin(path):
+    """GET an admin endpoint with the admin token; its body (a 200 is required)."""
+    conn = http.client.HTTPConnection(lb_ip(), 9901, timeout=5)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {admin_token()}"})
         resp = conn.getresponse()
         body = resp.read().decode()
         check(resp.status == 200, f"admin {path}: {resp.status} {body[:200]}")
@@ -461,6 +475,34 @@ def scenario_rate_limit():
     log(f"rate limit: {dict(answers)} in {took:.1f}s")
 
 
+def scenario_admin_auth():
+    """The admin API from other containers on the stack's network: /status, /metrics and
+    POST /reload are refused without the token and served with it; /ready stays open."""
+    base = f"http://{lb_ip()}:9901"
+    # A backend container's own healthcheck client: a plain GET, no token.
+    probe = ["exec", "-T", "backend", "/backend", "healthcheck", "--url"]
+    for path in ("/status", "/metrics"):
+        res = compose(*probe, base + path, check_rc=False)
+        check(res.returncode == 1 and "answered status 401" in res.stderr,
+              f"GET {path} from a backend container without the token: rc {res.returncode} "
+              f"{res.stdout}{res.stderr}")
+    res = compose(*probe, base + "/ready", check_rc=False)
+    check(res.returncode == 0, f"GET /ready from a backend container: {res.stdout}{res.stderr}")
+    # A one-off lb container (same image, volumes and network): `lb reload` sends the token
+    # of the config it is given. With a config that names no token, it is refused.
+    run = ["run", "--rm", "--no-deps", "-T", "lb", "reload", "--url", base + "/reload"]
+    res = compose(*run, "-c", "/dev/null", check_rc=False, timeout=60)
+    check(res.returncode == 1 and "answered 401" in res.stderr,
+          f"lb reload without a token: rc {res.returncode} {res.stdout}{res.stderr}")
+    res = compose(*run, check_rc=False, timeout=60)
+    check(res.returncode == 0 and "configuration reloaded" in res.stdout,
+          f"lb reload with the token: rc {res.returncode} {res.stdout}{res.stderr}")
+    missing = metric("lb_admin_auth_failures_total", 'reason="missing"')
+    check(missing >= 3, f"lb_admin_auth_failures_total{{reason=missing}} is {missing}")
+    RESULTS.append(f"admin auth: {missing:.0f} requests without the token refused with 401 "
+                   "from other containers; served with it")
+
+
 def check_hardened(ids, no_new_privileges=True):
     """Every container non-root, read-only, with all capabilities dropped (and, where the
     orchestrator can set it, no-new-privileges)."""
@@ -515,6 +557,7 @@ SCENARIOS = [
     ("restart", scenario_restart),
     ("reload", scenario_reload),
     ("rate_limit", scenario_rate_limit),
+    ("admin_auth", scenario_admin_auth),
     ("hardening", scenario_hardening),
     ("down", scenario_down),
 ]

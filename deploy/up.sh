@@ -29,3 +29,5 @@ if command -v curl >/dev/null; then
   curl -fsS --http2 --cacert ./ca.pem -w ' (HTTP/%{http_version})' "https://localhost:${tls_port}/api/hello"
   echo
 fi
+echo "The lb's admin API (port 9901 on the stack's network) wants a bearer token for /status,"
+echo "/metrics and /reload: print it with   docker compose exec lb /lb admin-token"

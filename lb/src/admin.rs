@@ -9,7 +9,9 @@
 //! - `POST /reload`: reload the config file ([`crate::reload`]); 200 when applied, 422
 //!   with the errors when rejected. `lb reload` calls it.
 //!
-//! Loopback by default: anyone who can reach it can trigger reloads.
+//! Loopback by default. With `server.admin_auth` configured, `/status`, `/reload` and
+//! (by default) `/metrics` need its bearer token ([`crate::admin_auth`]); without one,
+//! `lb -t` refuses an admin address that is not loopback.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,10 @@ pub(crate) fn app(reloader: Arc<Reloader>) -> Router {
         .route("/status", get(status))
         .route("/status.html", get(status_html))
         .route("/reload", post(reload))
+        .layer(axum::middleware::from_fn_with_state(
+            reloader.clone(),
+            crate::admin_auth::require,
+        ))
         .with_state(reloader)
 }
 
@@ -191,7 +197,9 @@ impl BackgroundService for AdminService {
             self.reloader.state.set_admin_addr(addr);
             tracing::info!(%addr, "admin listening on {addr}");
         }
-        if let Err(e) = axum::serve(listener, app(self.reloader.clone())).await {
+        // The peer address is for the log line of a refused request (`admin_auth`).
+        let app = app(self.reloader.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "admin listener stopped");
         }
     }

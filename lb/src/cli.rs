@@ -1,5 +1,5 @@
-//! Command line: pingora's flags with their usual meaning, plus the `healthcheck` and
-//! `reload` subcommands, `--watch` and `--log-format`.
+//! Command line: pingora's flags with their usual meaning, plus the `healthcheck`,
+//! `reload` and `admin-token` subcommands, `--watch` and `--log-format`.
 
 use std::path::PathBuf;
 
@@ -65,4 +65,8 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print the admin API's bearer token (`server.admin_auth` of the config file, read as
+    /// the lb reads it), e.g. `docker compose exec lb /lb admin-token`. Exit 1 when none is
+    /// configured or it cannot be read.
+    AdminToken,
 }

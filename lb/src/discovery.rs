@@ -153,14 +153,21 @@ impl ServiceDiscovery for DnsDiscovery {
             ),
             Err(e) if name_is_absent(&e) => None,
             Err(e) => {
-                if !state.failing {
+                // Once per failure, and once per `server.log_throttle` when it flaps.
+                if !state.failing
+                    && crate::log_throttle::admit(
+                        "DNS lookup failed",
+                        self.pool.to_string(),
+                        tracing::Level::WARN,
+                    )
+                {
                     tracing::warn!(
                         upstream = %self.pool, name = %self.name, error = %e,
                         kept = state.last.len(),
                         "DNS lookup failed; keeping the last known backends until it recovers"
                     );
-                    state.failing = true;
                 }
+                state.failing = true;
                 return Error::e_explain(ErrorType::ConnectNoRoute, "DNS lookup failed");
             }
         };
@@ -176,7 +183,13 @@ impl ServiceDiscovery for DnsDiscovery {
             _ => {
                 state.absent += 1;
                 if state.last.is_empty() || state.absent >= ABSENT_ANSWERS_TO_EMPTY {
-                    if !state.last.is_empty() {
+                    if !state.last.is_empty()
+                        && crate::log_throttle::admit(
+                            "name no longer resolves",
+                            self.pool.to_string(),
+                            tracing::Level::WARN,
+                        )
+                    {
                         tracing::warn!(
                             upstream = %self.pool, name = %self.name,
                             "name no longer resolves (NXDOMAIN/no records): scaled to zero, pool is empty"

@@ -12,6 +12,8 @@ use service_kit::request_id;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LbError {
     BadRequest,
+    /// The admin API without its bearer token (`crate::admin_auth`).
+    Unauthorized,
     NoRoute,
     MethodNotAllowed,
     RequestTimeout,
@@ -35,6 +37,7 @@ impl LbError {
     pub(crate) fn status(self) -> u16 {
         match self {
             LbError::BadRequest => 400,
+            LbError::Unauthorized => 401,
             LbError::NoRoute => 404,
             LbError::MethodNotAllowed => 405,
             LbError::RequestTimeout => 408,
@@ -53,6 +56,7 @@ impl LbError {
     pub(crate) fn message(self) -> &'static str {
         match self {
             LbError::BadRequest => "bad request",
+            LbError::Unauthorized => "a valid admin token is required",
             LbError::NoRoute => "no route for this path",
             LbError::MethodNotAllowed => "method not allowed",
             LbError::RequestTimeout => "request took too long",

@@ -21,12 +21,15 @@
 //!   (per-route limits per client, checked in `request`), `connection_limits` (concurrent
 //!   connections, refused at accept time; wraps the proxy app in `server`).
 //! - **Operations**: `admin` (`/ready`, `/health`, `/metrics`, `/status`, `POST /reload`),
+//!   `admin_auth` (its bearer token; the token is read by `config::admin_token`),
 //!   `reload` (hot reload: check, reuse unchanged pools, warm up new ones, swap; `--watch`),
 //!   `metrics` (private Prometheus registry), `observe` (per-pool history) and `status`
 //!   (the `/status` JSON), [`admin_client`] (`lb healthcheck`, `lb reload`), `signals`
 //!   (SIGHUP reloads), `listeners` (the bound addresses, `:0` included).
 //! - **Plumbing**: [`quiet_log`] (pingora's per-connection TLS handshake and request-head
-//!   errors: counted, not logged), `client_errors` (what clients get wrong, counted), `per_thread` (per-thread values a background task can visit),
+//!   errors: counted, not logged), `client_errors` (what clients get wrong, counted),
+//!   `log_throttle` (repeated WARN/ERROR lines: one per window, then a "suppressed N"
+//!   line), `per_thread` (per-thread values a background task can visit),
 //!   `line_buffer` (log lines written in batches per thread), `json_line` (hand-written
 //!   JSON for the access log). The request-id rule, the logging contract and the
 //!   healthcheck client come from `service-kit`, shared with the backend and frontend.
@@ -39,6 +42,7 @@ pub mod quiet_log;
 pub mod server;
 
 mod admin;
+mod admin_auth;
 mod client_errors;
 mod client_ip;
 mod config;
@@ -50,6 +54,7 @@ mod health;
 mod json_line;
 mod line_buffer;
 mod listeners;
+mod log_throttle;
 mod metrics;
 mod observe;
 mod per_thread;

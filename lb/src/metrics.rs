@@ -70,6 +70,8 @@ pub(crate) struct Metrics {
     /// Mirror [`crate::connection_limits::connections`] at scrape time.
     connections_open: IntGauge,
     connections_refused: IntCounterVec,
+    /// `lb_admin_auth_failures_total{reason}` ([`crate::admin_auth`]).
+    admin_auth_failures: IntCounterVec,
 }
 
 /// Resolved handles for one route (`lb_requests_total` by code class).
@@ -273,6 +275,15 @@ impl Metrics {
         for r in crate::connection_limits::Refusal::ALL {
             connections_refused.with_label_values(&[r.label()]);
         }
+        let admin_auth_failures = counter_vec(
+            &registry,
+            "lb_admin_auth_failures_total",
+            "Admin requests refused with 401, by reason: missing (no bearer token), invalid (a wrong token).",
+            &["reason"],
+        );
+        for reason in crate::admin_auth::Refusal::ALL {
+            admin_auth_failures.with_label_values(&[reason.label()]);
+        }
         // Both results exist from the start, so a first failure is an increase, not a new series.
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
@@ -302,12 +313,20 @@ impl Metrics {
             rate_limited,
             connections_open,
             connections_refused,
+            admin_auth_failures,
         }
     }
 
     /// `lb_rate_limited_total` of the route with this prefix (resolved once per snapshot).
     pub(crate) fn rate_limited(&self, route: &str) -> IntCounter {
         self.rate_limited.with_label_values(&[route])
+    }
+
+    /// One admin request refused for want of the token.
+    pub(crate) fn admin_auth_failure(&self, reason: crate::admin_auth::Refusal) {
+        self.admin_auth_failures
+            .with_label_values(&[reason.label()])
+            .inc();
     }
 
     /// Count one request by protocol; `tls`: the TLS version as the access log writes it

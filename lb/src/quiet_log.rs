@@ -11,6 +11,10 @@
 //! - `failed to acquire reusable stream`: pingora's upstream pool lost a benign race with
 //!   its own idle watcher for a pooled connection (seen under h2 load: about 8 % of
 //!   requests), and simply connects anew; nothing failed and nothing is to be done.
+//!
+//! Every other WARN or ERROR line of pingora (or another library logging through `log`)
+//! is rate-limited by [`crate::log_throttle`]: a backend that refuses connections would
+//! otherwise write one `Fail to proxy` line per request.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,16 +38,25 @@ pub(crate) fn handshake_failures() -> u64 {
 }
 
 /// True (drop the event) for pingora's per-connection handshake error lines and its
-/// unreadable-request-head lines.
+/// unreadable-request-head lines, and for library WARN/ERROR lines the throttle holds back.
 pub fn quiet(event: &tracing::Event<'_>) -> bool {
     // Bridged `log` records all share the target `log`; the record's own target is the
     // `log.target` field.
     let meta = event.metadata();
-    if *meta.level() != tracing::Level::ERROR || meta.target() != "log" {
+    if *meta.level() > tracing::Level::WARN || meta.target() != "log" {
         return false;
     }
     let mut seen = Seen::default();
     event.record(&mut seen);
+    if *meta.level() == tracing::Level::ERROR && dropped(&seen) {
+        return true;
+    }
+    // The rest are rate-limited (`crate::log_throttle`).
+    crate::log_throttle::foreign(&seen.module, &seen.message, *meta.level())
+}
+
+/// The ERROR lines dropped here, counted.
+fn dropped(seen: &Seen) -> bool {
     if seen.listening && seen.handshake {
         HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
         if let Some(peer) = seen.handshake_peer {
@@ -76,12 +89,16 @@ struct Seen {
     h2_handshake: bool,
     connectors: bool,
     reuse_race: bool,
+    /// The `log` target and the message, for `crate::log_throttle`.
+    module: String,
+    message: String,
 }
 
 impl Seen {
     fn field(&mut self, field: &Field, value: &str) {
         match field.name() {
             "log.target" => {
+                self.module = value.to_string();
                 self.listening = value == PINGORA_LISTENING;
                 self.proxy = value == PINGORA_PROXY;
                 self.apps = value == PINGORA_APPS;
@@ -96,6 +113,7 @@ impl Seen {
                     && value.contains(", downstream session type: ");
                 self.h2_handshake = value.starts_with("H2 handshake error");
                 self.reuse_race = value == "failed to acquire reusable stream";
+                self.message = value.to_string();
             }
             _ => {}
         }

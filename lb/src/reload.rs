@@ -92,7 +92,12 @@ impl Reloader {
             return Err(fixed);
         }
         let hash = loaded.hash.clone();
-        let changes = describe_changes(&current, &loaded.config, &loaded.tls);
+        let changes = describe_changes(
+            &current,
+            &loaded.config,
+            &loaded.tls,
+            loaded.admin_token.as_ref(),
+        );
         let (snapshot, fresh) =
             Snapshot::build_reusing(loaded, &self.state.metrics, Some(&current))
                 .map_err(|e| vec![format!("{e:#}")])?;
@@ -111,6 +116,7 @@ impl Reloader {
             });
         }
         while warm_ups.join_next().await.is_some() {}
+        crate::log_throttle::set_window(snapshot.config.server.log_throttle);
         self.state.install(snapshot);
         Ok((hash, changes))
     }
@@ -213,6 +219,7 @@ fn describe_changes(
     current: &Snapshot,
     new: &crate::config::Config,
     loaded_tls: &[crate::config::certificates::ListenerCertificates],
+    loaded_token: Option<&crate::config::admin_token::AdminToken>,
 ) -> Vec<String> {
     let mut changes = Vec::new();
     for (name, spec) in &new.upstreams {
@@ -239,6 +246,15 @@ fn describe_changes(
     }
     if o.metrics != n.metrics {
         changes.push(format!("server.metrics: {}", n.metrics));
+    }
+    if o.admin_auth != n.admin_auth {
+        changes.push("server.admin_auth: changed".to_string());
+    }
+    if current.admin_token.as_ref() != loaded_token {
+        changes.push("server.admin_auth: token replaced".to_string());
+    }
+    if o.log_throttle != n.log_throttle {
+        changes.push(format!("server.log_throttle: {:?}", n.log_throttle));
     }
     changes
 }

@@ -87,6 +87,7 @@ upstreams:
             config,
             hash: String::new(),
             tls: Vec::new(),
+            admin_token: None,
         };
         crate::state::Snapshot::build(loaded, &crate::metrics::Metrics::new())
             .expect("snapshot")

@@ -46,12 +46,14 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
         listen = ?listen,
         tls_listen = ?config.server.tls_listen.iter().map(|l| l.address.to_string()).collect::<Vec<_>>(),
         admin = %admin_addr,
+        admin_token = %config.server.admin_auth.source(),
         threads = conf.threads,
         routes = ?config.routes.iter().map(|r| format!("{} -> {}", r.prefix, r.upstream)).collect::<Vec<_>>(),
         upstreams = ?config.upstreams.keys().collect::<Vec<_>>(),
         "lb starting"
     );
 
+    crate::log_throttle::set_window(config.server.log_throttle);
     let metrics = Arc::new(Metrics::new());
     let snapshot = Snapshot::build(loaded, &metrics).context("building upstream pools")?;
     let state = LbState::new(snapshot, metrics, opts.config_path.clone());
@@ -111,6 +113,13 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
         Every {
             every: Duration::from_millis(20),
             run: crate::line_buffer::flush_due,
+        },
+    ));
+    server.add_service(background_service(
+        "repeated log lines",
+        Every {
+            every: Duration::from_secs(1),
+            run: crate::log_throttle::flush_due,
         },
     ));
     server.add_service(background_service("admin", admin));

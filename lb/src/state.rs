@@ -36,6 +36,8 @@ pub(crate) struct Snapshot {
     /// The certificates of each TLS listener (what `/status` shows; the handshakes use
     /// the same keys through [`LbState::tls`]).
     pub(crate) tls: Vec<ListenerCertificates>,
+    /// The admin API's token, read again at every reload (`None`: no token is needed).
+    pub(crate) admin_token: Option<crate::config::admin_token::AdminToken>,
 }
 
 impl Snapshot {
@@ -52,7 +54,12 @@ impl Snapshot {
         metrics: &Metrics,
         previous: Option<&Snapshot>,
     ) -> anyhow::Result<(Snapshot, Vec<Arc<Pool>>)> {
-        let LoadedConfig { config, hash, tls } = loaded;
+        let LoadedConfig {
+            config,
+            hash,
+            tls,
+            admin_token,
+        } = loaded;
         let mut pools = BTreeMap::new();
         let mut fresh = Vec::new();
         for (name, spec) in &config.upstreams {
@@ -98,6 +105,7 @@ impl Snapshot {
             pools,
             no_route: metrics.route(NO_ROUTE, NO_ROUTE),
             tls,
+            admin_token,
         };
         Ok((snapshot, fresh))
     }

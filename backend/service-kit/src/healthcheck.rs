@@ -27,6 +27,8 @@ pub enum Error {
     NotHttp(String),
     #[error("{0} answered status {1}")]
     Unhealthy(String, u16),
+    #[error("a header name or value holds a line break")]
+    Header,
 }
 
 /// The most of an answer that is read.
@@ -41,6 +43,27 @@ pub struct Answer {
 
 /// Sends `method url` with an empty body and returns the answer, whatever its status.
 pub async fn request(method: &str, url: &str, timeout: Duration) -> Result<Answer, Error> {
+    request_with(method, url, &[], timeout).await
+}
+
+/// [`request`] with extra header lines (e.g. `Authorization`). A name or value holding a
+/// line break is refused: it would forge a header.
+pub async fn request_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Answer, Error> {
+    if headers
+        .iter()
+        .any(|(n, v)| n.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']))
+    {
+        return Err(Error::Header);
+    }
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| Error::Url(url.into()))?;
@@ -56,7 +79,7 @@ pub async fn request(method: &str, url: &str, timeout: Duration) -> Result<Answe
     let exchange = async {
         let mut stream = TcpStream::connect(&addr).await?;
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: healthcheck\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: healthcheck\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
         );
         stream.write_all(request.as_bytes()).await?;
         let mut answer = Vec::with_capacity(512);
@@ -86,7 +109,16 @@ fn parse(answer: &[u8]) -> Option<Answer> {
 
 /// GETs `url` and returns its status when it is 2xx.
 pub async fn check(url: &str, timeout: Duration) -> Result<u16, Error> {
-    match request("GET", url, timeout).await?.status {
+    check_with(url, &[], timeout).await
+}
+
+/// [`check`] with extra header lines, as [`request_with`] sends them.
+pub async fn check_with(
+    url: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<u16, Error> {
+    match request_with("GET", url, headers, timeout).await?.status {
         status @ 200..=299 => Ok(status),
         status => Err(Error::Unhealthy(url.into(), status)),
     }
@@ -178,6 +210,42 @@ mod tests {
         );
         assert_eq!(parse(b"SSH-2.0-OpenSSH\r\n"), None);
         assert_eq!(parse(b"HTTP/1.1"), None);
+    }
+
+    #[tokio::test]
+    async fn sends_extra_headers_and_refuses_line_breaks() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                conn.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            conn.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let url = format!("http://{addr}/status");
+        let auth = [("Authorization", "Bearer t0ken")];
+        let status = check_with(&url, &auth, Duration::from_secs(5)).await;
+        assert_eq!(status.unwrap(), 204);
+        let head = server.await.unwrap();
+        assert!(head.starts_with("GET /status HTTP/1.1\r\n"), "{head}");
+        assert!(
+            head.contains("\r\nAuthorization: Bearer t0ken\r\n"),
+            "{head}"
+        );
+        for bad in [("X", "a\r\nEvil: 1"), ("X\nY", "v"), ("X: Y", "v")] {
+            let error = request_with("GET", &url, &[bad], Duration::from_secs(1))
+                .await
+                .unwrap_err();
+            assert!(matches!(error, Error::Header), "{bad:?}: {error}");
+        }
     }
 
     #[tokio::test]

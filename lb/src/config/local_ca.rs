@@ -195,7 +195,9 @@ fn create(dir: &Path, now: i64) -> Result<(), String> {
     result
 }
 
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+/// Write a file that must not exist yet, with `mode`, and sync it (also used for the admin
+/// token, `super::admin_token`).
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

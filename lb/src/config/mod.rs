@@ -6,6 +6,7 @@
 //! files. Everything downstream (pingora's `ServerConf`, the routing snapshot) is built
 //! from a `Config`, never from the raw file. The validated types derive `PartialEq` so a reload can tell which pools changed.
 
+pub(crate) mod admin_token;
 pub(crate) mod certificates;
 pub(crate) mod client_limits;
 pub(crate) mod duration;
@@ -89,6 +90,13 @@ pub(crate) mod defaults {
     /// Pingora parses at most 256 header lines.
     pub(crate) const HEADERS_MAX: usize = 256;
     pub(crate) const URI_LENGTH: usize = 8 << 10;
+    /// Identical WARN/ERROR lines at most once per 10 s: a flood shows as one line and a
+    /// count, and a new problem still appears within seconds.
+    pub(crate) const LOG_THROTTLE: Duration = Duration::from_secs(10);
+    pub(crate) const LOG_THROTTLE_MAX: Duration = Duration::from_secs(3600);
+    /// `/metrics` needs the token too: it shows the routes, pools, backend counts and
+    /// certificate names, and Prometheus sends a bearer token with one line of config.
+    pub(crate) const ADMIN_AUTH_METRICS: bool = true;
 }
 
 /// A validated configuration.
@@ -137,6 +145,11 @@ pub(crate) struct ServerSettings {
     /// Concurrent client connections, refused at accept time beyond these
     /// (`crate::connection_limits`); `None`: `off`.
     pub(crate) connection_limits: Option<ConnectionLimits>,
+    /// Who may use the admin API (`server.admin_auth`).
+    pub(crate) admin_auth: AdminAuth,
+    /// Identical WARN/ERROR lines are written at most once per this window
+    /// ([`crate::log_throttle`]); zero writes every one.
+    pub(crate) log_throttle: Duration,
 }
 
 /// `server.connection_limits`.
@@ -153,6 +166,41 @@ impl Default for ConnectionLimits {
         Self {
             total: defaults::CONNECTIONS_TOTAL,
             per_ip: defaults::CONNECTIONS_PER_IP,
+        }
+    }
+}
+
+/// `server.admin_auth`: where the admin API's bearer token comes from (it is read by
+/// [`admin_token::load`] at every load) and what it guards.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct AdminAuth {
+    /// The environment variable holding the token; when it is set and not empty it wins
+    /// over `token_file`.
+    pub(crate) token_env: Option<String>,
+    /// A file holding the token (a compose or Kubernetes secret).
+    pub(crate) token_file: Option<String>,
+    /// Write a fresh random token to `token_file` when it is missing.
+    pub(crate) create: bool,
+    /// `/metrics` needs the token too.
+    pub(crate) metrics: bool,
+    /// Serve the admin API without a token on an address that is not loopback.
+    pub(crate) allow_unauthenticated: bool,
+}
+
+impl AdminAuth {
+    /// A token source is configured (the token itself may still fail to load).
+    pub(crate) fn has_token(&self) -> bool {
+        self.token_env.is_some() || self.token_file.is_some()
+    }
+
+    /// Where the token comes from, for the start line (never the token itself): `none`,
+    /// `$VAR`, `FILE`, or `$VAR, else FILE`.
+    pub(crate) fn source(&self) -> String {
+        match (&self.token_env, &self.token_file) {
+            (None, None) => "none".into(),
+            (Some(var), None) => format!("${var}"),
+            (None, Some(file)) => file.clone(),
+            (Some(var), Some(file)) => format!("${var}, else {file}"),
         }
     }
 }
@@ -318,15 +366,19 @@ pub struct LoadedConfig {
     pub(crate) config: Config,
     pub(crate) hash: String,
     pub(crate) tls: Vec<certificates::ListenerCertificates>,
+    /// The admin API's token (`None`: the admin API is open, see `server.admin_auth`).
+    pub(crate) admin_token: Option<admin_token::AdminToken>,
 }
 
 /// SHA-256 of `bytes` in lowercase hex (what `sha256sum FILE` prints).
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+/// `bytes` in lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One problem in a config file: where, and what is wrong with the value found there.
@@ -377,7 +429,8 @@ impl std::error::Error for ConfigErrors {}
 
 /// Everything `lb -t` checks: our config, pingora's own validation of the server part, then
 /// the TLS certificate and key files (readable, matching, valid now), so that pingora never
-/// meets a file it would panic on.
+/// meets a file it would panic on, and the admin token (read, or made when missing and
+/// `create: true`).
 pub fn check(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
     let text = read(path)?;
     let config = Config::from_yaml(&text)?;
@@ -389,10 +442,13 @@ pub fn check(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
     }
     let tls = certificates::load(&config.server.tls_listen, std::time::SystemTime::now())
         .map_err(ConfigErrors)?;
+    let admin_token =
+        admin_token::load(&config.server.admin_auth).map_err(|e| ConfigErrors(vec![e]))?;
     Ok(LoadedConfig {
         config,
         hash: sha256_hex(text.as_bytes()),
         tls,
+        admin_token,
     })
 }
 
@@ -409,12 +465,19 @@ impl Config {
 /// report a broken file's errors from the running lb): `None` when the file can't be read
 /// or parsed as YAML, or the value is not an `IP:port`; the default when the key is absent.
 pub(crate) fn admin_address(path: &Path) -> Option<SocketAddr> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
-    match doc.get("server").and_then(|s| s.get("admin")) {
+    match server_value(path, "admin")? {
         Some(v) => v.as_str()?.parse().ok(),
         None => defaults::ADMIN.parse().ok(),
     }
+}
+
+/// `server.<key>` of a config file read as plain YAML, so it is found even when the rest
+/// of the file is invalid: `None` when the file can't be read or parsed as YAML,
+/// `Some(None)` when the key is absent.
+pub(crate) fn server_value(path: &Path, key: &str) -> Option<Option<serde_yaml::Value>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    Some(doc.get("server").and_then(|s| s.get(key)).cloned())
 }
 
 /// The text of a config file; an unreadable file is a config error like any other.

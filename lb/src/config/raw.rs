@@ -47,6 +47,8 @@ pub(crate) struct RawServer {
     pub(crate) connection_limits: Option<Value>,
     pub(crate) client_timeouts: Option<RawClientTimeouts>,
     pub(crate) request_limits: Option<RawRequestLimits>,
+    pub(crate) admin_auth: Option<RawAdminAuth>,
+    pub(crate) log_throttle: Option<Value>,
 }
 
 /// `server.client_timeouts`.
@@ -65,6 +67,17 @@ pub(crate) struct RawRequestLimits {
     pub(crate) head_size: Option<Value>,
     pub(crate) headers: Option<i64>,
     pub(crate) uri_length: Option<Value>,
+}
+
+/// `server.admin_auth`: the admin API's bearer token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdminAuth {
+    pub(crate) token_file: Option<String>,
+    pub(crate) token_env: Option<String>,
+    pub(crate) create: Option<bool>,
+    pub(crate) metrics: Option<bool>,
+    pub(crate) allow_unauthenticated: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

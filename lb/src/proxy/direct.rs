@@ -79,8 +79,15 @@ pub(crate) async fn proxy(
                 let e = failed.into_error();
                 // A 503 is in the access log; a client's own failure is counted by
                 // `suppress_error_log` when the error reaches pingora.
+                // One line per backend and error kind per `server.log_throttle`: a dead
+                // backend would otherwise write one for every request.
                 if !matches!(e.etype(), ErrorType::HTTPStatus(503))
                     && crate::client_errors::Reason::of(&e).is_none()
+                    && crate::log_throttle::admit(
+                        "fail to proxy",
+                        format!("{} {addr} {}", pool.name, e.etype().as_str()),
+                        tracing::Level::ERROR,
+                    )
                 {
                     let req = session.req_header();
                     tracing::error!(

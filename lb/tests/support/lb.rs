@@ -42,6 +42,8 @@ pub(crate) struct Lb {
     /// Shared with the process an upgrade starts (same config, sockets and pid file).
     dir: Arc<tempfile::TempDir>,
     log_name: &'static str,
+    /// Environment variables of the process (and of [`Lb::run_command`]).
+    env: Vec<(String, String)>,
 }
 
 impl Lb {
@@ -53,10 +55,24 @@ impl Lb {
 
     /// Like [`Lb::start`], with extra command-line arguments (e.g. `--watch`).
     pub(crate) fn start_with_args(server_extra: &str, body: &str, args: &[&str]) -> Lb {
+        Self::start_with_env(server_extra, body, args, &[])
+    }
+
+    /// Like [`Lb::start_with_args`], with environment variables for the process.
+    pub(crate) fn start_with_env(
+        server_extra: &str,
+        body: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Lb {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let admin_conf = "127.0.0.1:0".to_string();
         write_config(dir.path(), &admin_conf, server_extra, body);
-        let mut child = spawn(dir.path(), "lb.log", args);
+        let mut child = spawn(dir.path(), "lb.log", args, &env);
         let log = dir.path().join("lb.log");
         let (port, admin) = bound_ports(&mut child, &log);
         Lb {
@@ -66,6 +82,7 @@ impl Lb {
             admin_conf,
             dir,
             log_name: "lb.log",
+            env,
         }
     }
 
@@ -84,12 +101,13 @@ impl Lb {
         self.write_config(server_extra, body);
         let log_name = "lb-upgraded.log";
         Lb {
-            child: spawn(self.dir.path(), log_name, &["-u"]),
+            child: spawn(self.dir.path(), log_name, &["-u"], &self.env),
             port: self.port,
             admin: self.admin,
             admin_conf: self.admin_conf.clone(),
             dir: self.dir.clone(),
             log_name,
+            env: self.env.clone(),
         }
     }
 
@@ -109,6 +127,7 @@ impl Lb {
             .args(args)
             .args(url.iter().flat_map(|u| ["--url", u.as_str()]))
             .args(["-c", self.config_path().to_str().expect("path")])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run lb")
     }
@@ -226,13 +245,14 @@ fn bound_ports(child: &mut Child, log: &Path) -> (u16, u16) {
     }
 }
 
-fn spawn(dir: &Path, log_name: &str, args: &[&str]) -> Child {
+fn spawn(dir: &Path, log_name: &str, args: &[&str], env: &[(String, String)]) -> Child {
     let log = std::fs::File::create(dir.join(log_name)).expect("log file");
     let conf = dir.join("lb.yaml");
     Command::new(bin())
         .args(["-c", conf.to_str().expect("path"), "--log-format", "json"])
         .args(args)
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .stdin(Stdio::null())

@@ -5,6 +5,7 @@
 //! [`Errors`] collector. Errors are reported in file order: `version`, `server`,
 //! `upstreams`, `routes`.
 
+mod admin_auth;
 mod client;
 mod connection_limits;
 mod discovery;

@@ -93,6 +93,13 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             &raw.upgrade_sock,
             defaults::UPGRADE_SOCK,
         ),
+        admin_auth: super::admin_auth::admin_auth(errs, raw.admin_auth.as_ref(), admin),
+        log_throttle: errs.duration_up_to(
+            "server.log_throttle",
+            raw.log_throttle.as_ref(),
+            defaults::LOG_THROTTLE,
+            defaults::LOG_THROTTLE_MAX,
+        ),
     }
 }
 
@@ -195,6 +202,11 @@ mod tests {
                     hsts: None,
                     trusted_proxies: vec![],
                     connection_limits: Some(crate::config::ConnectionLimits::default()),
+                    admin_auth: crate::config::AdminAuth {
+                        metrics: true,
+                        ..Default::default()
+                    },
+                    log_throttle: Duration::from_secs(10),
                 },
                 vec![]
             )
@@ -221,6 +233,8 @@ https_redirect: { port: 8443, exclude: [/health] }
 hsts: { max_age: 1h }
 trusted_proxies: [10.0.0.0/8]
 connection_limits: { total: 50, per_ip: 5 }
+admin_auth: { token_file: /run/secrets/admin, metrics: false }
+log_throttle: 0s
 "#;
         assert_eq!(
             check(text),
@@ -256,6 +270,12 @@ connection_limits: { total: 50, per_ip: 5 }
                         total: 50,
                         per_ip: 5,
                     }),
+                    admin_auth: crate::config::AdminAuth {
+                        token_file: Some("/run/secrets/admin".into()),
+                        metrics: false,
+                        ..Default::default()
+                    },
+                    log_throttle: Duration::ZERO,
                 },
                 vec![]
             )
@@ -378,6 +398,18 @@ connection_limits: { total: 50, per_ip: 5 }
         assert_eq!(
             errors("upstream_keepalive_pool_size: 0"),
             vec!["server.upstream_keepalive_pool_size: 0 must be at least 1"]
+        );
+    }
+
+    #[test]
+    fn log_throttle_is_at_most_an_hour() {
+        assert_eq!(
+            check("log_throttle: 1h").0.log_throttle,
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            errors("log_throttle: 2h"),
+            vec!["server.log_throttle: \"2h\" is longer than the maximum 3600s"]
         );
     }
 

@@ -17,7 +17,10 @@ pub fn healthcheck_answer(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     assert!(text.starts_with("HTTP/1."), "{text:?}");
     assert!(answer.status <= 999, "{answer:?}");
-    assert_eq!(text.get(9..12), Some(format!("{:03}", answer.status).as_str()));
+    assert_eq!(
+        text.get(9..12),
+        Some(format!("{:03}", answer.status).as_str())
+    );
     assert!(text.ends_with(&answer.body), "{answer:?}");
 }
 
@@ -30,7 +33,10 @@ pub fn healthcheck_url(url: &str) {
     assert!(target.path.starts_with('/'), "{target:?}");
     assert!(!target.authority.is_empty() && !target.authority.contains(['@', '/']));
     assert!(target.addr.starts_with(target.authority), "{target:?}");
-    assert!(url.ends_with(target.path) || target.path == "/", "{target:?}");
+    assert!(
+        url.ends_with(target.path) || target.path == "/",
+        "{target:?}"
+    );
     let head = target.head("GET");
     assert_eq!(head.matches("\r\n").count(), 6, "{head:?}");
     assert!(!head.contains(|c: char| c.is_control() && c != '\r' && c != '\n'));
@@ -53,7 +59,10 @@ pub fn request_id(values: &[&[u8]]) {
     let incoming: Vec<&HeaderValue> = headers.get_all(request_id::HEADER).iter().collect();
     match incoming.as_slice() {
         [one] if request_id::is_valid(one.as_bytes()) => assert_eq!(&id, *one),
-        _ => assert!(incoming.iter().all(|v| **v != id), "{id:?} was not made fresh"),
+        _ => assert!(
+            incoming.iter().all(|v| **v != id),
+            "{id:?} was not made fresh"
+        ),
     }
 }
 

@@ -87,7 +87,10 @@ pub fn access_line(input: AccessLine) {
     assert_eq!(v["status"], input.status);
     let text = |o: Option<String>| o.map_or(serde_json::Value::Null, serde_json::Value::from);
     let field = |k: &str| v.get(k).cloned().unwrap_or(serde_json::Value::Null);
-    assert_eq!(field("client_ip"), text(input.client_ip.map(|ip| ip.to_string())));
+    assert_eq!(
+        field("client_ip"),
+        text(input.client_ip.map(|ip| ip.to_string()))
+    );
     assert_eq!(field("route"), text(input.route.clone()));
     assert_eq!(field("upstream"), text(input.upstream.clone()));
     assert_eq!(field("backend"), text(input.backend.map(|a| a.to_string())));
@@ -104,5 +107,8 @@ pub fn access_line(input: AccessLine) {
         input.duration_us / 1000,
         input.duration_us % 1000
     );
-    assert!(String::from_utf8_lossy(&buf).contains(&duration), "{duration}");
+    assert!(
+        String::from_utf8_lossy(&buf).contains(&duration),
+        "{duration}"
+    );
 }

@@ -183,7 +183,10 @@ fn taken_as_written(path: &str, s: &str, config: &Config) {
             assert!(d == server.grace_period || d == server.shutdown_timeout);
         }
         "server.access_log_flush" => {
-            assert_eq!(humantime::parse_duration(s.trim()).ok(), Some(server.access_log_flush));
+            assert_eq!(
+                humantime::parse_duration(s.trim()).ok(),
+                Some(server.access_log_flush)
+            );
         }
         "server.pid_file" => assert!(!s.is_empty() && server.pid_file == s),
         "server.hsts.max_age" => {
@@ -300,7 +303,10 @@ fn accepted(config: &Config) -> bool {
     let snapshot = Snapshot::build(loaded, &metrics)
         .unwrap_or_else(|e| panic!("lb -t accepts a config startup cannot build: {e:#}"));
     for route in &config.routes {
-        let i = snapshot.routes.lookup(&route.prefix).expect("its own route");
+        let i = snapshot
+            .routes
+            .lookup(&route.prefix)
+            .expect("its own route");
         assert!(snapshot.routes.get(i).prefix.len() >= route.prefix.len());
     }
     // Route prefixes and upstream names are label values: escaped on the way out, they

@@ -20,12 +20,49 @@ const EXAMPLES: [&str; 4] = [
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
         prop::sample::select(vec![
-            "1", "0", "-1", "0s", "1ms", "10s", "61s", "1m30s", "2y", "18446744073709551615s",
-            "18446744073709551615s 999999999ns", "584542y", "1KiB", "10MiB", "17179869184GiB",
-            "0KiB", "127.0.0.1:0", "[::1]:443", "0.0.0.0:8080", "backend:5252", "backend:0",
-            "backend:65536", "a..b:1", "/", "/api/", "api", "", " ", "*.example.test",
-            "EXAMPLE.test", "h2", "http/1.1", "round_robin", "api.internal", "a\nb", "a\rb",
-            "é", "\u{0}", "x-\u{7f}", "user@host", "[::1", "*.", "-a.test",
+            "1",
+            "0",
+            "-1",
+            "0s",
+            "1ms",
+            "10s",
+            "61s",
+            "1m30s",
+            "2y",
+            "18446744073709551615s",
+            "18446744073709551615s 999999999ns",
+            "584542y",
+            "1KiB",
+            "10MiB",
+            "17179869184GiB",
+            "0KiB",
+            "127.0.0.1:0",
+            "[::1]:443",
+            "0.0.0.0:8080",
+            "backend:5252",
+            "backend:0",
+            "backend:65536",
+            "a..b:1",
+            "/",
+            "/api/",
+            "api",
+            "",
+            " ",
+            "*.example.test",
+            "EXAMPLE.test",
+            "h2",
+            "http/1.1",
+            "round_robin",
+            "api.internal",
+            "a\nb",
+            "a\rb",
+            "é",
+            "\u{0}",
+            "x-\u{7f}",
+            "user@host",
+            "[::1",
+            "*.",
+            "-a.test",
         ])
         .prop_map(|s| Value::String(s.to_string())),
         any::<i64>().prop_map(|n| Value::Number(n.into())),
@@ -40,16 +77,64 @@ fn scalar() -> impl Strategy<Value = Value> {
 /// few levels (lists and mappings where the file has them).
 fn config_tree() -> impl Strategy<Value = Value> {
     const KEYS: [&str; 40] = [
-        "version", "server", "routes", "upstreams", "listen", "tls_listen", "admin", "threads",
-        "grace_period", "shutdown_timeout", "access_log", "access_log_flush", "metrics",
-        "upstream_keepalive_pool_size", "pid_file", "upgrade_sock", "h2c", "https_redirect",
-        "hsts", "port", "exclude", "max_age", "include_subdomains", "preload", "address",
-        "certificates", "protocols", "cert", "key", "local_ca", "names", "default", "prefix",
-        "upstream", "strip_prefix", "max_body_size", "discovery", "static", "dns", "health_check",
+        "version",
+        "server",
+        "routes",
+        "upstreams",
+        "listen",
+        "tls_listen",
+        "admin",
+        "threads",
+        "grace_period",
+        "shutdown_timeout",
+        "access_log",
+        "access_log_flush",
+        "metrics",
+        "upstream_keepalive_pool_size",
+        "pid_file",
+        "upgrade_sock",
+        "h2c",
+        "https_redirect",
+        "hsts",
+        "port",
+        "exclude",
+        "max_age",
+        "include_subdomains",
+        "preload",
+        "address",
+        "certificates",
+        "protocols",
+        "cert",
+        "key",
+        "local_ca",
+        "names",
+        "default",
+        "prefix",
+        "upstream",
+        "strip_prefix",
+        "max_body_size",
+        "discovery",
+        "static",
+        "dns",
+        "health_check",
     ];
     const MORE: [&str; 16] = [
-        "interval", "resolver", "selection", "retries", "queue_timeout", "queue_max",
-        "timeouts", "connect", "read", "write", "idle", "host", "tls", "sni", "ca_file", "path",
+        "interval",
+        "resolver",
+        "selection",
+        "retries",
+        "queue_timeout",
+        "queue_max",
+        "timeouts",
+        "connect",
+        "read",
+        "write",
+        "idle",
+        "host",
+        "tls",
+        "sni",
+        "ca_file",
+        "path",
     ];
     let key = prop_oneof![
         prop::sample::select(KEYS.to_vec()),
@@ -128,31 +213,74 @@ fn http_request() -> impl Strategy<Value = Vec<u8>> {
         "GET", "HEAD", "POST", "PUT", "OPTIONS", "CONNECT", "get", "G T", "",
     ]);
     let target = prop::sample::select(vec![
-        "/", "/api/", "/api/x?y=1", "/api//x", "/api", "/static/a.css", "/.well-known/acme-challenge/t",
-        "http://example.test/api/x", "http://u@example.test/", "*", "example.test:443", "/%00", "/\u{e9}",
+        "/",
+        "/api/",
+        "/api/x?y=1",
+        "/api//x",
+        "/api",
+        "/static/a.css",
+        "/.well-known/acme-challenge/t",
+        "http://example.test/api/x",
+        "http://u@example.test/",
+        "*",
+        "example.test:443",
+        "/%00",
+        "/\u{e9}",
     ]);
     let version = prop::sample::select(vec!["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 ", ""]);
     let header = prop::sample::select(vec![
-        "Host: example.test", "Host: example.test:8080", "Host: ", "Host: a b", "Host: user@evil",
-        "Host: [::1]:80", "Content-Length: 5", "Content-Length: 0", "Content-Length: 65",
-        "Content-Length: 18446744073709551616", "Content-Length: 5, 5", "Content-Length: -1",
-        "Content-Length: +5", "Transfer-Encoding: chunked", "Transfer-Encoding: chunked, identity",
-        "Transfer-Encoding: xchunked", "Transfer-Encoding : chunked", "Transfer-Encoding:\tchunked",
-        "Transfer-Encoding: identity", " chunked", "Connection: keep-alive", "Connection: close, te",
-        "Connection: upgrade", "Upgrade: websocket", "Expect: 100-continue", "TE: trailers",
-        "X-Request-Id: req-1", "X-Request-Id: bad id", "X-Request-Id: a", "X-Forwarded-For: 10.0.0.1",
-        "Keep-Alive: timeout=5", "Proxy-Connection: keep-alive",
+        "Host: example.test",
+        "Host: example.test:8080",
+        "Host: ",
+        "Host: a b",
+        "Host: user@evil",
+        "Host: [::1]:80",
+        "Content-Length: 5",
+        "Content-Length: 0",
+        "Content-Length: 65",
+        "Content-Length: 18446744073709551616",
+        "Content-Length: 5, 5",
+        "Content-Length: -1",
+        "Content-Length: +5",
+        "Transfer-Encoding: chunked",
+        "Transfer-Encoding: chunked, identity",
+        "Transfer-Encoding: xchunked",
+        "Transfer-Encoding : chunked",
+        "Transfer-Encoding:\tchunked",
+        "Transfer-Encoding: identity",
+        " chunked",
+        "Connection: keep-alive",
+        "Connection: close, te",
+        "Connection: upgrade",
+        "Upgrade: websocket",
+        "Expect: 100-continue",
+        "TE: trailers",
+        "X-Request-Id: req-1",
+        "X-Request-Id: bad id",
+        "X-Request-Id: a",
+        "X-Forwarded-For: 10.0.0.1",
+        "Keep-Alive: timeout=5",
+        "Proxy-Connection: keep-alive",
     ]);
     let body = prop::sample::select(vec![
-        "", "hello", "5\r\nhello\r\n0\r\n\r\n", "zz\r\nhello\r\n0\r\n\r\n",
-        "ffffffffffffffffff\r\n", "41\r\n", "-1\r\nx\r\n0\r\n\r\n", "5;ext=1\r\nhello\r\n0\r\n\r\n",
+        "",
+        "hello",
+        "5\r\nhello\r\n0\r\n\r\n",
+        "zz\r\nhello\r\n0\r\n\r\n",
+        "ffffffffffffffffff\r\n",
+        "41\r\n",
+        "-1\r\nx\r\n0\r\n\r\n",
+        "5;ext=1\r\nhello\r\n0\r\n\r\n",
         "0\r\n\r\nGET /api/ HTTP/1.1\r\nHost: a\r\n\r\n",
     ]);
     (
         method,
         target,
         version,
-        vec(prop_oneof![header.prop_map(str::to_string), "[ -~]{0,20}"], 0..6),
+        vec(
+            prop_oneof![header.prop_map(str::to_string), "[ -~]{0,20}"],
+            0..6,
+        ),
         body,
         any::<bool>(),
     )
@@ -190,13 +318,33 @@ fn pem_file() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn access_line() -> impl Strategy<Value = AccessLine> {
-    let text = || prop_oneof!["\\PC{0,16}", any::<String>(), Just("\"\\\n\u{2028}".to_string())];
+    let text = || {
+        prop_oneof![
+            "\\PC{0,16}",
+            any::<String>(),
+            Just("\"\\\n\u{2028}".to_string())
+        ]
+    };
     (
-        (text(), any::<Option<std::net::IpAddr>>(), text(), text(), any::<u16>()),
+        (
+            text(),
+            any::<Option<std::net::IpAddr>>(),
+            text(),
+            text(),
+            any::<u16>(),
+        ),
         (proptest::option::of(text()), proptest::option::of(text())),
-        (any::<Option<std::net::SocketAddr>>(), any::<usize>(), any::<u64>()),
+        (
+            any::<Option<std::net::SocketAddr>>(),
+            any::<usize>(),
+            any::<u64>(),
+        ),
         (any::<usize>(), any::<usize>(), any::<bool>(), any::<bool>()),
-        (proptest::option::of(text()), any::<Option<u8>>(), any::<u64>()),
+        (
+            proptest::option::of(text()),
+            any::<Option<u8>>(),
+            any::<u64>(),
+        ),
     )
         .prop_map(
             |(
@@ -277,15 +425,25 @@ fn the_examples_and_templates_are_valid() {
     for (i, (path, _)) in super::FIELDS.iter().enumerate() {
         // (value, written as YAML rather than as a string)
         let (valid, yaml) = match *path {
-            "server.listen[0]" | "server.admin" | "server.tls_listen[0].address" => ("127.0.0.1:7", false),
-            "upstreams.web.discovery.static[0]" | "upstreams.web.discovery.resolver" => ("127.0.0.1:53", false),
+            "server.listen[0]" | "server.admin" | "server.tls_listen[0].address" => {
+                ("127.0.0.1:7", false)
+            }
+            "upstreams.web.discovery.static[0]" | "upstreams.web.discovery.resolver" => {
+                ("127.0.0.1:53", false)
+            }
             "upstreams.web.discovery.dns" => ("backend:80", false),
-            "server.threads" | "server.https_redirect.port" | "upstreams.web.retries" => ("1", true),
+            "server.threads" | "server.https_redirect.port" | "upstreams.web.retries" => {
+                ("1", true)
+            }
             "server.tls_listen[0].protocols[0]" => ("h2", false),
             "upstreams.web.selection" => ("round_robin", false),
             "routes[0].hsts" => ("true", true),
-            p if p.contains("prefix") || p.contains("exclude") || p.ends_with(".path") => ("/x", false),
-            p if p.ends_with("names[0]") || p.ends_with("host") || p.ends_with("sni") => ("a.test", false),
+            p if p.contains("prefix") || p.contains("exclude") || p.ends_with(".path") => {
+                ("/x", false)
+            }
+            p if p.ends_with("names[0]") || p.ends_with("host") || p.ends_with("sni") => {
+                ("a.test", false)
+            }
             "upstreams.$V" | "server.pid_file" | "routes[0].max_body_size" => ("5", false),
             _ => ("5s", false),
         };

@@ -100,7 +100,10 @@ fn check_answer(answer: &[u8], ctx: &RequestCtx, head: bool) {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut response = httparse::Response::new(&mut headers);
     let Ok(httparse::Status::Complete(head_len)) = response.parse(answer) else {
-        panic!("not a whole response: {:?}", String::from_utf8_lossy(answer));
+        panic!(
+            "not a whole response: {:?}",
+            String::from_utf8_lossy(answer)
+        );
     };
     let status = response.code.expect("status");
     assert!(ANSWERS.contains(&status), "status {status}");
@@ -119,7 +122,9 @@ fn check_answer(answer: &[u8], ctx: &RequestCtx, head: bool) {
         let location = std::str::from_utf8(location[0]).expect("ascii");
         let uri: http::Uri = location.parse().expect("a URI");
         assert_eq!(uri.scheme_str(), Some("https"), "{location}");
-        assert!(uri.host().is_some_and(|h| !h.is_empty() && !h.contains('@')));
+        assert!(uri
+            .host()
+            .is_some_and(|h| !h.is_empty() && !h.contains('@')));
         assert!(body.is_empty());
         return;
     }
@@ -143,7 +148,11 @@ fn check_answer(answer: &[u8], ctx: &RequestCtx, head: bool) {
 /// loses every hop-by-hop header, and a body is cut at the route's limit.
 async fn proxied(session: &mut Session, ctx: &mut RequestCtx) {
     let route = ctx.route().expect("a proxied request has a route");
-    let (prefix, strip, max_body) = (route.prefix.clone(), route.strip_prefix, route.max_body_size);
+    let (prefix, strip, max_body) = (
+        route.prefix.clone(),
+        route.strip_prefix,
+        route.max_body_size,
+    );
     let req = session.req_header();
     if let Some(n) = req
         .headers
@@ -153,8 +162,7 @@ async fn proxied(session: &mut Session, ctx: &mut RequestCtx) {
     {
         assert!(n <= max_body, "{n} bytes declared, {max_body} allowed");
     }
-    let named_host =
-        req.headers.contains_key(http::header::HOST) || req.uri.authority().is_some();
+    let named_host = req.headers.contains_key(http::header::HOST) || req.uri.authority().is_some();
     let mut up = req.clone();
     let filtered = upstream::upstream_request_filter(session, &mut up, ctx);
     assert!(filtered.is_ok(), "{:?}", filtered.err());

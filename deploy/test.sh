@@ -25,7 +25,7 @@ finish() {
 trap finish EXIT
 triple=""
 
-stage "bootstrap: install what is missing (cmake, chromium, nginx-light, haproxy, oha, h2load, curl, openssl, Compose v2)"
+stage "bootstrap: install what is missing (cmake, chromium, nginx-light, haproxy, oha, cargo-fuzz, h2load, curl, openssl, Compose v2)"
 ./deploy/bootstrap.sh
 triple=$(rustc -vV | sed -n 's/^host: //p')
 passed=$((passed + 1))
@@ -73,4 +73,8 @@ fi
 stage "benchmark smoke: 1 round x 2 s, results in benches/out/"
 # Reuses the static release binaries deploy/build.sh just built.
 python3 benches/run.py --smoke --no-build --bin-dir "target/$triple/release"
+passed=$((passed + 1))
+
+stage "fuzz: every lb fuzz target for ${FUZZ_SECONDS:-60}s from the committed seeds (deploy/fuzz.sh)"
+./deploy/fuzz.sh
 passed=$((passed + 1))

@@ -33,11 +33,16 @@
 //!   `line_buffer` (log lines written in batches per thread), `json_line` (hand-written
 //!   JSON for the access log). The request-id rule, the logging contract and the
 //!   healthcheck client come from `service-kit`, shared with the backend and frontend.
+//! - **Testing**: `fuzzing` (with the `fuzzing` feature, and in tests): the entry points of
+//!   the fuzz targets in `lb/fuzz` and of the property tests, one per parser.
 //!
 //! Everything is `pub(crate)` but what `main.rs` uses.
 
 pub mod admin_client;
 pub mod cli;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod quiet_log;
 pub mod server;
 

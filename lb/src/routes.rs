@@ -24,15 +24,18 @@ impl Route {
     /// The upstream path for `path` (which matched this route): the prefix removed when
     /// `strip_prefix` is set, always starting with `/`. `None` means "send it unchanged".
     pub(crate) fn rewrite(&self, path_and_query: &str) -> Option<String> {
-        if !self.strip_prefix {
-            return None;
-        }
-        let rest = path_and_query.get(self.prefix.len()..).unwrap_or("");
-        Some(if rest.starts_with('/') {
-            rest.to_string()
-        } else {
-            format!("/{rest}")
-        })
+        self.strip_prefix
+            .then(|| strip_prefix(&self.prefix, path_and_query))
+    }
+}
+
+/// `path_and_query` (which starts with `prefix`) without it, always starting with `/`.
+pub(crate) fn strip_prefix(prefix: &str, path_and_query: &str) -> String {
+    let rest = path_and_query.get(prefix.len()..).unwrap_or("");
+    if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
     }
 }
 

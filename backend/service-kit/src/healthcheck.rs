@@ -64,24 +64,12 @@ pub async fn request_with(
         .iter()
         .map(|(n, v)| format!("{n}: {v}\r\n"))
         .collect();
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| Error::Url(url.into()))?;
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-    if authority.is_empty() || authority.contains('@') {
-        return Err(Error::Url(url.into()));
-    }
-    let addr = if authority.contains(':') && !authority.ends_with(']') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
+    let target = Target::parse(url)?;
     let exchange = async {
-        let mut stream = TcpStream::connect(&addr).await?;
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: healthcheck\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await?;
+        let mut stream = TcpStream::connect(&target.addr).await?;
+        stream
+            .write_all(target.head_with(method, &extra).as_bytes())
+            .await?;
         let mut answer = Vec::with_capacity(512);
         stream.take(MAX_ANSWER).read_to_end(&mut answer).await?;
         Ok::<_, std::io::Error>(answer)
@@ -93,12 +81,60 @@ pub async fn request_with(
     parse(&answer).ok_or_else(|| Error::NotHttp(url.into()))
 }
 
+/// Where a URL sends the request: `http://HOST[:PORT][/PATH]`, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target<'a> {
+    /// What to connect to: the authority, with `:80` added when it names no port.
+    pub(crate) addr: String,
+    /// Sent as `Host`.
+    pub(crate) authority: &'a str,
+    /// The request target, `/` when the URL has no path.
+    pub(crate) path: &'a str,
+}
+
+impl<'a> Target<'a> {
+    /// The URL's parts. Whitespace and control characters are refused: they would end up
+    /// inside the request line or the `Host` header and change what is sent.
+    pub(crate) fn parse(url: &'a str) -> Result<Self, Error> {
+        let bad = || Error::Url(url.into());
+        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+        if rest.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(bad());
+        }
+        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+        if authority.is_empty() || authority.contains('@') {
+            return Err(bad());
+        }
+        let addr = if authority.contains(':') && !authority.ends_with(']') {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(Target {
+            addr,
+            authority,
+            path,
+        })
+    }
+
+    /// The request head: `method` with `extra` header lines (each ending in CRLF), an
+    /// empty body, and the connection closed after it.
+    pub(crate) fn head_with(&self, method: &str, extra: &str) -> String {
+        format!(
+            "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: healthcheck\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n",
+            self.path, self.authority
+        )
+    }
+}
+
 /// `HTTP/1.x NNN ...` head, then the body after the blank line.
-fn parse(answer: &[u8]) -> Option<Answer> {
+pub(crate) fn parse(answer: &[u8]) -> Option<Answer> {
     let text = String::from_utf8_lossy(answer);
     let status = text
         .strip_prefix("HTTP/1.")
         .and_then(|s| s.get(2..5))
+        // three digits: `parse` alone would also take `+12`
+        .filter(|code| code.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|code| code.parse::<u16>().ok())?;
     let body = text
         .split_once("\r\n\r\n")
@@ -192,6 +228,9 @@ mod tests {
             "127.0.0.1:5252",
             "http:///ready",
             "http://u@h/",
+            "http://127.0.0.1/a b",
+            "http://127.0.0.1/a\r\nX-Injected: 1",
+            "http://127.0.0.1\t:80/",
         ] {
             let error = check(url, Duration::from_secs(1)).await.unwrap_err();
             assert!(matches!(error, Error::Url(_)), "{url}: {error}");
@@ -210,6 +249,7 @@ mod tests {
         );
         assert_eq!(parse(b"SSH-2.0-OpenSSH\r\n"), None);
         assert_eq!(parse(b"HTTP/1.1"), None);
+        assert_eq!(parse(b"HTTP/1.1 +20 OK\r\n\r\n"), None);
     }
 
     #[tokio::test]

@@ -17,6 +17,9 @@
 //! - [`process`]: the parts of `main` every service shares (bind, exit codes).
 //! - `request_id::layer` and `logging::layer`: the request-id and per-request log layers.
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod healthcheck;
 pub mod logging;
 #[cfg(feature = "axum")]

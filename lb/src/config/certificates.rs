@@ -89,7 +89,7 @@ pub(crate) fn load(
 }
 
 /// The field at fault (`cert`, `key` or `names`) and what is wrong.
-type Fault = (&'static str, String);
+pub(crate) type Fault = (&'static str, String);
 
 fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificate, Fault> {
     match &spec.source {
@@ -135,16 +135,45 @@ fn read_files(
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Fault> {
     let cert_pem =
         std::fs::read(cert).map_err(|e| ("cert", format!("cannot read {cert:?}: {e}")))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+    let key_pem = std::fs::read(key).map_err(|e| ("key", format!("cannot read {key:?}: {e}")))?;
+    parse_pem(cert, &cert_pem, key, &key_pem)
+}
+
+/// The certificate chain (never empty) and the private key in two files' PEM text.
+pub(crate) fn parse_pem(
+    cert: &str,
+    cert_pem: &[u8],
+    key: &str,
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Fault> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| ("cert", format!("{cert:?} is not PEM: {e}")))?;
     if chain.is_empty() {
         return Err(("cert", format!("no PEM certificate in {cert:?}")));
     }
-    let key_pem = std::fs::read(key).map_err(|e| ("key", format!("cannot read {key:?}: {e}")))?;
-    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| ("key", format!("no PEM private key in {key:?}: {e}")))?;
     Ok((chain, key_der))
+}
+
+/// A certificate read from `pem` as both its cert and its key file (a combined PEM file),
+/// checked as [`load`] checks one at the time `now` (Unix seconds).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn from_combined_pem(
+    spec: &CertificateSpec,
+    pem: &[u8],
+    now: i64,
+) -> Result<Certificate, Fault> {
+    let (chain, key) = parse_pem("cert", pem, "key", pem)?;
+    let labels = Labels {
+        cert_field: "cert",
+        key_field: "key",
+        cert: "\"cert\"".into(),
+        key: "\"key\"".into(),
+        file: "cert".into(),
+    };
+    checked(spec, chain, key, &labels, now)
 }
 
 /// Dates, names and key match of a loaded chain and key.

@@ -49,10 +49,21 @@ pub(crate) struct Issued {
 /// `dir`, creating the CA first if the directory has none. `now` is Unix seconds.
 pub(crate) fn issue(dir: &Path, names: &[String], now: i64) -> Result<Issued, String> {
     let (ca_pem, ca_key_pem) = ca(dir, now)?;
-    let ca_key = KeyPair::from_pem(&ca_key_pem)
+    issue_from(dir, &ca_pem, &ca_key_pem, names, now)
+}
+
+/// [`issue`] from the text of the CA's two files in `dir` (named in the errors).
+pub(crate) fn issue_from(
+    dir: &Path,
+    ca_pem: &str,
+    ca_key_pem: &str,
+    names: &[String],
+    now: i64,
+) -> Result<Issued, String> {
+    let ca_key = KeyPair::from_pem(ca_key_pem)
         .map_err(|e| format!("{}: not a private key: {e}", path(dir, CA_KEY)))?;
-    check_pair(&ca_pem, &ca_key, &dir.join(CA_CERT), now)?;
-    let ca_params = CertificateParams::from_ca_cert_pem(&ca_pem)
+    check_pair(ca_pem, &ca_key, &dir.join(CA_CERT), now)?;
+    let ca_params = CertificateParams::from_ca_cert_pem(ca_pem)
         .map_err(|e| format!("{}: not a CA certificate: {e}", path(dir, CA_CERT)))?;
     let ca_not_after = ca_params.not_after;
     // Re-signed in memory only, to get rcgen's issuer object: same name, key and identifiers

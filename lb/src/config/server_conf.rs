@@ -11,7 +11,9 @@ impl Config {
     /// (at most [`super::defaults::MAX_RETRIES`]) stops every request well before it.
     pub(crate) fn server_conf(&self, daemon: bool) -> ServerConf {
         let s = &self.server;
-        let secs = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        // saturating: `18446744073709551615s 999999999ns` is a valid duration
+        let secs =
+            |d: std::time::Duration| d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
         ServerConf {
             version: 1,
             daemon,

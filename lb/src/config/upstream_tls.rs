@@ -45,7 +45,12 @@ impl fmt::Debug for CaBundle {
 /// usable as a trust anchor. The error says what is wrong, naming the file.
 pub(crate) fn load_ca(file: &str) -> Result<CaBundle, String> {
     let pem = std::fs::read(file).map_err(|e| format!("cannot read {file:?}: {e}"))?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+    parse_ca(file, &pem)
+}
+
+/// [`load_ca`]'s checks on the text of `file`.
+pub(crate) fn parse_ca(file: &str, pem: &[u8]) -> Result<CaBundle, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{file:?} is not PEM: {e}"))?;
     if certs.is_empty() {

@@ -67,24 +67,24 @@ pub(crate) fn log(
 }
 
 /// The fields of one access log line.
-struct Line<'a> {
-    request_id: &'a str,
-    client_ip: Option<IpAddr>,
-    method: &'a str,
-    path: &'a str,
-    status: u16,
-    route: Option<&'a str>,
-    upstream: Option<&'a str>,
-    backend: Option<SocketAddr>,
-    tries: usize,
+pub(crate) struct Line<'a> {
+    pub(crate) request_id: &'a str,
+    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) status: u16,
+    pub(crate) route: Option<&'a str>,
+    pub(crate) upstream: Option<&'a str>,
+    pub(crate) backend: Option<SocketAddr>,
+    pub(crate) tries: usize,
     /// Whole microseconds, so the number prints short (2.417, not 2.4170000000000003).
-    duration_us: u128,
-    bytes_in: usize,
-    bytes_out: usize,
-    pipeline: &'static str,
-    protocol: &'static str,
-    tls_version: Option<&'a str>,
-    error: Option<&'static str>,
+    pub(crate) duration_us: u128,
+    pub(crate) bytes_in: usize,
+    pub(crate) bytes_out: usize,
+    pub(crate) pipeline: &'static str,
+    pub(crate) protocol: &'static str,
+    pub(crate) tls_version: Option<&'a str>,
+    pub(crate) error: Option<&'static str>,
 }
 
 impl<'a> Line<'a> {
@@ -148,7 +148,7 @@ impl<'a> Line<'a> {
 
     /// `{"timestamp":…,"level":"INFO",<fields>,"target":"access"}\n`; absent optional
     /// fields are left out, as tracing leaves out unset ones.
-    fn to_json(&self, buf: &mut Vec<u8>, now: SystemTime) {
+    pub(crate) fn to_json(&self, buf: &mut Vec<u8>, now: SystemTime) {
         buf.extend_from_slice(b"{\"timestamp\":\"");
         write_timestamp(buf, now);
         buf.extend_from_slice(b"\",\"level\":\"INFO\"");

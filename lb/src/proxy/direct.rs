@@ -109,7 +109,7 @@ pub(crate) async fn proxy(
 /// The request as the backend gets it: HTTP/1.1, hop-by-hop headers dropped (the request
 /// had only persistence tokens in `Connection`, see [`eligible`]), then the same forwarding
 /// headers and rewrites as the engine path.
-fn upstream_request(session: &Session, ctx: &RequestCtx) -> Result<Box<RequestHeader>> {
+pub(crate) fn upstream_request(session: &Session, ctx: &RequestCtx) -> Result<Box<RequestHeader>> {
     let mut req = Box::new(session.req_header().clone());
     req.set_version(http::Version::HTTP_11);
     for name in &HOP_BY_HOP {
@@ -124,7 +124,7 @@ fn upstream_request(session: &Session, ctx: &RequestCtx) -> Result<Box<RequestHe
 /// would parse each name on every request. Recheck it on every pingora upgrade (see the
 /// note at the pingora pin in the workspace `Cargo.toml`); the header-contract test in
 /// `tests/contract.rs` sends each of these down both paths.
-const HOP_BY_HOP: [HeaderName; 10] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     response::KEEP_ALIVE,
     response::PROXY_CONNECTION,

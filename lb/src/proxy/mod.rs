@@ -6,16 +6,16 @@
 //! by `direct` (with idle upstream connections kept by `keepalive`) through the same
 //! stages; every other request goes through pingora's engine and its hooks below.
 
-mod access_log;
+pub(crate) mod access_log;
 mod ctx;
-mod direct;
+pub(crate) mod direct;
 mod failover;
 pub(crate) mod keepalive;
 mod limit;
 mod redirect;
-mod request;
+pub(crate) mod request;
 mod response;
-mod upstream;
+pub(crate) mod upstream;
 
 use std::sync::Arc;
 

@@ -34,7 +34,7 @@ pub(crate) async fn request_filter(
         if let Some(redirect) = &snapshot.config.server.https_redirect {
             if redirect::applies(redirect, session.req_header()) {
                 ctx.snapshot = Some(snapshot.clone());
-                let keepalive = !has_body(session);
+                let keepalive = !has_body(&session.req_header().headers);
                 redirect::respond(session, redirect, &ctx.request_id, keepalive).await?;
                 return Ok(true);
             }
@@ -50,15 +50,15 @@ pub(crate) async fn request_filter(
     }
     ctx.route = snapshot.routes.lookup(req.uri.path());
     let too_large = ctx.route.is_some_and(|i| {
-        declared_length(session).is_some_and(|n| n > snapshot.routes.get(i).max_body_size)
+        declared_length(&req.headers).is_some_and(|n| n > snapshot.routes.get(i).max_body_size)
     });
     ctx.snapshot = Some(snapshot);
     if ctx.route.is_none() {
-        let keepalive = !has_body(session);
+        let keepalive = !has_body(&session.req_header().headers);
         errors::respond(session, LbError::NoRoute, &ctx.request_id, keepalive).await?;
         return Ok(true);
     }
-    if super::limit::refused(session, ctx, !has_body(session)).await? {
+    if super::limit::refused(session, ctx, !has_body(&session.req_header().headers)).await? {
         return Ok(true);
     }
     if too_large {
@@ -68,7 +68,7 @@ pub(crate) async fn request_filter(
         errors::respond(session, LbError::PayloadTooLarge, &ctx.request_id, false).await?;
         return Ok(true);
     }
-    if has_body(session) {
+    if has_body(&session.req_header().headers) {
         // No single read of the body may wait past the whole body deadline;
         // `request_body_filter` ends a body still arriving after it.
         session.set_read_timeout(Some(body_deadline(ctx)));
@@ -104,10 +104,8 @@ fn body_deadline(ctx: &RequestCtx) -> std::time::Duration {
 
 /// The body length a request declares (`Content-Length`); pingora has already refused
 /// a malformed or conflicting one.
-fn declared_length(session: &Session) -> Option<u64> {
-    session
-        .req_header()
-        .headers
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
         .get(http::header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
@@ -135,8 +133,7 @@ pub(crate) fn request_body_filter(body: Option<&bytes::Bytes>, ctx: &mut Request
 
 /// Whether the request may carry a body we did not read (then the connection is closed
 /// after an lb-generated answer instead of being reused).
-fn has_body(session: &Session) -> bool {
-    let h = &session.req_header().headers;
+fn has_body(h: &http::HeaderMap) -> bool {
     h.contains_key(http::header::TRANSFER_ENCODING)
         || h.get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0")

@@ -76,7 +76,7 @@ fn upstream(errs: &mut Errors, path: &str, raw: &RawUpstream) -> UpstreamSpec {
             Some(1_000_000),
         ),
         timeouts: timeouts(errs, &format!("{path}.timeouts"), &raw.timeouts),
-        host: raw.host.clone(),
+        host: host(errs, &format!("{path}.host"), raw.host.as_deref()),
         tls: raw
             .tls
             .as_ref()
@@ -123,8 +123,25 @@ fn health_check(errs: &mut Errors, path: &str, raw: &RawHealthCheck) -> HealthCh
             1,
             Some(100),
         ),
-        host: raw.host.clone(),
+        host: host(errs, &format!("{path}.host"), raw.host.as_deref()),
     }
+}
+
+/// A `Host` header the lb sends (upstream requests, health checks): `host` or `host:port`,
+/// an authority without userinfo. Anything else would fail every request, or panic
+/// pingora's health check, which builds its request with `unwrap`.
+fn host(errs: &mut Errors, path: &str, value: Option<&str>) -> Option<String> {
+    let value = value?;
+    let authority = value.parse::<http::uri::Authority>().ok();
+    let valid = authority.is_some_and(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+        && http::HeaderValue::from_str(value).is_ok();
+    if !valid {
+        errs.push(
+            path,
+            format!("{value:?} is not a host or host:port (it is sent as the Host header)"),
+        );
+    }
+    Some(value.to_string())
 }
 
 fn timeouts(errs: &mut Errors, path: &str, raw: &RawTimeouts) -> Timeouts {
@@ -162,6 +179,31 @@ mod tests {
 
     fn errors(extra: &str) -> Vec<String> {
         api(extra).1
+    }
+
+    #[test]
+    fn host_values_are_a_host_or_host_port() {
+        for ok in ["api.internal", "api.internal:8080", "[::1]:80", "10.0.0.1"] {
+            let (spec, errs) = api(&format!(
+                "host: \"{ok}\", health_check: {{ host: \"{ok}\" }}"
+            ));
+            assert_eq!(errs, Vec::<String>::new(), "{ok}");
+            assert_eq!(spec.host.as_deref(), Some(ok));
+        }
+        for bad in ["\\0", "a\\nb", "a b", "user@host", "", ":80", "\\u00e9"] {
+            assert_eq!(
+                errors(&format!(
+                    "host: \"{bad}\", health_check: {{ host: \"{bad}\" }}"
+                ))
+                .len(),
+                2,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            errors("host: \"a\\r\\nX-Injected: 1\""),
+            vec!["upstreams.api.host: \"a\\r\\nX-Injected: 1\" is not a host or host:port (it is sent as the Host header)"]
+        );
     }
 
     #[test]

@@ -1,0 +1,36 @@
+//! Every input the fuzz targets (or the property tests) found failing, replayed in plain
+//! `cargo test` through the same entry points, so a fix cannot quietly come undone.
+
+/// `config_field`: `upstreams.web.health_check.host: "\0"` (and the same `host` of the
+/// upstream) was accepted, so every check (every request) would have sent a broken Host
+/// header. Host values are now checked: a host or host:port.
+#[test]
+fn a_host_that_is_no_header_value_is_refused() {
+    for field in ["upstreams.web.health_check.host", "upstreams.web.host"] {
+        let i = super::FIELDS
+            .iter()
+            .position(|(path, _)| *path == field)
+            .expect("field");
+        let data = [&[u8::try_from(i * 2).expect("small")][..], b"\0"].concat();
+        assert!(!super::config_field(&data), "{field}");
+    }
+}
+
+/// `config`: a health-check `host` with a line break passed `lb -t`, then panicked in
+/// pingora's `HttpHealthCheck::new` (`append_header(..).unwrap()`) when startup built the
+/// pool.
+#[test]
+fn a_health_check_host_with_a_line_break_is_refused_before_startup() {
+    let text = "version: 1\nroutes: [ { prefix: /, upstream: web } ]\nupstreams:\n  web:\n    \
+                discovery: { static: [\"127.0.0.1:9000\"] }\n    health_check: { host: \"h\\nx\" }\n";
+    assert!(!super::config(text.as_bytes()));
+}
+
+/// `config_field` (a seed): `server.grace_period: 18446744073709551615s 999999999ns` is a
+/// valid duration; rounding it up to whole seconds for pingora overflowed (a panic with
+/// overflow checks, zero seconds without). It now saturates.
+#[test]
+fn the_longest_grace_period_rounds_up_without_overflow() {
+    let data = b"\x0418446744073709551615s 999999999ns";
+    assert!(super::config_field(data));
+}

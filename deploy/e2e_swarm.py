@@ -20,6 +20,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -131,7 +132,7 @@ def derive_image(tag, instructions):
     """A new image on top of the backend's, built here from a Dockerfile on stdin (no
     build context, nothing pulled)."""
     res = subprocess.run(["docker", "build", "-q", "-t", tag, "-"],
-                         input=f"FROM softy-pinko/backend:dev\n{instructions}\n",
+                         input=f"FROM softy-pinko/backend:{e2e.TAG}\n{instructions}\n",
                          capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
         raise Failed(f"docker build -t {tag} exited {res.returncode}: {res.stderr}")
@@ -165,6 +166,11 @@ def scenario_deploy():
     check(status == 200 and body == b"Hello, World!", f"/api/hello: {status} {body!r}")
     status, _, body = get("/")
     check(status == 200 and b'id="dynamic-content"' in body, f"/: {status} {body[:200]!r}")
+    # The admin token the lb made in its volume, printed as the README says.
+    lb = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service('lb')}").split()
+    check(len(lb) == 1, f"expected one lb task container, got {lb}")
+    token = docker("exec", lb[0], "/lb", "admin-token").strip()
+    check(re.fullmatch(r"[0-9a-f]{64}", token), f"lb admin-token printed {token!r}")
 
 
 def scenario_hardening():
@@ -402,6 +408,12 @@ def teardown():
     except Failed as e:
         log(f"teardown: {e}")
     subprocess.run(["docker", "image", "rm", NEW_TAG, BROKEN_TAG], capture_output=True)
+    # `docker stack rm` keeps the stack's volumes (the lb's state).
+    label = f"label=com.docker.stack.namespace={STACK}"
+    volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter", label],
+                             capture_output=True, text=True).stdout.split()
+    if volumes:
+        subprocess.run(["docker", "volume", "rm", *volumes], capture_output=True)
     if created_swarm:
         subprocess.run(["docker", "swarm", "leave", "--force"], capture_output=True)
         log("left the swarm this suite created")

@@ -6,13 +6,13 @@
 //! waits up to `keepalive` idle, then gets the head deadline from its first byte. A deadline
 //! is a point in time, not a per-read timeout, so trickling bytes does not extend it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use pingora_timeout::fast_timeout::fast_timeout;
 use tokio::io::AsyncReadExt;
+use tokio::time::{timeout_at, Instant as TokioInstant};
 
 use super::head::{self, HeadLimits, Refusal};
 use crate::config::ClientLimits;
@@ -58,9 +58,7 @@ pub(crate) async fn head(
     let mut shutdown = shutdown.clone();
     let n = tokio::select! {
         biased;
-        // Pingora's own timer: cheaper than tokio's per request, and started only if the
-        // read is not ready at once.
-        read = fast_timeout(idle, stream.read_buf(&mut buf)) => match read {
+        read = timeout_at(TokioInstant::from_std(accepted + idle), stream.read_buf(&mut buf)) => match read {
             Ok(Ok(n)) => n,
             Ok(Err(_)) | Err(_) => 0,
         },
@@ -70,7 +68,7 @@ pub(crate) async fn head(
         return Err(NoHead::Idle);
     }
     let started = if first { accepted } else { Instant::now() };
-    let deadline = started + client.request_head_timeout;
+    let deadline = TokioInstant::from_std(started + client.request_head_timeout);
     let (mut scanned, mut line_ended) = (0, false);
     loop {
         // httparse cannot finish a head without a new line end, so a client trickling bytes
@@ -88,11 +86,7 @@ pub(crate) async fn head(
             Ok(None) => {}
             Err(refusal) => return Err(NoHead::Refused(refusal)),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left == Duration::ZERO {
-            return Err(NoHead::Timeout);
-        }
-        match fast_timeout(left, stream.read_buf(&mut buf)).await {
+        match timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Err(_) => return Err(NoHead::Timeout),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(NoHead::Broken),
             Ok(Ok(_)) => {}

@@ -44,16 +44,22 @@ const REQUEST_LINE_OVERHEAD: usize = 64;
 /// `Ok(Some(n))`: a complete, acceptable head of `n` bytes (what follows is body or the
 /// next request). `Ok(None)`: incomplete so far, read more.
 pub(crate) fn check(buf: &[u8], limits: &HeadLimits) -> Result<Option<usize>, Refusal> {
+    parse(buf, limits).unwrap_or_else(|| escaped(buf, limits))
+}
+
+/// Parse and judge `buf`; `None` when httparse refuses the request line's bytes (a token
+/// or the version), which pingora may still accept after escaping the target.
+fn parse(buf: &[u8], limits: &HeadLimits) -> Option<Result<Option<usize>, Refusal>> {
     let mut storage = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let headers = &mut storage[..limits.headers.clamp(1, HEADERS_MAX)];
     let mut req = httparse::Request::new(headers);
-    match req.parse(buf) {
+    Some(match req.parse(buf) {
         Ok(Status::Complete(n)) => complete(&req, n, limits).map(Some),
         Ok(Status::Partial) => partial(buf, req.path, limits).map(|()| None),
         Err(httparse::Error::TooManyHeaders) => Err(Refusal::TooManyHeaders),
-        Err(httparse::Error::Token | httparse::Error::Version) => escaped(buf, limits),
+        Err(httparse::Error::Token | httparse::Error::Version) => return None,
         Err(_) => Err(Refusal::Malformed),
-    }
+    })
 }
 
 /// An incomplete head: refuse early once it can no longer fit.
@@ -228,15 +234,10 @@ fn escaped(buf: &[u8], limits: &HeadLimits) -> Result<Option<usize>, Refusal> {
     }
     let grown = fixed.len() - v;
     fixed.extend_from_slice(&buf[v..]);
-    let mut storage = [httparse::EMPTY_HEADER; HEADERS_MAX];
-    let headers = &mut storage[..limits.headers.clamp(1, HEADERS_MAX)];
-    let mut req = httparse::Request::new(headers);
-    match req.parse(&fixed) {
-        Ok(Status::Complete(n)) => complete(&req, n, limits).map(|n| Some(n - grown)),
-        Ok(Status::Partial) => partial(&fixed, req.path, limits).map(|()| None),
-        Err(httparse::Error::TooManyHeaders) => Err(Refusal::TooManyHeaders),
-        Err(_) => Err(Refusal::Malformed),
-    }
+    // Still refused after escaping: not a request line pingora takes either.
+    parse(&fixed, limits)
+        .unwrap_or(Err(Refusal::Malformed))
+        .map(|n| n.map(|n| n - grown))
 }
 
 fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {

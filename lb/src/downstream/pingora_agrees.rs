@@ -31,12 +31,15 @@ const SEEDS: &[&[u8]] = &[
 /// Bytes that make parsers disagree: delimiters, whitespace, controls, non-ASCII.
 const INTERESTING: &[u8] = b" \t\r\n:;,@#?/%\"<>{}\\|^`[]\x00\x01\x7f\x80\xff-_.~=+*&!$'()0Az";
 
-/// Does pingora read `buf` as a request head, given as the lb gives it?
-fn pingora_accepts(buf: &[u8]) -> bool {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+/// Does pingora read `buf` as a request head, given as the lb gives it?
+fn pingora_accepts(runtime: &tokio::runtime::Runtime, buf: &[u8]) -> bool {
     runtime.block_on(async {
         let (server, _client) = tokio::io::duplex(1 << 16);
         let mut session = ServerSession::new_http1(Box::new(server));
@@ -86,6 +89,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 
 #[test]
 fn every_seed_is_accepted_by_both() {
+    let runtime = runtime();
     for seed in SEEDS {
         assert!(
             matches!(head::check(seed, &LIMITS), Ok(Some(_))),
@@ -93,7 +97,7 @@ fn every_seed_is_accepted_by_both() {
             seed.escape_ascii().to_string()
         );
         assert!(
-            pingora_accepts(seed),
+            pingora_accepts(&runtime, seed),
             "pingora refused {:?}",
             seed.escape_ascii().to_string()
         );
@@ -110,13 +114,14 @@ fn what_the_lb_accepts_pingora_accepts() {
         .ok()
         .and_then(|v| v.parse().ok());
     let mut rng = Rng(seed.unwrap_or(0x5eed_50f7_b1c0_0001));
+    let runtime = runtime();
     let mut accepted = 0;
     for i in 0..cases.unwrap_or(20_000) {
         let input = mutate(&mut rng, SEEDS[i % SEEDS.len()]);
         if let Ok(Some(_)) = head::check(&input, &LIMITS) {
             accepted += 1;
             assert!(
-                pingora_accepts(&input),
+                pingora_accepts(&runtime, &input),
                 "the lb accepts a head pingora refuses: {:?}",
                 input.escape_ascii().to_string()
             );

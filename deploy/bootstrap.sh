@@ -6,6 +6,8 @@
 #   - nginx-light and haproxy (the benchmark's peers),
 #   - nghttp2-client (h2load), curl and openssl: real HTTP/2 and TLS clients for the
 #     TLS tests and benchmarks,
+#   - pebble and pebble-challtestsrv (the Let's Encrypt project's ACME test CA and its
+#     mock DNS: lb/tests/acme.rs issues real certificates from them on loopback),
 #   - file (deploy/build.sh checks the binaries are static),
 #   - debootstrap (deploy/rust-stand-in.sh: a local stand-in for the Rust
 #     image that the in-Docker build needs, where no registry serves it),
@@ -27,6 +29,7 @@ command -v file >/dev/null || need_apt+=(file)
 command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
+{ command -v pebble && command -v pebble-challtestsrv; } >/dev/null || need_apt+=(pebble)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 
 SUDO=""

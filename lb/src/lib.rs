@@ -10,7 +10,8 @@
 //!   `LoadBalancer`; `discovery` (static / DNS) and `health` (HTTP checks, admission of new
 //!   backends) feed it; `supervisor` drives discovery and health checks for the pools of
 //!   the current snapshot; `tls` holds each TLS listener's SNI certificate resolver, whose
-//!   certificates a reload swaps in place.
+//!   certificates a reload swaps in place; `acme` orders and renews `acme` certificates
+//!   from an ACME CA, answers its http-01 challenges and swaps them in the same way.
 //! - **Request path**: `downstream` reads each HTTP/1 request head within the client
 //!   deadlines and limits and refuses ambiguous framing, then hands the connection to
 //!   pingora; `proxy`, one module per stage: request (snapshot, request id,
@@ -46,6 +47,7 @@ pub mod fuzzing;
 pub mod quiet_log;
 pub mod server;
 
+mod acme;
 mod admin;
 mod admin_auth;
 mod client_errors;

@@ -56,6 +56,8 @@ pub(crate) struct Metrics {
     backends: IntGaugeVec,
     discovery: IntCounterVec,
     reloads: IntCounterVec,
+    /// `lb_acme_orders_total{result}` (`crate::acme`).
+    acme_orders: IntCounterVec,
     last_reload_success: Gauge,
     config_info: IntGaugeVec,
     tls_expiry: IntGaugeVec,
@@ -182,6 +184,12 @@ impl Metrics {
             "Configuration reloads by result (success, failure).",
             &["result"],
         );
+        let acme_orders = counter_vec(
+            &registry,
+            "lb_acme_orders_total",
+            "ACME certificate orders (automatic HTTPS) by result: success (issued, stored and served), failure (retried with backoff; the old certificate keeps serving).",
+            &["result"],
+        );
         let last_reload_success = Gauge::new(
             "lb_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration load (startup or reload).",
@@ -287,6 +295,7 @@ impl Metrics {
         // Both results exist from the start, so a first failure is an increase, not a new series.
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
+            acme_orders.with_label_values(&[result]);
         }
         #[cfg(target_os = "linux")]
         register(
@@ -304,6 +313,7 @@ impl Metrics {
             backends,
             discovery,
             reloads,
+            acme_orders,
             last_reload_success,
             config_info,
             tls_expiry,
@@ -368,6 +378,12 @@ impl Metrics {
             discovery_unchanged: discovery(DiscoveryResult::Unchanged),
             discovery_error: discovery(DiscoveryResult::Error),
         }
+    }
+
+    /// Count one finished ACME order.
+    pub(crate) fn acme_order(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.acme_orders.with_label_values(&[result]).inc();
     }
 
     /// Count a reload; a success also moves the "last success" time and the config hash.

@@ -124,6 +124,10 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     ));
     server.add_service(background_service("admin", admin));
     server.add_service(background_service(
+        "acme",
+        crate::acme::AcmeService::new(state.clone()),
+    ));
+    server.add_service(background_service(
         "listen report",
         crate::listeners::ListenReport::new(state.clone()),
     ));

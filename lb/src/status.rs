@@ -64,13 +64,17 @@ pub(crate) fn status(state: &LbState) -> Value {
         },
         "routes": routes,
         "upstreams": upstreams,
-        "tls": tls_status(&snapshot),
+        "tls": tls_status(&snapshot, &state.tls.current()),
+        "acme": crate::acme::status(),
     })
 }
 
 /// Each TLS listener as configured (address, protocols) with the certificates it serves
 /// now: names, serial, validity (RFC 3339) and whether it is the default.
-fn tls_status(snapshot: &crate::state::Snapshot) -> Value {
+fn tls_status(
+    snapshot: &crate::state::Snapshot,
+    current: &[crate::config::certificates::ListenerCertificates],
+) -> Value {
     let at = |secs: i64| {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
         time(t)
@@ -80,7 +84,7 @@ fn tls_status(snapshot: &crate::state::Snapshot) -> Value {
         .server
         .tls_listen
         .iter()
-        .zip(&snapshot.tls)
+        .zip(current)
         .map(|(listener, certs)| {
             let certificates: Vec<Value> = certs
                 .0

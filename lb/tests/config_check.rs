@@ -104,6 +104,26 @@ upstreams:
             &["upstreams.api.health_check.interval: \"5x\" is not a duration"],
         ),
         (
+            "acme without terms, with a wildcard, a bad fraction, URL and e-mail",
+            format!(
+                "version: 1\nserver:\n  tls_listen:\n    - address: \"127.0.0.1:8443\"\n      certificates:\n        - names: [\"*.a.test\"]\n          acme: {{ directory: \"http://ca.test/dir\", email: nobody, renew_at: 1.5, storage: /tmp/x }}\n{GOOD_TAIL}"
+            ),
+            &[
+                "server.tls_listen[0].certificates[0].names[0]: \"*.a.test\": a wildcard needs a dns-01 challenge",
+                "server.tls_listen[0].certificates[0].acme.directory: \"http://ca.test/dir\" is not an https:// URL",
+                "server.tls_listen[0].certificates[0].acme.agree_terms: must be `true`",
+                "server.tls_listen[0].certificates[0].acme.email: \"nobody\" is not an e-mail address",
+                "server.tls_listen[0].certificates[0].acme.renew_at: 1.5 is not a fraction",
+            ],
+        ),
+        (
+            "acme without names",
+            format!(
+                "version: 1\nserver:\n  tls_listen:\n    - address: \"127.0.0.1:8443\"\n      certificates: [ {{ acme: {{ agree_terms: true }} }} ]\n{GOOD_TAIL}"
+            ),
+            &["server.tls_listen[0].certificates[0].names: required with `acme`"],
+        ),
+        (
             "unknown upstream in a route",
             "version: 1\nroutes: [ { prefix: /api/, upstream: nope }, { prefix: /, upstream: web } ]\nupstreams:\n  web: { discovery: { static: [\"127.0.0.1:1\"] } }\n".to_string(),
             &["routes[0].upstream", "\"nope\""],

@@ -91,8 +91,30 @@ pub(crate) fn load(
 /// The field at fault (`cert`, `key` or `names`) and what is wrong.
 pub(crate) type Fault = (&'static str, String);
 
-fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificate, Fault> {
+/// One certificate entry, loaded (also how `crate::acme` reads back what it stored).
+pub(crate) fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificate, Fault> {
     match &spec.source {
+        CertificateSource::Acme(acme) => {
+            let names = spec.names.as_deref().unwrap_or_default();
+            let paths = crate::acme::storage::Paths::new(acme, names);
+            if let Some(stored) = stored_acme(spec, &paths, now)? {
+                return Ok(stored);
+            }
+            let (chain, key) =
+                crate::acme::storage::placeholder(acme, names, now).map_err(|e| ("acme", e))?;
+            let labels = Labels {
+                cert_field: "acme",
+                key_field: "acme",
+                cert: "the ACME placeholder".into(),
+                key: "the ACME placeholder's key".into(),
+                file: format!(
+                    "{} {}",
+                    paths.cert.display(),
+                    crate::acme::storage::PLACEHOLDER_LABEL
+                ),
+            };
+            checked(spec, chain, key, &labels, now)
+        }
         CertificateSource::Files { cert, key } => {
             let (chain, key_der) = read_files(cert, key)?;
             let labels = Labels {
@@ -116,6 +138,49 @@ fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificate, Fault> {
                 file: format!("{dir}/{} (local CA)", local_ca::CA_CERT),
             };
             checked(spec, issued.chain, issued.key, &labels, now)
+        }
+    }
+}
+
+/// The certificate `crate::acme` stored for `spec`, if there is one that loads, is valid
+/// now and covers every configured name; `Ok(None)` otherwise (the placeholder is served
+/// and a new one ordered). Only an unreadable file is an error.
+fn stored_acme(
+    spec: &CertificateSpec,
+    paths: &crate::acme::storage::Paths,
+    now: i64,
+) -> Result<Option<Certificate>, Fault> {
+    let Some((cert_pem, key_pem)) = crate::acme::storage::read(paths).map_err(|e| ("acme", e))?
+    else {
+        return Ok(None);
+    };
+    let (c, k) = (
+        paths.cert.display().to_string(),
+        paths.key.display().to_string(),
+    );
+    let loaded = parse_pem(&c, &cert_pem, &k, &key_pem).and_then(|(chain, key)| {
+        let labels = Labels {
+            cert_field: "acme",
+            key_field: "acme",
+            cert: format!("{c:?}"),
+            key: format!("{k:?}"),
+            file: c.clone(),
+        };
+        let cert = checked(spec, chain, key, &labels, now)?;
+        let (_, leaf) = x509_parser::parse_x509_certificate(&cert.key.cert[0])
+            .map_err(|e| ("acme", e.to_string()))?;
+        let has = dns_names(&leaf);
+        let missing = cert.names.iter().find(|n| !has.contains(n)).cloned();
+        match missing {
+            Some(missing) => Err(("acme", format!("{c:?} does not cover {missing:?}"))),
+            None => Ok(cert),
+        }
+    });
+    match loaded {
+        Ok(cert) => Ok(Some(cert)),
+        Err((_, why)) => {
+            tracing::warn!(file = %c, error = %why, "stored ACME certificate not usable: serving the placeholder until a new one is issued");
+            Ok(None)
         }
     }
 }

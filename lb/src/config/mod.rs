@@ -78,6 +78,13 @@ pub(crate) mod defaults {
     pub(crate) const RATE_LIMIT_PER_MAX: Duration = Duration::from_secs(3600);
     /// Never redirected to HTTPS: an ACME CA checks http-01 challenges over plain HTTP.
     pub(crate) const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+    /// Let's Encrypt production. Its staging directory, for trying a setup without its rate
+    /// limits, is `https://acme-staging-v02.api.letsencrypt.org/directory`.
+    pub(crate) const ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+    /// A named volume in the compose example; the image creates /var/lib/lb for uid 10001.
+    pub(crate) const ACME_STORAGE: &str = "/var/lib/lb/acme";
+    /// Let's Encrypt's own advice: renew 90-day certificates at 60 days, i.e. 2/3 through.
+    pub(crate) const ACME_RENEW_AT: f64 = 2.0 / 3.0;
     pub(crate) const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
     pub(crate) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
     pub(crate) const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -271,6 +278,26 @@ pub(crate) enum CertificateSource {
     /// Issued at every load by the lb's own CA, kept in this directory
     /// ([`local_ca`]; created there if missing).
     LocalCa { dir: String },
+    /// Obtained and renewed from an ACME CA by the lb itself (`crate::acme`); loaded from
+    /// its storage directory, or a self-signed placeholder until the first one is issued.
+    Acme(AcmeSpec),
+}
+
+/// `server.tls_listen[].certificates[].acme`: the certificate's `names` are the domains
+/// ordered (http-01 challenges, so no wildcards).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AcmeSpec {
+    /// The CA's ACME directory URL.
+    pub(crate) directory: String,
+    /// `mailto:` contact of the account (the CA's expiry and policy mail).
+    pub(crate) email: Option<String>,
+    /// The certificate, its key, the account and the lock file live here.
+    pub(crate) storage: String,
+    /// Renew once this fraction of the certificate's lifetime has passed (0 < f < 1).
+    pub(crate) renew_at: f64,
+    /// PEM roots to trust for the ACME server's own HTTPS instead of the built-in
+    /// Let's Encrypt roots (a private or test CA).
+    pub(crate) ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -111,9 +111,22 @@ pub(crate) struct RawCertificate {
     pub(crate) cert: Option<String>,
     pub(crate) key: Option<String>,
     pub(crate) local_ca: Option<String>,
+    pub(crate) acme: Option<RawAcme>,
     pub(crate) names: Option<Vec<String>>,
     #[serde(default)]
     pub(crate) default: bool,
+}
+
+/// `certificates[].acme`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcme {
+    pub(crate) directory: Option<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) agree_terms: Option<bool>,
+    pub(crate) storage: Option<String>,
+    pub(crate) renew_at: Option<Value>,
+    pub(crate) ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

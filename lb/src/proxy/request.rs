@@ -1,5 +1,5 @@
-//! Stage 1, request_filter: load the snapshot, settle the request id, send plaintext
-//! requests to HTTPS when configured, pick the route, hold the client to its rate limit.
+//! Stage 1, request_filter: load the snapshot, settle the request id, answer ACME http-01
+//! challenges, send plaintext requests to HTTPS when configured, pick the route, hold the client to its rate limit.
 
 use pingora::proxy::Session;
 use pingora::Result;
@@ -29,6 +29,11 @@ pub(crate) async fn request_filter(
             errors::respond(session, refusal.1, &ctx.request_id, false).await?;
             return Ok(true);
         }
+    }
+    // ACME http-01 challenges: the lb's own, before the redirect and the routes.
+    if !ctx.tls && crate::acme::answer(session, &snapshot.config).await? {
+        ctx.snapshot = Some(snapshot);
+        return Ok(true);
     }
     if !ctx.tls {
         if let Some(redirect) = &snapshot.config.server.https_redirect {

@@ -10,7 +10,7 @@
 
 mod resolver;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::ALPN;
@@ -21,6 +21,10 @@ pub(crate) use resolver::SniResolver;
 
 pub(crate) struct TlsListeners {
     resolvers: Vec<Arc<SniResolver>>,
+    /// What the resolvers serve now: a reload's certificates, with any ACME certificate
+    /// issued since swapped in ([`TlsListeners::replace`]). `/status` and the expiry
+    /// metric read this, not the snapshot.
+    current: Mutex<Vec<ListenerCertificates>>,
 }
 
 impl TlsListeners {
@@ -31,15 +35,40 @@ impl TlsListeners {
                 .iter()
                 .map(|c| Arc::new(SniResolver::new(c)))
                 .collect(),
+            current: Mutex::new(certs.to_vec()),
         }
+    }
+
+    /// The certificates served now, per listener.
+    pub(crate) fn current(&self) -> Vec<ListenerCertificates> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Serve `cert` as certificate `j` of listener `i` from the next handshake on (an ACME
+    /// issuance or renewal); open connections keep the key they were set up with. Returns
+    /// every listener's certificates as they are now (for the expiry metric), or `None`
+    /// when a reload removed that entry meanwhile.
+    pub(crate) fn replace(
+        &self,
+        i: usize,
+        j: usize,
+        cert: crate::config::certificates::Certificate,
+    ) -> Option<Vec<ListenerCertificates>> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = current.get_mut(i)?.0.get_mut(j)?;
+        *slot = cert;
+        self.resolvers.get(i)?.store(&current[i]);
+        Some(current.clone())
     }
 
     /// Swap in a reload's certificates. The listeners cannot change by reload
     /// (`reload::not_in_place`), so the lists line up one to one.
     pub(crate) fn install(&self, certs: &[ListenerCertificates]) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         for (resolver, certs) in self.resolvers.iter().zip(certs) {
             resolver.store(certs);
         }
+        *current = certs.to_vec();
     }
 
     /// Pingora's settings for listener `i` of `listeners`.

@@ -208,8 +208,15 @@ impl Lb {
 
 fn write_config(dir: &Path, admin: &str, server_extra: &str, body: &str) {
     let d = dir.display();
+    // A test that must know the plaintext port in advance (an ACME CA is told where to
+    // validate) writes its own `listen:`.
+    let listen = if server_extra.starts_with("  listen:") {
+        ""
+    } else {
+        "  listen: [\"127.0.0.1:0\"]\n"
+    };
     let config = format!(
-        "version: 1\nserver:\n  listen: [\"127.0.0.1:0\"]\n  admin: \"{admin}\"\n  threads: 2\n  \
+        "version: 1\nserver:\n{listen}  admin: \"{admin}\"\n  threads: 2\n  \
          grace_period: 2s\n  shutdown_timeout: 1s\n  pid_file: {d}/lb.pid\n  upgrade_sock: {d}/upgrade.sock\n\
          {server_extra}\n{body}\n"
     );

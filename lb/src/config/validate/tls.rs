@@ -3,8 +3,10 @@
 //! whole file is known to be valid.
 
 use super::Errors;
-use crate::config::raw::{RawCertificate, RawTlsListener};
-use crate::config::{CertificateSource, CertificateSpec, Protocols, TlsListener};
+use crate::config::raw::{RawAcme, RawCertificate, RawTlsListener};
+use crate::config::{
+    defaults, AcmeSpec, CertificateSource, CertificateSpec, Protocols, TlsListener,
+};
 
 pub(super) fn tls_listen(errs: &mut Errors, raw: &[RawTlsListener]) -> Vec<TlsListener> {
     raw.iter()
@@ -67,8 +69,25 @@ fn certificate(errs: &mut Errors, path: &str, raw: &RawCertificate) -> Certifica
             .filter_map(|(k, n)| sni_name(errs, &format!("{path}.names[{k}]"), n))
             .collect()
     });
-    let source = match (&raw.cert, &raw.key, &raw.local_ca) {
-        (None, None, Some(dir)) => {
+    let source = match (&raw.cert, &raw.key, &raw.local_ca, &raw.acme) {
+        (None, None, None, Some(acme_raw)) => {
+            if raw.names.is_none() {
+                errs.push(
+                    format!("{path}.names"),
+                    "required with `acme`: the domain names to order the certificate for",
+                );
+            }
+            for (k, n) in names.iter().flatten().enumerate() {
+                if n.starts_with("*.") {
+                    errs.push(
+                        format!("{path}.names[{k}]"),
+                        format!("{n:?}: a wildcard needs a dns-01 challenge; `acme` answers http-01 only"),
+                    );
+                }
+            }
+            CertificateSource::Acme(acme(errs, &format!("{path}.acme"), acme_raw))
+        }
+        (None, None, Some(dir), None) => {
             if dir.is_empty() {
                 errs.push(format!("{path}.local_ca"), "must not be empty");
             }
@@ -80,12 +99,12 @@ fn certificate(errs: &mut Errors, path: &str, raw: &RawCertificate) -> Certifica
             }
             CertificateSource::LocalCa { dir: dir.clone() }
         }
-        (cert, key, None) => {
+        (cert, key, None, None) => {
             for (field, value) in [("cert", cert), ("key", key)] {
                 match value {
                     None => errs.push(
                         format!("{path}.{field}"),
-                        "required (or `local_ca` instead of `cert` and `key`)",
+                        "required (or `local_ca` or `acme` instead of `cert` and `key`)",
                     ),
                     Some(v) if v.is_empty() => {
                         errs.push(format!("{path}.{field}"), "must not be empty")
@@ -98,18 +117,102 @@ fn certificate(errs: &mut Errors, path: &str, raw: &RawCertificate) -> Certifica
                 key: key.clone().unwrap_or_default(),
             }
         }
-        (_, _, Some(dir)) => {
+        (_, _, Some(dir), _) => {
             errs.push(
                 format!("{path}.local_ca"),
-                "either `cert` and `key`, or `local_ca`, not both",
+                "either `cert` and `key`, or `local_ca`, or `acme`: only one",
             );
             CertificateSource::LocalCa { dir: dir.clone() }
+        }
+        (_, _, None, Some(_)) => {
+            errs.push(
+                format!("{path}.acme"),
+                "either `cert` and `key`, or `local_ca`, or `acme`: only one",
+            );
+            CertificateSource::Files {
+                cert: String::new(),
+                key: String::new(),
+            }
         }
     };
     CertificateSpec {
         source,
         names,
         default: raw.default,
+    }
+}
+
+/// `certificates[].acme`: every key but `agree_terms` has a default.
+fn acme(errs: &mut Errors, path: &str, raw: &RawAcme) -> AcmeSpec {
+    let directory = raw
+        .directory
+        .clone()
+        .unwrap_or_else(|| defaults::ACME_DIRECTORY.to_string());
+    // The CA's TLS is what protects the account key's signatures from being replayed
+    // elsewhere; plain http is for a CA on loopback only.
+    let loopback_http = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| directory.starts_with(p));
+    if directory.parse::<http::Uri>().is_err()
+        || !(directory.starts_with("https://") || loopback_http)
+    {
+        errs.push(
+            format!("{path}.directory"),
+            format!("{directory:?} is not an https:// URL (the CA's ACME directory)"),
+        );
+    }
+    if raw.agree_terms != Some(true) {
+        errs.push(
+            format!("{path}.agree_terms"),
+            "must be `true`: ordering a certificate means agreeing to the CA's terms of service",
+        );
+    }
+    if let Some(email) = &raw.email {
+        let ok = email
+            .split_once('@')
+            .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+            && !email.chars().any(|c| c.is_whitespace() || c == ',');
+        if !ok {
+            errs.push(
+                format!("{path}.email"),
+                format!("{email:?} is not an e-mail address"),
+            );
+        }
+    }
+    let storage = raw
+        .storage
+        .clone()
+        .unwrap_or_else(|| defaults::ACME_STORAGE.to_string());
+    if storage.is_empty() {
+        errs.push(format!("{path}.storage"), "must not be empty");
+    }
+    let renew_at = match &raw.renew_at {
+        None => defaults::ACME_RENEW_AT,
+        Some(v) => match v.as_f64() {
+            Some(f) if f > 0.0 && f < 1.0 => f,
+            _ => {
+                errs.push(
+                    format!("{path}.renew_at"),
+                    format!(
+                        "{} is not a fraction of the lifetime between 0 and 1 (exclusive), e.g. 0.67",
+                        crate::config::duration::show(v)
+                    ),
+                );
+                defaults::ACME_RENEW_AT
+            }
+        },
+    };
+    if let Some(f) = &raw.ca_file {
+        if f.is_empty() {
+            errs.push(format!("{path}.ca_file"), "must not be empty");
+        }
+    }
+    AcmeSpec {
+        directory,
+        email: raw.email.clone(),
+        storage,
+        renew_at,
+        ca_file: raw.ca_file.clone(),
     }
 }
 
@@ -264,8 +367,8 @@ mod tests {
             errs,
             vec![
                 format!("{p}[1].names: required with `local_ca`: the names to issue the certificate for"),
-                format!("{p}[2].local_ca: either `cert` and `key`, or `local_ca`, not both"),
-                format!("{p}[3].key: required (or `local_ca` instead of `cert` and `key`)"),
+                format!("{p}[2].local_ca: either `cert` and `key`, or `local_ca`, or `acme`: only one"),
+                format!("{p}[3].key: required (or `local_ca` or `acme` instead of `cert` and `key`)"),
                 format!("{p}[4].local_ca: must not be empty"),
             ]
         );

@@ -180,8 +180,16 @@ fn make_tls_cert(dir: &Path) -> PathBuf {
 }
 
 /// The lb's `server:` lines: plaintext on `http_port`, one TLS listener with an ACME
-/// certificate per name (the first is the default), stored under `storage`.
-fn server(http_port: u16, pebble: &Pebble, storage: &Path, names: &[&str], extra: &str) -> String {
+/// certificate per name (the first is the default), stored under `storage`. The TLS
+/// listener's port 0 needs an IP of its own (the admin listener has 127.0.0.1:0).
+fn server(
+    http_port: u16,
+    tls_ip: &str,
+    pebble: &Pebble,
+    storage: &Path,
+    names: &[&str],
+    extra: &str,
+) -> String {
     let certs: Vec<String> = names
         .iter()
         .enumerate()
@@ -196,7 +204,7 @@ fn server(http_port: u16, pebble: &Pebble, storage: &Path, names: &[&str], extra
         })
         .collect();
     format!(
-        "  listen: [\"127.0.0.1:{http_port}\"]\n  tls_listen:\n    - address: \"127.0.0.1:0\"\n      certificates:\n{}",
+        "  listen: [\"127.0.0.1:{http_port}\"]\n  tls_listen:\n    - address: \"{tls_ip}:0\"\n      certificates:\n{}",
         certs.concat()
     )
 }
@@ -324,7 +332,14 @@ async fn two_names_are_issued_by_pebble_stored_privately_and_a_restart_orders_no
     let storage = tempfile::tempdir().expect("dir");
     let store = storage.path().join("acme");
     let stub = Stub::start("web", "127.0.0.1:0").await;
-    let server = server(http_port, &pebble, &store, &["a.test", "b.test"], "");
+    let server = server(
+        http_port,
+        "127.0.0.10",
+        &pebble,
+        &store,
+        &["a.test", "b.test"],
+        "",
+    );
 
     // `lb -t` accepts it before anything is issued (the placeholder stands in).
     let (code, out) = support::lb::check_text(&format!(
@@ -422,6 +437,7 @@ async fn renewal_serves_new_connections_a_new_certificate_and_a_failed_order_kee
     let stub = Stub::start("web", "127.0.0.1:0").await;
     let server = server(
         http_port,
+        "127.0.0.11",
         &pebble,
         &storage.path().join("acme"),
         &["r.test"],

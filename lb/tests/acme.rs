@@ -217,7 +217,11 @@ fn routes(stub: &Stub) -> String {
 }
 
 /// A TLS connection for `sni`, verified against `root` only.
-async fn connect(addr: SocketAddr, sni: &str, root: &[u8]) -> std::io::Result<TlsStream<TcpStream>> {
+async fn connect(
+    addr: SocketAddr,
+    sni: &str,
+    root: &[u8],
+) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(root) {
         roots.add(c.expect("pem")).expect("root");
@@ -239,7 +243,11 @@ async fn connect(addr: SocketAddr, sni: &str, root: &[u8]) -> std::io::Result<Tl
 fn peer(tls: &TlsStream<TcpStream>) -> (String, Vec<String>) {
     let certs = tls.get_ref().1.peer_certificates().expect("certificate");
     let (_, cert) = x509_parser::parse_x509_certificate(&certs[0]).expect("x509");
-    let serial = cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
+    let serial = cert
+        .raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let names = cert
         .subject_alternative_name()
         .ok()
@@ -342,10 +350,8 @@ async fn two_names_are_issued_by_pebble_stored_privately_and_a_restart_orders_no
     );
 
     // `lb -t` accepts it before anything is issued (the placeholder stands in).
-    let (code, out) = support::lb::check_text(&format!(
-        "version: 1\nserver:\n{server}\n{}",
-        routes(&stub)
-    ));
+    let (code, out) =
+        support::lb::check_text(&format!("version: 1\nserver:\n{server}\n{}", routes(&stub)));
     assert_eq!(code, Some(0), "{out}");
 
     let mut lb = Lb::start(&server, &routes(&stub));
@@ -412,12 +418,10 @@ async fn two_names_are_issued_by_pebble_stored_privately_and_a_restart_orders_no
     lb.wait_ready().await;
     let addr = tls_addr(&lb, 0).await;
     let l = &lb;
-    eventually(WAIT, "stored certificates in use", move || {
-        async move {
-            let lb = l;
-            let e = acme_status(lb).await;
-            e.len() == 2 && e.iter().all(|e| e["state"] == "valid")
-        }
+    eventually(WAIT, "stored certificates in use", move || async move {
+        let lb = l;
+        let e = acme_status(lb).await;
+        e.len() == 2 && e.iter().all(|e| e["state"] == "valid")
     })
     .await;
     for (name, serial) in ["a.test", "b.test"].iter().zip(&seen) {
@@ -473,7 +477,10 @@ async fn renewal_serves_new_connections_a_new_certificate_and_a_failed_order_kee
     .await;
     let entry = acme_status(&lb).await.remove(0);
     assert_eq!(entry["state"], "backoff", "{entry}");
-    assert!(entry["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{entry}");
+    assert!(
+        entry["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{entry}"
+    );
     assert!(entry["next_attempt"].is_string(), "{entry}");
     assert_eq!(entry["consecutive_failures"], 1, "{entry}");
     let served = entry["serial"].as_str().expect("serial").to_string();

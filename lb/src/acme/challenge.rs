@@ -90,11 +90,7 @@ fn lookup(token: &str, storages: &[&str]) -> Option<String> {
     if !valid_token(token) {
         return None;
     }
-    if let Some(k) = TOKENS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(token)
-    {
+    if let Some(k) = TOKENS.lock().unwrap_or_else(|p| p.into_inner()).get(token) {
         return Some(k.clone());
     }
     storages.iter().find_map(|s| {
@@ -115,10 +111,17 @@ pub(crate) async fn answer(session: &mut Session, config: &Config) -> pingora::R
         return Ok(false);
     }
     let found = lookup(token, &storages);
-    tracing::debug!(token, found = found.is_some(), "ACME http-01 challenge request");
+    tracing::debug!(
+        token,
+        found = found.is_some(),
+        "ACME http-01 challenge request"
+    );
     let (status, body) = match found {
         Some(k) => (http::StatusCode::OK, Bytes::from(k)),
-        None => (http::StatusCode::NOT_FOUND, Bytes::from_static(b"no such challenge\n")),
+        None => (
+            http::StatusCode::NOT_FOUND,
+            Bytes::from_static(b"no such challenge\n"),
+        ),
     };
     let mut resp = ResponseHeader::build(status, Some(3))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;

@@ -37,7 +37,10 @@ impl AcmeHttp {
                 std::fs::read(f).map_err(|e| format!("cannot read ca_file {f:?}: {e}"))?,
                 f,
             ),
-            None => (LETS_ENCRYPT_ROOTS.to_vec(), "the built-in Let's Encrypt roots"),
+            None => (
+                LETS_ENCRYPT_ROOTS.to_vec(),
+                "the built-in Let's Encrypt roots",
+            ),
         };
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&pem) {

@@ -239,10 +239,17 @@ impl AcmeService {
         tracing::info!(names = ?e.names, directory = %e.acme.directory, renewal = real.is_some(), "ordering an ACME certificate");
         let result = async {
             let issued = order::order(&e.acme, &e.names, &paths).await?;
-            storage::write(&paths, issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())?;
+            storage::write(
+                &paths,
+                issued.cert_pem.as_bytes(),
+                issued.key_pem.as_bytes(),
+            )?;
             let cert = certificates::certificate(&e.spec, now_unix()).map_err(|(_, m)| m)?;
             if storage::is_placeholder(&cert.file) {
-                return Err("the certificate the CA issued does not load (see the warning above)".to_string());
+                return Err(
+                    "the certificate the CA issued does not load (see the warning above)"
+                        .to_string(),
+                );
             }
             Ok(cert)
         }
@@ -304,13 +311,15 @@ impl AcmeService {
 
     fn update(&self, key: &str, e: &Entry, f: impl FnOnce(&mut EntryStatus)) {
         let mut status = STATUS.lock().unwrap_or_else(|p| p.into_inner());
-        let s = status.entry(key.to_string()).or_insert_with(|| EntryStatus {
-            names: e.names.clone(),
-            directory: e.acme.directory.clone(),
-            storage: e.acme.storage.clone(),
-            state: "placeholder",
-            ..EntryStatus::default()
-        });
+        let s = status
+            .entry(key.to_string())
+            .or_insert_with(|| EntryStatus {
+                names: e.names.clone(),
+                directory: e.acme.directory.clone(),
+                storage: e.acme.storage.clone(),
+                state: "placeholder",
+                ..EntryStatus::default()
+            });
         f(s);
     }
 

@@ -64,9 +64,12 @@ impl Paths {
     }
 }
 
+/// The PEM text of a certificate chain and of its key.
+pub(crate) type PemPair = (Vec<u8>, Vec<u8>);
+
 /// The stored chain and key of this certificate, when both files exist (`Ok(None)` when
 /// neither has been written yet).
-pub(crate) fn read(paths: &Paths) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+pub(crate) fn read(paths: &Paths) -> Result<Option<PemPair>, String> {
     let read = |p: &Path| match fs::read(p) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -168,10 +171,13 @@ impl Drop for Lock {
     }
 }
 
+/// By storage directory and names.
 type PlaceholderKey = (String, Vec<String>);
+/// Its certificate and key (DER) and its end (Unix seconds).
+type PlaceholderValue = (Vec<u8>, Vec<u8>, i64);
 /// One placeholder per certificate for the life of the process, so a reload does not
 /// swap in a new one (nor report the certificates as changed).
-static PLACEHOLDERS: LazyLock<Mutex<HashMap<PlaceholderKey, (Vec<u8>, Vec<u8>, i64)>>> =
+static PLACEHOLDERS: LazyLock<Mutex<HashMap<PlaceholderKey, PlaceholderValue>>> =
     LazyLock::new(Default::default);
 
 /// A self-signed certificate for `names`, valid [`PLACEHOLDER_LIFETIME`] from its first
@@ -197,8 +203,7 @@ pub(crate) fn placeholder(
         );
         params.distinguished_name = dn;
         let at = |t: i64| {
-            time::OffsetDateTime::from_unix_timestamp(t)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            time::OffsetDateTime::from_unix_timestamp(t).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
         };
         let not_after = now + PLACEHOLDER_LIFETIME.as_secs() as i64;
         params.not_before = at(now - 60);

@@ -41,7 +41,10 @@ impl TlsListeners {
 
     /// The certificates served now, per listener.
     pub(crate) fn current(&self) -> Vec<ListenerCertificates> {
-        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Serve `cert` as certificate `j` of listener `i` from the next handshake on (an ACME

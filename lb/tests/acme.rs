@@ -348,6 +348,8 @@ async fn two_names_are_issued_by_pebble_stored_privately_and_a_restart_orders_no
         &["a.test", "b.test"],
         "",
     );
+    // Everything else on plain HTTP is redirected: Pebble's validations must not be.
+    let server = format!("{server}  https_redirect: {{ port: 443 }}\n");
 
     // `lb -t` accepts it before anything is issued (the placeholder stands in).
     let (code, out) =
@@ -403,9 +405,18 @@ async fn two_names_are_issued_by_pebble_stored_privately_and_a_restart_orders_no
     assert_eq!(accounts.len(), 1, "one account: {accounts:?}");
     assert_eq!(mode(&accounts[0]), 0o600);
 
-    // The challenge path is the lb's own (never routed): an unknown token is a 404 from
-    // the lb, not the backend's 200.
-    let resp = support::client()
+    // The challenge path is the lb's own (never routed nor redirected): an unknown token
+    // is a 404 from the lb, not the backend's 200 or the redirect's 308; anything else is
+    // redirected.
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let resp = plain.get(lb.url("/x")).send().await.expect("plain request");
+    assert_eq!(resp.status(), 308);
+    let resp = plain
         .get(lb.url("/.well-known/acme-challenge/AAAAAAAAAAAAAAAAAAAAAAAA"))
         .send()
         .await

@@ -119,8 +119,9 @@ pub(crate) fn status() -> Value {
 
 /// One ACME entry of the config, where it sits, and its schedule.
 struct Entry {
-    listener: usize,
-    index: usize,
+    /// Where it is served: (listener, certificate index). Several when the same names and
+    /// storage appear on several listeners (one order serves them all).
+    slots: Vec<(usize, usize)>,
     spec: CertificateSpec,
     acme: AcmeSpec,
     names: Vec<String>,
@@ -175,14 +176,16 @@ impl AcmeService {
         self.state
             .tls
             .current()
-            .get(e.listener)
-            .and_then(|l| l.0.get(e.index))
+            .get(e.slots.first()?.0)
+            .and_then(|l| l.0.get(e.slots.first()?.1))
             .cloned()
     }
 
     fn install(&self, e: &Entry, cert: Certificate) {
-        if let Some(all) = self.state.tls.replace(e.listener, e.index, cert) {
-            self.state.metrics.tls_certificates(&all);
+        for &(i, j) in &e.slots {
+            if let Some(all) = self.state.tls.replace(i, j, cert.clone()) {
+                self.state.metrics.tls_certificates(&all);
+            }
         }
     }
 
@@ -350,20 +353,24 @@ impl BackgroundService for AcmeService {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|k, _| wanted.iter().any(|w| &w.0 == k));
-            for (key, i, j, spec, acme) in wanted {
-                let e = all.entry(key).or_insert_with(|| Entry {
-                    listener: i,
-                    index: j,
-                    spec: spec.clone(),
-                    acme: acme.clone(),
+            let mut slots: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+            for (key, i, j, _, _) in &wanted {
+                slots.entry(key.as_str()).or_default().push((*i, *j));
+            }
+            for (key, _, _, spec, acme) in &wanted {
+                let here = slots.get(key.as_str()).cloned().unwrap_or_default();
+                let e = all.entry(key.clone()).or_insert_with(|| Entry {
+                    slots: here.clone(),
+                    spec: (*spec).clone(),
+                    acme: (*acme).clone(),
                     names: spec.names.clone().unwrap_or_default(),
                     next: Instant::now(),
                     backoff: Duration::ZERO,
                     jitter: random_fraction(),
                 });
-                if (e.listener, e.index) != (i, j) || e.spec != *spec {
+                if e.slots != here || e.acme != **acme {
                     // Moved or changed by a reload (e.g. renew_at, ca_file): look again now.
-                    (e.listener, e.index, e.spec, e.acme) = (i, j, spec.clone(), acme.clone());
+                    (e.slots, e.spec, e.acme) = (here, (*spec).clone(), (*acme).clone());
                     e.next = Instant::now();
                 }
             }

@@ -8,6 +8,8 @@
 //! every such shape is refused with a 400 before any byte reaches a backend. What passes is
 //! handed to pingora unchanged, which parses it again.
 
+use std::mem::MaybeUninit;
+
 use httparse::Status;
 
 use crate::config::defaults::HEADERS_MAX;
@@ -50,10 +52,12 @@ pub(crate) fn check(buf: &[u8], limits: &HeadLimits) -> Result<Option<usize>, Re
 /// Parse and judge `buf`; `None` when httparse refuses the request line's bytes (a token
 /// or the version), which pingora may still accept after escaping the target.
 fn parse(buf: &[u8], limits: &HeadLimits) -> Option<Result<Option<usize>, Refusal>> {
-    let mut storage = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    // Uninitialised room for the headers: filling 256 empty ones first would cost more
+    // than parsing a typical head.
+    let mut storage = [const { MaybeUninit::<httparse::Header>::uninit() }; HEADERS_MAX];
     let headers = &mut storage[..limits.headers.clamp(1, HEADERS_MAX)];
-    let mut req = httparse::Request::new(headers);
-    Some(match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    Some(match req.parse_with_uninit_headers(buf, headers) {
         Ok(Status::Complete(n)) => complete(&req, n, limits).map(Some),
         Ok(Status::Partial) => partial(buf, req.path, limits).map(|()| None),
         Err(httparse::Error::TooManyHeaders) => Err(Refusal::TooManyHeaders),
@@ -179,10 +183,10 @@ fn authority(req: &httparse::Request, target: &str) -> Result<(), Refusal> {
     if host.is_some_and(|h| h.contains(&b'@')) {
         return Err(Refusal::Ambiguous("userinfo in Host"));
     }
-    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
-    let rest = if lower.starts_with("http://") {
+    let scheme = |s: &str| target.get(..s.len()).is_some_and(|t| t.eq_ignore_ascii_case(s));
+    let rest = if scheme("http://") {
         &target[7..]
-    } else if lower.starts_with("https://") {
+    } else if scheme("https://") {
         &target[8..]
     } else {
         return Ok(());

@@ -6,13 +6,11 @@
 //! waits up to `keepalive` idle, then gets the head deadline from its first byte. A deadline
 //! is a point in time, not a per-read timeout, so trickling bytes does not extend it.
 
-use std::time::Instant;
-
 use bytes::BytesMut;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
-use tokio::time::{timeout_at, Instant as TokioInstant};
+use tokio::time::{timeout_at, Instant};
 
 use super::head::{self, HeadLimits, Refusal};
 use crate::config::ClientLimits;
@@ -41,24 +39,27 @@ pub(crate) async fn head(
     stream: &mut Stream,
     client: &ClientLimits,
     first: bool,
-    shutdown: &ShutdownWatch,
+    shutdown: &mut ShutdownWatch,
 ) -> Result<BytesMut, NoHead> {
     let limits = HeadLimits {
         head_size: client.head_size,
         headers: client.headers,
         uri_length: client.uri_length,
     };
-    let accepted = Instant::now();
-    let idle = if first {
-        client.request_head_timeout
+    // One clock read per request: the idle deadline. The head deadline of a keep-alive
+    // request is only needed (and the clock read again) when its head takes more than one
+    // read, which a well-behaved client's seldom does.
+    let now = Instant::now();
+    let (idle, head_deadline) = if first {
+        let deadline = now + client.request_head_timeout;
+        (deadline, Some(deadline))
     } else {
-        client.keepalive_timeout
+        (now + client.keepalive_timeout, None)
     };
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
-    let mut shutdown = shutdown.clone();
     let n = tokio::select! {
         biased;
-        read = timeout_at(TokioInstant::from_std(accepted + idle), stream.read_buf(&mut buf)) => match read {
+        read = timeout_at(idle, stream.read_buf(&mut buf)) => match read {
             Ok(Ok(n)) => n,
             Ok(Err(_)) | Err(_) => 0,
         },
@@ -67,8 +68,7 @@ pub(crate) async fn head(
     if n == 0 {
         return Err(NoHead::Idle);
     }
-    let started = if first { accepted } else { Instant::now() };
-    let deadline = TokioInstant::from_std(started + client.request_head_timeout);
+    let mut deadline = head_deadline;
     let (mut scanned, mut line_ended) = (0, false);
     loop {
         // httparse cannot finish a head without a new line end, so a client trickling bytes
@@ -86,6 +86,8 @@ pub(crate) async fn head(
             Ok(None) => {}
             Err(refusal) => return Err(NoHead::Refused(refusal)),
         }
+        // Counted from the end of the first read, a few microseconds after the first byte.
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + client.request_head_timeout);
         match timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Err(_) => return Err(NoHead::Timeout),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(NoHead::Broken),

@@ -6,6 +6,8 @@
 //! waits up to `keepalive` idle, then gets the head deadline from its first byte. A deadline
 //! is a point in time, not a per-read timeout, so trickling bytes does not extend it.
 
+use std::time::Duration;
+
 use bytes::BytesMut;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
@@ -17,6 +19,10 @@ use crate::config::ClientLimits;
 
 /// Pingora's own first allocation for a request head.
 const INITIAL_BUFFER: usize = 4096;
+
+/// How long a keep-alive connection may idle before it also watches for shutdown: at most
+/// this long after a stop begins, an idle connection is closed.
+const SHUTDOWN_CHECK: Duration = Duration::from_secs(1);
 
 /// Why no head was read.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,13 +63,24 @@ pub(crate) async fn head(
         (now + client.keepalive_timeout, None)
     };
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
-    let n = tokio::select! {
-        biased;
-        read = timeout_at(idle, stream.read_buf(&mut buf)) => match read {
-            Ok(Ok(n)) => n,
-            Ok(Err(_)) | Err(_) => 0,
+    // The idle wait, in two parts. A busy keep-alive client sends its next request within
+    // `SHUTDOWN_CHECK`: for that wait a timer alone. Only a connection idle longer also
+    // waits on the shutdown signal, so that a stopping lb closes it within about that
+    // time, while the signal's cost (registering and removing a waiter, per request) stays
+    // off the busy path.
+    let quick = if first { idle } else { idle.min(now + SHUTDOWN_CHECK) };
+    let n = match timeout_at(quick, stream.read_buf(&mut buf)).await {
+        Ok(read) => read.unwrap_or(0),
+        Err(_) if quick == idle => 0,
+        Err(_) if *shutdown.borrow() => return Err(NoHead::Shutdown),
+        Err(_) => tokio::select! {
+            biased;
+            read = timeout_at(idle, stream.read_buf(&mut buf)) => match read {
+                Ok(Ok(n)) => n,
+                Ok(Err(_)) | Err(_) => 0,
+            },
+            _ = shutdown.wait_for(|&closing| closing) => return Err(NoHead::Shutdown),
         },
-        _ = shutdown.wait_for(|&closing| closing), if !first => return Err(NoHead::Shutdown),
     };
     if n == 0 {
         return Err(NoHead::Idle);

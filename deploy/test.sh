@@ -12,7 +12,22 @@ stage() {
   current="$1"
   echo
   echo "== $1"
+  # Disk is the one resource a stage can run out of without saying why: print what is left
+  # where the builds go (a CI run once ended "No space left on device" in the fuzz build).
+  echo "disk: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free here; docker: $(docker system df --format '{{.Type}} {{.Size}}' 2>/dev/null | tr '\n' ' ')"
 }
+# In CI (CI=true) the build artifacts of a stage are thrown away once no later stage needs
+# them, and cargo keeps no incremental state, so the run fits a small disk. Locally they
+# stay, so a second run is quick.
+reclaim() {
+  if [ "${CI:-}" = true ]; then
+    echo "reclaim (CI): $*"
+    "$@" || true
+  fi
+}
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL=0
+fi
 finish() {
   rc=$?
   if [ $rc -eq 0 ]; then
@@ -41,6 +56,8 @@ passed=$((passed + 1))
 
 stage "static binaries and FROM-scratch images"
 ./deploy/build.sh
+# The debug build of the tests (several GB) is not used again.
+reclaim rm -rf target/debug
 passed=$((passed + 1))
 
 stage "end-to-end in real Docker (deploy/e2e.py)"
@@ -64,6 +81,9 @@ if [ "${CI:-}" = true ]; then
   # place (the script skips when an image of that name is here already).
   ./deploy/rust-stand-in.sh
   python3 deploy/e2e_from_source.py
+  # The builder image and BuildKit's cache of that build: a few GB nothing later reads.
+  reclaim docker builder prune -af
+  reclaim docker image rm "$(sed -n 's/^FROM \(rust:[^ ]*\) AS build$/\1/p' deploy/Dockerfile)"
   passed=$((passed + 1))
 else
   echo "SKIPPED: runs with CI=true; alone: ./deploy/rust-stand-in.sh && python3 deploy/e2e_from_source.py"

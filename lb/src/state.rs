@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::config::certificates::ListenerCertificates;
-use crate::config::{Config, LoadedConfig};
+use crate::config::{ClientLimits, Config, LoadedConfig};
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::pool::Pool;
 use crate::rate_limit::RateLimiter;
@@ -216,6 +216,12 @@ impl LbState {
     /// The current snapshot (one atomic load; keep the `Arc` for the request's life).
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The current client limits, read without taking a reference on the snapshot: every
+    /// HTTP/1 request head asks, so this is on the hot path.
+    pub(crate) fn client_limits(&self) -> ClientLimits {
+        self.snapshot.load().config.server.client
     }
 
     /// Swap in a new snapshot and its certificates (new TLS handshakes get them; open

@@ -262,6 +262,37 @@ async fn idle_connections_are_closed_silently() {
 }
 
 #[tokio::test]
+async fn a_stopping_lb_closes_idle_keepalive_connections_at_once() {
+    let recorder = Recorder::start().await;
+    // A keep-alive wait far longer than the test, and a grace period the lb is still in
+    // when the connection must be closed: only the shutdown signal can close it in time.
+    let server = "  client_timeouts: { keepalive: 120s }\n  grace_period: 30s\n  shutdown_timeout: 1s\n";
+    let mut lb = Lb::start(server, &body(recorder.addr));
+    lb.wait_ready().await;
+    let mut kept = TcpStream::connect(("127.0.0.1", lb.port))
+        .await
+        .expect("connect");
+    kept.write_all(b"GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = kept.read(&mut buf).await.expect("answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    lb.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), kept.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "an idle keep-alive connection was kept open by a stopping lb"
+    );
+    assert!(rest.is_empty(), "an idle close sends nothing: {rest:?}");
+    assert!(
+        lb.is_running(),
+        "closed only because the lb exited, not by the shutdown signal"
+    );
+}
+
+#[tokio::test]
 async fn a_body_slower_than_its_deadline_gets_408() {
     let (lb, _recorder) = lb_with_recorder().await;
     let mut conn = TcpStream::connect(("127.0.0.1", lb.port))

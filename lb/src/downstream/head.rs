@@ -8,6 +8,8 @@
 //! every such shape is refused with a 400 before any byte reaches a backend. What passes is
 //! handed to pingora unchanged, which parses it again.
 
+use std::mem::MaybeUninit;
+
 use httparse::Status;
 
 use crate::config::defaults::HEADERS_MAX;
@@ -50,10 +52,12 @@ pub(crate) fn check(buf: &[u8], limits: &HeadLimits) -> Result<Option<usize>, Re
 /// Parse and judge `buf`; `None` when httparse refuses the request line's bytes (a token
 /// or the version), which pingora may still accept after escaping the target.
 fn parse(buf: &[u8], limits: &HeadLimits) -> Option<Result<Option<usize>, Refusal>> {
-    let mut storage = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    // Uninitialised room for the headers: filling 256 empty ones first would cost more
+    // than parsing a typical head.
+    let mut storage = [const { MaybeUninit::<httparse::Header>::uninit() }; HEADERS_MAX];
     let headers = &mut storage[..limits.headers.clamp(1, HEADERS_MAX)];
-    let mut req = httparse::Request::new(headers);
-    Some(match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    Some(match req.parse_with_uninit_headers(buf, headers) {
         Ok(Status::Complete(n)) => complete(&req, n, limits).map(Some),
         Ok(Status::Partial) => partial(buf, req.path, limits).map(|()| None),
         Err(httparse::Error::TooManyHeaders) => Err(Refusal::TooManyHeaders),
@@ -97,11 +101,30 @@ fn complete(req: &httparse::Request, n: usize, limits: &HeadLimits) -> Result<us
     if req.method == Some("CONNECT") {
         return Err(Refusal::Connect);
     }
-    framing(req)?;
-    authority(req, target)?;
+    let fields = fields(req)?;
+    framing(&fields, req.version)?;
+    authority(&fields, target)?;
     target_parses(req, target)?;
     Ok(n)
 }
+
+/// The bytes of an origin-form target that every URI parser takes as they are: letters,
+/// digits and `-._~!$&'()*+,;=:@/?%`. A table, as this is looked up once per target byte.
+const USUAL_URI_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"-._~!$&'()*+,;=:@/?%";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// Pingora builds an `http::Uri` from the target and checks the target's authority against
 /// `Host`, refusing the request (with its bare 400) when either fails: for a `"` in a query,
@@ -109,8 +132,7 @@ fn complete(req: &httparse::Request, n: usize, limits: &HeadLimits) -> Result<us
 /// usual URI bytes always passes; any other goes through pingora's own two steps here, so
 /// that what it would refuse gets the lb's answer instead.
 fn target_parses(req: &httparse::Request, target: &str) -> Result<(), Refusal> {
-    let usual = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(b);
-    if target.starts_with('/') && target.as_bytes().iter().all(usual) {
+    if target.starts_with('/') && target.bytes().all(|b| USUAL_URI_BYTES[usize::from(b)]) {
         return Ok(());
     }
     let method = req.method.unwrap_or("");
@@ -130,59 +152,81 @@ fn target_parses(req: &httparse::Request, target: &str) -> Result<(), Refusal> {
         .map_err(|_| Refusal::Ambiguous("a request target or Host pingora refuses"))
 }
 
-/// One way to find where the body ends (RFC 9112 §6): one Content-Length of digits, or one
-/// Transfer-Encoding of exactly `chunked` on HTTP/1.1, never both.
-fn framing(req: &httparse::Request) -> Result<(), Refusal> {
-    let mut content_length = 0;
-    let mut transfer_encoding = 0;
+/// What the framing and authority checks need from the header lines, gathered in one pass
+/// (this runs for every request).
+struct Fields<'a> {
+    content_lengths: usize,
+    transfer_encodings: usize,
+    hosts: usize,
+    host: Option<&'a [u8]>,
+}
+
+fn fields<'a>(req: &httparse::Request<'_, 'a>) -> Result<Fields<'a>, Refusal> {
+    let mut f = Fields {
+        content_lengths: 0,
+        transfer_encodings: 0,
+        hosts: 0,
+        host: None,
+    };
     for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            content_length += 1;
-            let v = trim(h.value);
-            if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-                return Err(Refusal::Ambiguous("Content-Length is not a number"));
+        // By length first: most header names are none of the three.
+        match h.name.len() {
+            4 if h.name.eq_ignore_ascii_case("host") => {
+                f.hosts += 1;
+                f.host.get_or_insert(trim(h.value));
             }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer_encoding += 1;
-            if !trim(h.value).eq_ignore_ascii_case(b"chunked") {
-                return Err(Refusal::Ambiguous("Transfer-Encoding other than chunked"));
+            14 if h.name.eq_ignore_ascii_case("content-length") => {
+                f.content_lengths += 1;
+                let v = trim(h.value);
+                if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+                    return Err(Refusal::Ambiguous("Content-Length is not a number"));
+                }
             }
+            17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
+                f.transfer_encodings += 1;
+                if !trim(h.value).eq_ignore_ascii_case(b"chunked") {
+                    return Err(Refusal::Ambiguous("Transfer-Encoding other than chunked"));
+                }
+            }
+            _ => {}
         }
     }
-    if content_length > 1 {
+    Ok(f)
+}
+
+/// One way to find where the body ends (RFC 9112 §6): one Content-Length of digits, or one
+/// Transfer-Encoding of exactly `chunked` on HTTP/1.1, never both.
+fn framing(f: &Fields, version: Option<u8>) -> Result<(), Refusal> {
+    if f.content_lengths > 1 {
         return Err(Refusal::Ambiguous("more than one Content-Length"));
     }
-    if transfer_encoding > 1 {
+    if f.transfer_encodings > 1 {
         return Err(Refusal::Ambiguous("more than one Transfer-Encoding"));
     }
-    if transfer_encoding == 1 && content_length == 1 {
+    if f.transfer_encodings == 1 && f.content_lengths == 1 {
         return Err(Refusal::Ambiguous(
             "both Content-Length and Transfer-Encoding",
         ));
     }
-    if transfer_encoding == 1 && req.version == Some(0) {
+    if f.transfer_encodings == 1 && version == Some(0) {
         return Err(Refusal::Ambiguous("Transfer-Encoding on HTTP/1.0"));
     }
     Ok(())
 }
 
 /// One Host, without userinfo, agreeing with an absolute-form target's authority.
-fn authority(req: &httparse::Request, target: &str) -> Result<(), Refusal> {
-    let mut hosts = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("host"));
-    let host = hosts.next().map(|h| trim(h.value));
-    if hosts.next().is_some() {
+fn authority(f: &Fields, target: &str) -> Result<(), Refusal> {
+    if f.hosts > 1 {
         return Err(Refusal::Ambiguous("more than one Host"));
     }
+    let host = f.host;
     if host.is_some_and(|h| h.contains(&b'@')) {
         return Err(Refusal::Ambiguous("userinfo in Host"));
     }
-    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
-    let rest = if lower.starts_with("http://") {
+    let scheme = |s: &str| target.get(..s.len()).is_some_and(|t| t.eq_ignore_ascii_case(s));
+    let rest = if scheme("http://") {
         &target[7..]
-    } else if lower.starts_with("https://") {
+    } else if scheme("https://") {
         &target[8..]
     } else {
         return Ok(());

@@ -79,9 +79,11 @@ impl ServerApp for EdgeApp {
         }
         let mut persistent: Option<HttpPersistentSettings> = None;
         let mut first = true;
+        // One receiver for the connection's life: the idle waits between requests watch it.
+        let mut closing = shutdown.clone();
         loop {
-            let client = self.state.snapshot().config.server.client.clone();
-            let head = match read::head(&mut stream, &client, first, shutdown).await {
+            let client = self.state.client_limits();
+            let head = match read::head(&mut stream, &client, first, &mut closing).await {
                 Ok(head) => head,
                 Err(no_head) => {
                     refused(stream, no_head).await;

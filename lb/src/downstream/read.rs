@@ -6,19 +6,23 @@
 //! waits up to `keepalive` idle, then gets the head deadline from its first byte. A deadline
 //! is a point in time, not a per-read timeout, so trickling bytes does not extend it.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
-use tokio::time::{timeout_at, Instant as TokioInstant};
+use tokio::time::{timeout_at, Instant};
 
 use super::head::{self, HeadLimits, Refusal};
 use crate::config::ClientLimits;
 
 /// Pingora's own first allocation for a request head.
 const INITIAL_BUFFER: usize = 4096;
+
+/// How long a keep-alive connection may idle before it also watches for shutdown: at most
+/// this long after a stop begins, an idle connection is closed.
+const SHUTDOWN_CHECK: Duration = Duration::from_secs(1);
 
 /// Why no head was read.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,34 +45,47 @@ pub(crate) async fn head(
     stream: &mut Stream,
     client: &ClientLimits,
     first: bool,
-    shutdown: &ShutdownWatch,
+    shutdown: &mut ShutdownWatch,
 ) -> Result<BytesMut, NoHead> {
     let limits = HeadLimits {
         head_size: client.head_size,
         headers: client.headers,
         uri_length: client.uri_length,
     };
-    let accepted = Instant::now();
-    let idle = if first {
-        client.request_head_timeout
+    // One clock read per request: the idle deadline. The head deadline of a keep-alive
+    // request is only needed (and the clock read again) when its head takes more than one
+    // read, which a well-behaved client's seldom does.
+    let now = Instant::now();
+    let (idle, head_deadline) = if first {
+        let deadline = now + client.request_head_timeout;
+        (deadline, Some(deadline))
     } else {
-        client.keepalive_timeout
+        (now + client.keepalive_timeout, None)
     };
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
-    let mut shutdown = shutdown.clone();
-    let n = tokio::select! {
-        biased;
-        read = timeout_at(TokioInstant::from_std(accepted + idle), stream.read_buf(&mut buf)) => match read {
-            Ok(Ok(n)) => n,
-            Ok(Err(_)) | Err(_) => 0,
+    // The idle wait, in two parts. A busy keep-alive client sends its next request within
+    // `SHUTDOWN_CHECK`: for that wait a timer alone. Only a connection idle longer also
+    // waits on the shutdown signal, so that a stopping lb closes it within about that
+    // time, while the signal's cost (registering and removing a waiter, per request) stays
+    // off the busy path.
+    let quick = if first { idle } else { idle.min(now + SHUTDOWN_CHECK) };
+    let n = match timeout_at(quick, stream.read_buf(&mut buf)).await {
+        Ok(read) => read.unwrap_or(0),
+        Err(_) if quick == idle => 0,
+        Err(_) if *shutdown.borrow() => return Err(NoHead::Shutdown),
+        Err(_) => tokio::select! {
+            biased;
+            read = timeout_at(idle, stream.read_buf(&mut buf)) => match read {
+                Ok(Ok(n)) => n,
+                Ok(Err(_)) | Err(_) => 0,
+            },
+            _ = shutdown.wait_for(|&closing| closing) => return Err(NoHead::Shutdown),
         },
-        _ = shutdown.wait_for(|&closing| closing), if !first => return Err(NoHead::Shutdown),
     };
     if n == 0 {
         return Err(NoHead::Idle);
     }
-    let started = if first { accepted } else { Instant::now() };
-    let deadline = TokioInstant::from_std(started + client.request_head_timeout);
+    let mut deadline = head_deadline;
     let (mut scanned, mut line_ended) = (0, false);
     loop {
         // httparse cannot finish a head without a new line end, so a client trickling bytes
@@ -86,6 +103,8 @@ pub(crate) async fn head(
             Ok(None) => {}
             Err(refusal) => return Err(NoHead::Refused(refusal)),
         }
+        // Counted from the end of the first read, a few microseconds after the first byte.
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + client.request_head_timeout);
         match timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Err(_) => return Err(NoHead::Timeout),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(NoHead::Broken),

@@ -63,7 +63,8 @@ pub(crate) async fn request_filter(
         errors::respond(session, LbError::NoRoute, &ctx.request_id, keepalive).await?;
         return Ok(true);
     }
-    if super::limit::refused(session, ctx, !has_body(&session.req_header().headers)).await? {
+    let body = has_body(&session.req_header().headers);
+    if super::limit::refused(session, ctx, !body).await? {
         return Ok(true);
     }
     if too_large {
@@ -73,7 +74,7 @@ pub(crate) async fn request_filter(
         errors::respond(session, LbError::PayloadTooLarge, &ctx.request_id, false).await?;
         return Ok(true);
     }
-    if has_body(&session.req_header().headers) {
+    if body {
         // No single read of the body may wait past the whole body deadline;
         // `request_body_filter` ends a body still arriving after it.
         session.set_read_timeout(Some(body_deadline(ctx)));

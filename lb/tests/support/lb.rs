@@ -215,9 +215,15 @@ fn write_config(dir: &Path, admin: &str, server_extra: &str, body: &str) {
     } else {
         "  listen: [\"127.0.0.1:0\"]\n"
     };
+    // Short stops by default; a test that needs a long grace period sets both itself.
+    let stop = if server_extra.contains("grace_period") {
+        ""
+    } else {
+        "  grace_period: 2s\n  shutdown_timeout: 1s\n"
+    };
     let config = format!(
-        "version: 1\nserver:\n{listen}  admin: \"{admin}\"\n  threads: 2\n  \
-         grace_period: 2s\n  shutdown_timeout: 1s\n  pid_file: {d}/lb.pid\n  upgrade_sock: {d}/upgrade.sock\n\
+        "version: 1\nserver:\n{listen}  admin: \"{admin}\"\n  threads: 2\n\
+         {stop}  pid_file: {d}/lb.pid\n  upgrade_sock: {d}/upgrade.sock\n\
          {server_extra}\n{body}\n"
     );
     // Write then rename, as editors and config managers do, so a reload never reads a

@@ -4,7 +4,8 @@
 Runs the real compose.yaml (images from deploy/build.sh) under its own compose
 project name and a free host port, and checks what a user of the stack sees:
 it comes up healthy, round robin spreads requests, scaling up and down and a
-crashed replica lose no request, a reload applies live, a rate-limited route
+crashed replica lose no request, a reload applies live, a replica cut off the
+network under load (with `timeouts.per_try`) costs no request and no long wait, a rate-limited route
 answers 429 beyond its rate, the admin API wants its token from other containers,
 and `down` is clean.
 
@@ -114,6 +115,7 @@ class Load:
         self.ok = 0
         self.failures = []
         self.failed_at = []  # seconds since the start, one per failure
+        self.slowest = 0.0  # seconds, the longest request (answered or failed)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.sent = 0
@@ -166,6 +168,9 @@ class Load:
                 if conn is not None:
                     conn.close()
                 conn = None
+            took = time.monotonic() - t0
+            with self.lock:
+                self.slowest = max(self.slowest, took)
             pause = interval - (time.monotonic() - t0)
             if pause > 0:
                 self.stopping.wait(pause)
@@ -428,6 +433,46 @@ def scenario_reload():
         log(f"reload applied within {took:.1f}s")
 
 
+def scenario_blackhole():
+    """One backend replica cut off the network under load (`docker network disconnect`: its
+    packets are dropped, nobody sends a reset), with the api pool's `timeouts.per_try` at
+    1 s: requests already sent to it, or sent before the health check takes it out, go to
+    another replica after one per-try wait. No request fails, and the slowest stays under
+    2 x per_try (without per_try it waited close to the 30 s read timeout)."""
+    per_try = 1.0
+    compose("up", "-d", "--no-recreate", "--scale", "backend=3", "--wait", timeout=120)
+    src = (ROOT / "deploy" / "lb.yaml").read_text()
+    old = "    retries: 2\n    timeouts: { connect: 1s, read: 30s, write: 30s, idle: 15s }\n"
+    check(src.count(old) == 2, "could not find the api pool's timeouts in the lb config")
+    edited = src.replace(old, "    retries: 2\n    timeouts: { connect: 1s, read: 30s, write: 30s, idle: 15s, "
+                         f"per_try: {int(per_try * 1000)}ms }}\n", 1)
+    with mounted_config(edited):
+        wait_for("3 replicas in rotation", lambda: len(replicas_seen(12)) == 3, timeout=30)
+        victim = backend_containers()[0]
+        victim_host = docker("inspect", "-f", "{{.Config.Hostname}}", victim).strip()
+        networks = docker("inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                          victim).split()
+        check(len(networks) == 1, f"expected the replica on one network, got {networks}")
+        before = metric("lb_retries_total", 'reason="per_try_timeout",upstream="api"')
+        # 8 keep-alive connections at 25 requests/s each: every connection has requests in
+        # flight to the victim when it is cut off.
+        with Load(workers=8, rate=25, max_requests=3000, max_seconds=30) as load:
+            time.sleep(2)
+            docker("network", "disconnect", networks[0], victim)
+            _, took = wait_for("the cut-off replica to leave rotation",
+                               lambda: victim_host not in replicas_seen(12), timeout=20)
+            time.sleep(3)
+        retried = metric("lb_retries_total", 'reason="per_try_timeout",upstream="api"') - before
+        # Put the replica back as compose would have it: a new container on the network.
+        docker("rm", "-f", victim)
+        compose("up", "-d", "--no-recreate", "--scale", "backend=3", "--wait", timeout=120)
+    load.report(f"blackhole (one of 3 cut off, per_try {per_try:.0f}s)")
+    RESULTS.append(f"blackhole: slowest request {load.slowest:.2f}s (per_try {per_try:.0f}s), "
+                   f"{retried:.0f} tries given up after per_try, out of rotation within {took:.1f}s")
+    log(f"blackhole: slowest {load.slowest:.2f}s, {retried:.0f} per-try retries, {victim_host} out in {took:.1f}s")
+    check(load.slowest < 2 * per_try, f"slowest request {load.slowest:.2f}s >= 2 x per_try")
+
+
 def scenario_rate_limit():
     """A reload gives a route `rate_limit: {requests: 5, per: 1s}`; a client sending 20 a
     second for 4 s gets about 5 a second through, the rest answered 429 by the lb with its
@@ -556,6 +601,7 @@ SCENARIOS = [
     ("crash", scenario_crash),
     ("restart", scenario_restart),
     ("reload", scenario_reload),
+    ("blackhole", scenario_blackhole),
     ("rate_limit", scenario_rate_limit),
     ("admin_auth", scenario_admin_auth),
     ("hardening", scenario_hardening),

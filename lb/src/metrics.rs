@@ -43,6 +43,9 @@ pub(crate) enum RetryReason {
     /// A reused idle connection turned out closed before any response: the same backend,
     /// on a new connection, once per request. Not a try; spends no retry.
     StaleConnection,
+    /// No response head within the pool's `timeouts.per_try` (idempotent requests only).
+    /// Another backend gets the next try.
+    PerTryTimeout,
 }
 
 pub(crate) struct Metrics {
@@ -93,6 +96,7 @@ pub(crate) struct PoolMetrics {
     tries: IntCounter,
     retries_connect: IntCounter,
     retries_after_send: IntCounter,
+    retries_per_try: IntCounter,
     retries_stale: IntCounter,
     discovery_changed: IntCounter,
     discovery_unchanged: IntCounter,
@@ -160,7 +164,7 @@ impl Metrics {
         let retries = counter_vec(
             &registry,
             "lb_retries_total",
-            "Requests sent again, by upstream pool and reason: connect and after_send (to another backend, spending a retry), stale_connection (a reused connection was found closed: the same backend on a new connection, not a try).",
+            "Requests sent again, by upstream pool and reason: connect, after_send and per_try_timeout (to another backend, spending a retry), stale_connection (a reused connection was found closed: the same backend on a new connection, not a try).",
             &["upstream", "reason"],
         );
         let backends = IntGaugeVec::new(
@@ -371,6 +375,9 @@ impl Metrics {
             tries: self.tries.with_label_values(&[upstream]),
             retries_connect: self.retries.with_label_values(&[upstream, "connect"]),
             retries_after_send: self.retries.with_label_values(&[upstream, "after_send"]),
+            retries_per_try: self
+                .retries
+                .with_label_values(&[upstream, "per_try_timeout"]),
             retries_stale: self
                 .retries
                 .with_label_values(&[upstream, "stale_connection"]),
@@ -497,6 +504,7 @@ impl PoolMetrics {
             RetryReason::Connect => self.retries_connect.inc(),
             RetryReason::AfterSend => self.retries_after_send.inc(),
             RetryReason::StaleConnection => self.retries_stale.inc(),
+            RetryReason::PerTryTimeout => self.retries_per_try.inc(),
         }
     }
 

@@ -384,6 +384,10 @@ pub(crate) struct Timeouts {
     pub(crate) read: Duration,
     pub(crate) write: Duration,
     pub(crate) idle: Duration,
+    /// Longest wait for a backend's response to an idempotent request before the try is
+    /// given up and the request sent to another backend (`None`: off, only `read` bounds
+    /// it). See `crate::proxy::failover`.
+    pub(crate) per_try: Option<Duration>,
 }
 
 /// A validated config, the SHA-256 (hex) of the file text it came from, and the

@@ -203,4 +203,5 @@ pub(crate) struct RawTimeouts {
     pub(crate) read: Option<Value>,
     pub(crate) write: Option<Value>,
     pub(crate) idle: Option<Value>,
+    pub(crate) per_try: Option<Value>,
 }

@@ -40,6 +40,10 @@ pub(crate) struct RequestCtx {
     /// Engine path: the next `upstream_peer` reconnects to this backend (a stale reused
     /// connection), without choosing anew or counting a try.
     pub(crate) reconnect_to: Option<SocketAddr>,
+    /// This request's tries wait at most the pool's `timeouts.per_try` for a response head
+    /// (an idempotent request to a pool that sets it): a read timeout before the response
+    /// is a try to give up and send elsewhere (`super::failover`).
+    pub(crate) per_try: bool,
 }
 
 impl RequestCtx {
@@ -58,6 +62,7 @@ impl RequestCtx {
             direct: false,
             reconnected: false,
             reconnect_to: None,
+            per_try: false,
         }
     }
 

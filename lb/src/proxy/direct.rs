@@ -70,6 +70,8 @@ pub(crate) async fn proxy(
         .cloned()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route on direct path"))?;
     pool.wait_ready_for_request().await;
+    // GET and HEAD are idempotent: every try here may be bounded by `per_try`.
+    ctx.per_try = pool.spec.timeouts.per_try.is_some();
     loop {
         let addr = upstream::choose_backend(ctx).await?;
         match try_backend(session, ctx, &pool, addr, state).await {
@@ -214,11 +216,13 @@ async fn connect_and_send(
 
 /// Send the request head and read the response head, skipping interim (1xx) responses: a
 /// request without `Expect`/`Upgrade` has no use for them, and a `101` is not a valid
-/// answer to it.
+/// answer to it. Until the head arrives each read waits at most `per_try` if the pool sets
+/// it (a timeout then is a try to give up, see `super::failover`); the body gets `read`.
 async fn send(stream: Stream, request: Box<RequestHeader>, pool: &Pool) -> Result<UpstreamSession> {
+    let timeouts = &pool.spec.timeouts;
     let mut upstream = UpstreamSession::new(stream);
-    upstream.read_timeout = Some(pool.spec.timeouts.read);
-    upstream.write_timeout = Some(pool.spec.timeouts.write);
+    upstream.read_timeout = Some(timeouts.per_try.unwrap_or(timeouts.read));
+    upstream.write_timeout = Some(timeouts.write);
     upstream.write_request_header(request).await?;
     loop {
         upstream.read_response().await?;
@@ -230,7 +234,10 @@ async fn send(stream: Stream, request: Box<RequestHeader>, pool: &Pool) -> Resul
                 )
             }
             Some(100..=199) => continue,
-            _ => return Ok(upstream),
+            _ => {
+                upstream.read_timeout = Some(timeouts.read);
+                return Ok(upstream);
+            }
         }
     }
 }

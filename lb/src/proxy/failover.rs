@@ -3,9 +3,13 @@
 //! - Connect failure or refusal: nothing was sent, so any method is retried (on another
 //!   backend, see `upstream::choose_backend`) while the pool's `retries` budget lasts.
 //! - Failure after sending: only idempotent methods, only if the request body is still
-//!   buffered, never once the upstream response has started, and never after a timeout
-//!   (a slow backend may still be working on it; the client gets a prompt 504 instead of
-//!   waiting `read` once per backend).
+//!   buffered, never once the upstream response has started, and never after a `read`
+//!   timeout (a slow backend may still be working on it; the client gets a prompt 504
+//!   instead of waiting `read` once per backend).
+//! - The pool's `timeouts.per_try` passed with no response head (idempotent requests
+//!   only): the backend is silent (blackholed, hung), so the request goes to another
+//!   backend while the retry budget lasts, instead of waiting out `read`. The operator
+//!   who sets `per_try` says that a slower answer is not coming.
 //! - A reused idle connection that fails before any response (the backend closed it while
 //!   it sat idle): once per request, the same backend again on a new connection. That is
 //!   connection upkeep, not the backend failing the request: it is not a try, spends no
@@ -63,10 +67,24 @@ pub(crate) fn connect_failed(ctx: &RequestCtx, mut e: Box<Error>) -> Decided {
 /// The try failed after (some of) the request was sent. `resendable`: the method is
 /// idempotent and the whole request body can be sent again.
 pub(crate) fn failed_after_send(ctx: &RequestCtx, resendable: bool, mut e: Box<Error>) -> Decided {
-    let retry = !ctx.response_started && !is_timeout(&e) && ctx.retry_allowed() && resendable;
+    let per_try = is_per_try_timeout(ctx, &e);
+    let retry =
+        !ctx.response_started && (per_try || !is_timeout(&e)) && ctx.retry_allowed() && resendable;
     e.set_retry(retry);
-    count_retry(ctx, retry, RetryReason::AfterSend);
+    let reason = if per_try {
+        RetryReason::PerTryTimeout
+    } else {
+        RetryReason::AfterSend
+    };
+    count_retry(ctx, retry, reason);
     Decided(e)
+}
+
+/// A read that timed out before the response head on a try bounded by `per_try` (its
+/// read timeout is `per_try` until the head arrives; see `super::upstream` and
+/// `super::direct`).
+fn is_per_try_timeout(ctx: &RequestCtx, e: &Error) -> bool {
+    ctx.per_try && !ctx.response_started && matches!(e.etype(), ErrorType::ReadTimedout)
 }
 
 /// Whether a failure on a reused connection is a stale connection to try again on a new

@@ -73,13 +73,13 @@ impl ProxyHttp for LbProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         if let Some(pool) = ctx.pool().filter(|p| !p.is_ready()).cloned() {
             pool.wait_ready_for_request().await;
         }
-        upstream::upstream_peer(ctx).await
+        upstream::upstream_peer(session, ctx).await
     }
 
     async fn upstream_request_filter(

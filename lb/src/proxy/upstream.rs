@@ -36,7 +36,14 @@ pub(crate) async fn choose_backend(ctx: &mut RequestCtx) -> Result<SocketAddr> {
 
 /// The engine path's peer: [`choose_backend`]'s choice, or the same backend again after a
 /// stale reused connection (`super::failover`).
-pub(crate) async fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+///
+/// With the pool's `timeouts.per_try` and an idempotent method, the peer's read timeout is
+/// `per_try`: pingora has one read timeout per peer, so on this path it also bounds each
+/// wait for response body data (documented in lb/README.md).
+pub(crate) async fn upstream_peer(
+    session: &Session,
+    ctx: &mut RequestCtx,
+) -> Result<Box<HttpPeer>> {
     let addr = match ctx.reconnect_to.take() {
         Some(addr) => addr,
         None => choose_backend(ctx).await?,
@@ -44,7 +51,17 @@ pub(crate) async fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>>
     let pool = ctx
         .pool()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
-    Ok(Box::new(pool.peer(addr)))
+    let mut peer = Box::new(pool.peer(addr));
+    let per_try = pool
+        .spec
+        .timeouts
+        .per_try
+        .filter(|_| session.req_header().method.is_idempotent());
+    if let Some(limit) = per_try {
+        peer.options.read_timeout = Some(limit);
+    }
+    ctx.per_try = per_try.is_some();
+    Ok(peer)
 }
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";

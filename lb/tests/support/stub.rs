@@ -10,6 +10,8 @@
 //! `start_again()` listens on the same address. `set_dropping(true)` makes it read each
 //! (non-probe) request and then close the connection without answering; `set_truncating(true)`
 //! makes it send a 200 head and half a body, then cut the connection.
+//! `set_stalled(true)` makes it read each (non-probe) request and never answer, keeping the
+//! connection open (a hung or blackholed backend whose health probe still passes).
 //! `set_idle_close(ms)` closes a kept-alive connection that sends no request for that long
 //! (hyper's header-read timeout). `accepted()` / `open()` count TCP connections.
 
@@ -43,6 +45,7 @@ struct Shared {
     not_ready: AtomicBool,
     dropping: AtomicBool,
     truncating: AtomicBool,
+    stalled: AtomicBool,
     /// Requests (other than probes) received / currently being answered.
     hits: AtomicUsize,
     in_flight: AtomicUsize,
@@ -84,6 +87,10 @@ impl Stub {
 
     pub(crate) fn set_truncating(&self, truncating: bool) {
         self.shared.truncating.store(truncating, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_stalled(&self, stalled: bool) {
+        self.shared.stalled.store(stalled, Ordering::SeqCst);
     }
 
     pub(crate) fn set_idle_close(&self, ms: u64) {
@@ -285,6 +292,10 @@ async fn answer(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     shared.hits.fetch_add(1, Ordering::SeqCst);
     if shared.dropping.load(Ordering::SeqCst) {
         return Err(Dropped);
+    }
+    if shared.stalled.load(Ordering::SeqCst) {
+        // Until the lb gives up and closes the connection (hyper then drops this future).
+        std::future::pending::<()>().await;
     }
     if shared.truncating.load(Ordering::SeqCst) {
         use http_body_util::BodyExt;

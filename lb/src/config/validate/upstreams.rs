@@ -148,11 +148,33 @@ fn timeouts(errs: &mut Errors, path: &str, raw: &RawTimeouts) -> Timeouts {
     let mut timeout = |key: &str, value: &Option<Value>, default| {
         errs.duration(&format!("{path}.{key}"), value.as_ref(), default)
     };
+    let connect = timeout("connect", &raw.connect, defaults::CONNECT_TIMEOUT);
+    let read = timeout("read", &raw.read, defaults::READ_TIMEOUT);
+    let write = timeout("write", &raw.write, defaults::WRITE_TIMEOUT);
+    let idle = timeout("idle", &raw.idle, defaults::IDLE_TIMEOUT);
+    // Off unless set: a per-try limit turns a slow answer into a retry elsewhere, which
+    // only the operator can say is right for the upstream's slowest endpoint.
+    let per_try = raw.per_try.as_ref().map(|v| {
+        let key = format!("{path}.per_try");
+        let per_try = errs.duration(&key, Some(v), read);
+        // Longer than `read` would never fire: `read` ends the try first.
+        if per_try > read {
+            errs.push(
+                &key,
+                format!(
+                    "{} is longer than timeouts.read; it would never take effect",
+                    crate::config::duration::show(v)
+                ),
+            );
+        }
+        per_try
+    });
     Timeouts {
-        connect: timeout("connect", &raw.connect, defaults::CONNECT_TIMEOUT),
-        read: timeout("read", &raw.read, defaults::READ_TIMEOUT),
-        write: timeout("write", &raw.write, defaults::WRITE_TIMEOUT),
-        idle: timeout("idle", &raw.idle, defaults::IDLE_TIMEOUT),
+        connect,
+        read,
+        write,
+        idle,
+        per_try,
     }
 }
 
@@ -228,6 +250,7 @@ mod tests {
                         read: Duration::from_secs(30),
                         write: Duration::from_secs(30),
                         idle: Duration::from_secs(15),
+                        per_try: None,
                     },
                     host: None,
                     tls: None,
@@ -311,6 +334,7 @@ mod tests {
                 read: Duration::from_secs(3),
                 write: Duration::from_secs(4),
                 idle: Duration::from_secs(5),
+                per_try: None,
             }
         );
         assert_eq!(
@@ -321,6 +345,23 @@ mod tests {
                 "upstreams.api.timeouts.write: \"x\" is not a duration",
                 "upstreams.api.timeouts.idle: \"0ms\" must be greater than zero",
             ]
+        );
+    }
+
+    #[test]
+    fn per_try_is_off_by_default_and_at_most_read() {
+        assert_eq!(api("retries: 1").0.timeouts.per_try, None);
+        assert_eq!(
+            api("timeouts: { per_try: 250ms }").0.timeouts.per_try,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            errors("timeouts: { read: 2s, per_try: 3s }"),
+            vec!["upstreams.api.timeouts.per_try: \"3s\" is longer than timeouts.read; it would never take effect"]
+        );
+        assert_eq!(
+            errors("timeouts: { per_try: 0s }"),
+            vec!["upstreams.api.timeouts.per_try: \"0s\" must be greater than zero"]
         );
     }
 

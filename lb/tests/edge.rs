@@ -266,7 +266,8 @@ async fn a_stopping_lb_closes_idle_keepalive_connections_at_once() {
     let recorder = Recorder::start().await;
     // A keep-alive wait far longer than the test, and a grace period the lb is still in
     // when the connection must be closed: only the shutdown signal can close it in time.
-    let server = "  client_timeouts: { keepalive: 120s }\n  grace_period: 30s\n  shutdown_timeout: 1s\n";
+    let server =
+        "  client_timeouts: { keepalive: 120s }\n  grace_period: 30s\n  shutdown_timeout: 1s\n";
     let mut lb = Lb::start(server, &body(recorder.addr));
     lb.wait_ready().await;
     let mut kept = TcpStream::connect(("127.0.0.1", lb.port))

@@ -223,7 +223,11 @@ fn authority(f: &Fields, target: &str) -> Result<(), Refusal> {
     if host.is_some_and(|h| h.contains(&b'@')) {
         return Err(Refusal::Ambiguous("userinfo in Host"));
     }
-    let scheme = |s: &str| target.get(..s.len()).is_some_and(|t| t.eq_ignore_ascii_case(s));
+    let scheme = |s: &str| {
+        target
+            .get(..s.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(s))
+    };
     let rest = if scheme("http://") {
         &target[7..]
     } else if scheme("https://") {

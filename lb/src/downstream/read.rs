@@ -68,7 +68,11 @@ pub(crate) async fn head(
     // waits on the shutdown signal, so that a stopping lb closes it within about that
     // time, while the signal's cost (registering and removing a waiter, per request) stays
     // off the busy path.
-    let quick = if first { idle } else { idle.min(now + SHUTDOWN_CHECK) };
+    let quick = if first {
+        idle
+    } else {
+        idle.min(now + SHUTDOWN_CHECK)
+    };
     let n = match timeout_at(quick, stream.read_buf(&mut buf)).await {
         Ok(read) => read.unwrap_or(0),
         Err(_) if quick == idle => 0,
@@ -104,7 +108,8 @@ pub(crate) async fn head(
             Err(refusal) => return Err(NoHead::Refused(refusal)),
         }
         // Counted from the end of the first read, a few microseconds after the first byte.
-        let deadline = *deadline.get_or_insert_with(|| Instant::now() + client.request_head_timeout);
+        let deadline =
+            *deadline.get_or_insert_with(|| Instant::now() + client.request_head_timeout);
         match timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Err(_) => return Err(NoHead::Timeout),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(NoHead::Broken),

@@ -232,13 +232,8 @@ async fn a_head_deadline_is_not_extended_by_trickling_bytes() {
     assert_eq!(client_errors(&scrape(&lb).await, "head_timeout"), 1.0);
 }
 
-#[tokio::test]
-async fn idle_connections_are_closed_silently() {
-    let (lb, _recorder) = lb_with_recorder().await;
-    // A connection that never sends a byte, and one idle after a first request.
-    let mut silent = TcpStream::connect(("127.0.0.1", lb.port))
-        .await
-        .expect("connect");
+/// A connection that has had one request answered 200, now idle.
+async fn after_one_request(lb: &Lb) -> TcpStream {
     let mut kept = TcpStream::connect(("127.0.0.1", lb.port))
         .await
         .expect("connect");
@@ -248,15 +243,30 @@ async fn idle_connections_are_closed_silently() {
     let mut buf = vec![0u8; 4096];
     let n = kept.read(&mut buf).await.expect("answer");
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    kept
+}
+
+/// Whether the lb closes `conn` within `limit`, sending nothing first.
+async fn closed_silently(conn: &mut TcpStream, limit: Duration) -> bool {
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(limit, conn.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "an idle close sends nothing: {rest:?}");
+    closed.is_ok()
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_silently() {
+    let (lb, _recorder) = lb_with_recorder().await;
+    // A connection that never sends a byte, and one idle after a first request.
+    let mut silent = TcpStream::connect(("127.0.0.1", lb.port))
+        .await
+        .expect("connect");
+    let mut kept = after_one_request(&lb).await;
     for conn in [&mut silent, &mut kept] {
-        let mut rest = Vec::new();
-        let closed =
-            tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest)).await;
         assert!(
-            closed.is_ok(),
+            closed_silently(conn, Duration::from_secs(5)).await,
             "an idle connection was kept past its deadline"
         );
-        assert!(rest.is_empty(), "an idle close sends nothing: {rest:?}");
     }
     assert_eq!(client_errors(&scrape(&lb).await, "head_timeout"), 0.0);
 }
@@ -270,23 +280,12 @@ async fn a_stopping_lb_closes_idle_keepalive_connections_at_once() {
         "  client_timeouts: { keepalive: 120s }\n  grace_period: 30s\n  shutdown_timeout: 1s\n";
     let mut lb = Lb::start(server, &body(recorder.addr));
     lb.wait_ready().await;
-    let mut kept = TcpStream::connect(("127.0.0.1", lb.port))
-        .await
-        .expect("connect");
-    kept.write_all(b"GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .await
-        .expect("write");
-    let mut buf = vec![0u8; 4096];
-    let n = kept.read(&mut buf).await.expect("answer");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let mut kept = after_one_request(&lb).await;
     lb.signal(nix::sys::signal::Signal::SIGTERM);
-    let mut rest = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(15), kept.read_to_end(&mut rest)).await;
     assert!(
-        closed.is_ok(),
+        closed_silently(&mut kept, Duration::from_secs(15)).await,
         "an idle keep-alive connection was kept open by a stopping lb"
     );
-    assert!(rest.is_empty(), "an idle close sends nothing: {rest:?}");
     assert!(
         lb.is_running(),
         "closed only because the lb exited, not by the shutdown signal"

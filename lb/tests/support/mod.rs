@@ -1,6 +1,7 @@
 //! Test harness: the real `lb` binary, stub upstreams and a DNS server, all on loopback.
 #![allow(dead_code)]
 
+pub(crate) mod any_cert;
 pub(crate) mod dns;
 pub(crate) mod lb;
 pub(crate) mod stub;

@@ -16,14 +16,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use support::tls_client::{http1, H1};
 use support::{eventually, metric, scrape, tls_addr, Lb, Stub};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -266,16 +265,6 @@ fn peer(tls: &TlsStream<TcpStream>) -> (String, Vec<String>) {
     (serial, names)
 }
 
-type H1 = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-async fn http1(tls: TlsStream<TcpStream>) -> H1 {
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("h1 handshake");
-    tokio::spawn(conn);
-    sender
-}
-
 async fn get_status(h1: &mut H1, host: &str) -> u16 {
     let req = hyper::Request::get("/x")
         .header("host", host)
@@ -507,7 +496,7 @@ async fn renewal_serves_new_connections_a_new_certificate_and_a_failed_order_kee
 
 /// A TLS connection that accepts any certificate (to read which one is served).
 async fn connect_any(addr: SocketAddr, sni: &str) -> TlsStream<TcpStream> {
-    let config = support::any_cert::client_config();
+    let config = support::tls_client::any_cert_config();
     let tcp = TcpStream::connect(addr).await.expect("connect");
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from(sni.to_string()).expect("name"), tcp)

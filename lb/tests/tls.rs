@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
+use support::tls_client::http1;
 use support::{access_line, metric, scrape, tls_addr, Lb, Stub};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -99,7 +100,7 @@ async fn handshake(
     alpn: &[&str],
 ) -> std::io::Result<TlsStream<TcpStream>> {
     // Any certificate: these tests look at which one is served, not at whether it is trusted.
-    let mut config = support::any_cert::client_config();
+    let mut config = support::tls_client::any_cert_config();
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     // An IP address as the server name sends no SNI.
     let name = match sni {
@@ -151,17 +152,6 @@ async fn served_serial(addr: SocketAddr, sni: Option<&str>) -> String {
             .await
             .expect("handshake"),
     )
-}
-
-type H1 = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-/// An HTTP/1.1 connection over `tls`.
-async fn http1(tls: TlsStream<TcpStream>) -> H1 {
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("h1 handshake");
-    tokio::spawn(conn);
-    sender
 }
 
 fn get(uri: &str, host: Option<&str>, id: &str) -> hyper::Request<Empty<Bytes>> {

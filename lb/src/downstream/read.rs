@@ -56,7 +56,7 @@ pub(crate) async fn head(
     // request is only needed (and the clock read again) when its head takes more than one
     // read, which a well-behaved client's seldom does.
     let now = Instant::now();
-    let (idle, head_deadline) = if first {
+    let (idle, mut head_deadline) = if first {
         let deadline = now + client.request_head_timeout;
         (deadline, Some(deadline))
     } else {
@@ -89,7 +89,6 @@ pub(crate) async fn head(
     if n == 0 {
         return Err(NoHead::Idle);
     }
-    let mut deadline = head_deadline;
     let (mut scanned, mut line_ended) = (0, false);
     loop {
         // httparse cannot finish a head without a new line end, so a client trickling bytes
@@ -109,7 +108,7 @@ pub(crate) async fn head(
         }
         // Counted from the end of the first read, a few microseconds after the first byte.
         let deadline =
-            *deadline.get_or_insert_with(|| Instant::now() + client.request_head_timeout);
+            *head_deadline.get_or_insert_with(|| Instant::now() + client.request_head_timeout);
         match timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Err(_) => return Err(NoHead::Timeout),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(NoHead::Broken),

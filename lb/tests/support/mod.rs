@@ -1,10 +1,10 @@
 //! Test harness: the real `lb` binary, stub upstreams and a DNS server, all on loopback.
 #![allow(dead_code)]
 
-pub(crate) mod any_cert;
 pub(crate) mod dns;
 pub(crate) mod lb;
 pub(crate) mod stub;
+pub(crate) mod tls_client;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

@@ -1,9 +1,15 @@
-//! A rustls client that accepts any server certificate, for tests that look at which
-//! certificate is served (its names, serial or issuer), not at whether it is trusted.
+//! The TLS client side of the tests: a rustls config that accepts any server certificate
+//! (for tests that look at which certificate is served, not at whether it is trusted), and
+//! an HTTP/1.1 connection over a TLS stream.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 #[derive(Debug)]
 struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
@@ -52,7 +58,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
 
 /// A client config (ring, safe default versions, no client certificate) that trusts any
 /// server certificate.
-pub(crate) fn client_config() -> rustls::ClientConfig {
+pub(crate) fn any_cert_config() -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -60,4 +66,15 @@ pub(crate) fn client_config() -> rustls::ClientConfig {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
         .with_no_client_auth()
+}
+
+/// An HTTP/1.1 client connection over `tls` (its driver runs on a spawned task).
+pub(crate) type H1 = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+pub(crate) async fn http1(tls: TlsStream<TcpStream>) -> H1 {
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    sender
 }

@@ -61,7 +61,10 @@ def need(key):
 
 
 def run(cmd, timeout=60, input=None):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+    # errors="replace": s_client also prints what the server sends after the handshake
+    # (an h2 SETTINGS frame when h2 was negotiated), which is not text.
+    return subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                          timeout=timeout, input=input)
 
 
 # --------------------------------------------------------------------------

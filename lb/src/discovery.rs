@@ -23,23 +23,15 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::{ResolveError, TokioResolver};
 use pingora::lb::discovery::ServiceDiscovery;
-use pingora::lb::{Backend, Extensions};
-use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
+use pingora::lb::Backend;
 use pingora::{Error, ErrorType, Result};
 
+use crate::balance::BackendTable;
 use crate::config::StaticBackend;
 use crate::health::Admission;
 
 /// How many NXDOMAIN/empty answers in a row empty a pool that had backends.
 const ABSENT_ANSWERS_TO_EMPTY: u32 = 2;
-
-fn backend(addr: SocketAddr, weight: usize) -> Backend {
-    Backend {
-        addr: PSocketAddr::Inet(addr),
-        weight,
-        ext: Extensions::new(),
-    }
-}
 
 /// A fixed list of `IP:port` backends.
 pub(crate) struct StaticDiscovery {
@@ -48,9 +40,17 @@ pub(crate) struct StaticDiscovery {
 }
 
 impl StaticDiscovery {
-    pub(crate) fn new(list: &[StaticBackend], admission: Arc<Admission>) -> Self {
+    /// Each backend carries its state from `table` (built once: the list never changes).
+    pub(crate) fn new(
+        list: &[StaticBackend],
+        admission: Arc<Admission>,
+        table: &BackendTable,
+    ) -> Self {
         Self {
-            backends: list.iter().map(|b| backend(b.addr, b.weight)).collect(),
+            backends: list
+                .iter()
+                .map(|b| table.backend(b.addr, b.weight))
+                .collect(),
             admission,
         }
     }
@@ -71,6 +71,8 @@ pub(crate) struct DnsDiscovery {
     port: u16,
     resolver: TokioResolver,
     admission: Arc<Admission>,
+    /// Gives each discovered backend its state (the same one every round).
+    table: Arc<BackendTable>,
     state: Mutex<DnsState>,
 }
 
@@ -94,6 +96,7 @@ impl DnsDiscovery {
         resolver: Option<SocketAddr>,
         interval: Duration,
         admission: Arc<Admission>,
+        table: Arc<BackendTable>,
     ) -> anyhow::Result<Self> {
         let provider = TokioConnectionProvider::default();
         let mut builder = match resolver {
@@ -124,6 +127,7 @@ impl DnsDiscovery {
             port,
             resolver: builder.build(),
             admission,
+            table,
             state: Mutex::new(DnsState::default()),
         })
     }
@@ -148,7 +152,7 @@ impl ServiceDiscovery for DnsDiscovery {
             Ok(lookup) => Some(
                 lookup
                     .iter()
-                    .map(|ip| backend(SocketAddr::new(ip, self.port), 1))
+                    .map(|ip| self.table.backend(SocketAddr::new(ip, self.port), 1))
                     .collect(),
             ),
             Err(e) if name_is_absent(&e) => None,

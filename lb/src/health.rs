@@ -14,10 +14,10 @@ use std::sync::{Mutex, OnceLock, Weak};
 use async_trait::async_trait;
 use pingora::http::ResponseHeader;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck};
-use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, LoadBalancer};
 use pingora::{Error, ErrorType, Result};
 
+use crate::balance::{BackendTable, Selector};
 use crate::config::HealthCheckSpec;
 use crate::observe::PoolObserver;
 use crate::upstream_tls::PeerTls;
@@ -35,20 +35,23 @@ pub(crate) struct Admission {
     /// False when the pool has no health check: then every discovered backend is trusted.
     gated: bool,
     admitted: Mutex<HashSet<u64>>,
-    lb: OnceLock<Weak<LoadBalancer<RoundRobin>>>,
+    lb: OnceLock<Weak<LoadBalancer<Selector>>>,
+    /// Told of every passing check (slow start, the return of an ejected backend).
+    table: std::sync::Arc<BackendTable>,
 }
 
 impl Admission {
-    pub(crate) fn new(gated: bool) -> Self {
+    pub(crate) fn new(gated: bool, table: std::sync::Arc<BackendTable>) -> Self {
         Self {
             gated,
             admitted: Mutex::new(HashSet::new()),
             lb: OnceLock::new(),
+            table,
         }
     }
 
     /// Link to the load balancer whose backends this gate enables (set once, after building).
-    pub(crate) fn attach(&self, lb: Weak<LoadBalancer<RoundRobin>>) {
+    pub(crate) fn attach(&self, lb: Weak<LoadBalancer<Selector>>) {
         let _ = self.lb.set(lb);
     }
 
@@ -70,6 +73,7 @@ impl Admission {
     /// Record a passing check; the first one enables the backend in the balancer.
     fn admit(&self, backend: &Backend) {
         if !self.gated {
+            self.table.check_passed(backend, false);
             return;
         }
         let first = self
@@ -82,6 +86,7 @@ impl Admission {
                 lb.backends().set_enable(backend, true);
             }
         }
+        self.table.check_passed(backend, first);
     }
 }
 

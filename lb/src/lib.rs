@@ -7,7 +7,9 @@
 //!   accept) → [`server`] (the pingora server, its services, run) — `main.rs` tells it.
 //! - **Routing state**: `state` holds the immutable `Snapshot` (routes + pools) behind an
 //!   `ArcSwap`; `routes` is the longest-prefix table; `pool` wraps one pingora
-//!   `LoadBalancer`; `discovery` (static / DNS) and `health` (HTTP checks, admission of new
+//!   `LoadBalancer` with the configured policy; `balance` is what the request path
+//!   keeps per backend (in flight, outlier ejection, slow start, sticky token) and the
+//!   policies themselves; `discovery` (static / DNS) and `health` (HTTP checks, admission of new
 //!   backends) feed it; `supervisor` drives discovery and health checks for the pools of
 //!   the current snapshot; `tls` holds each TLS listener's SNI certificate resolver, whose
 //!   certificates a reload swaps in place; `acme` orders and renews `acme` certificates
@@ -50,6 +52,7 @@ pub mod server;
 mod acme;
 mod admin;
 mod admin_auth;
+mod balance;
 mod client_errors;
 mod client_ip;
 mod config;

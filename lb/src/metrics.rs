@@ -46,10 +46,16 @@ pub(crate) enum RetryReason {
     /// No response head within the pool's `timeouts.per_try` (idempotent requests only).
     /// Another backend gets the next try.
     PerTryTimeout,
+    /// The backend was marked down (health check or outlier ejection) while this try
+    /// waited for its response head (idempotent requests, direct path). Another backend
+    /// gets the next try.
+    BackendDown,
 }
 
 pub(crate) struct Metrics {
     registry: Registry,
+    outlier_ejections: IntCounterVec,
+    outlier_ejected: IntGaugeVec,
     queue_waiting: IntGaugeVec,
     queue: IntCounterVec,
     requests: IntCounterVec,
@@ -98,6 +104,9 @@ pub(crate) struct PoolMetrics {
     retries_after_send: IntCounter,
     retries_per_try: IntCounter,
     retries_stale: IntCounter,
+    retries_down: IntCounter,
+    outlier_ejections: IntCounter,
+    outlier_ejected: IntGauge,
     discovery_changed: IntCounter,
     discovery_unchanged: IntCounter,
     discovery_error: IntCounter,
@@ -164,7 +173,7 @@ impl Metrics {
         let retries = counter_vec(
             &registry,
             "lb_retries_total",
-            "Requests sent again, by upstream pool and reason: connect, after_send and per_try_timeout (to another backend, spending a retry), stale_connection (a reused connection was found closed: the same backend on a new connection, not a try).",
+            "Requests sent again, by upstream pool and reason: connect, after_send, per_try_timeout and backend_down (to another backend, spending a retry), stale_connection (a reused connection was found closed: the same backend on a new connection, not a try).",
             &["upstream", "reason"],
         );
         let backends = IntGaugeVec::new(
@@ -233,6 +242,21 @@ impl Metrics {
         )
         .expect("valid metric definition");
         register(&registry, queue_waiting.clone());
+        let outlier_ejections = counter_vec(
+            &registry,
+            "lb_outlier_ejections_total",
+            "Backends taken out of rotation by passive outlier detection (consecutive failed tries), by upstream pool.",
+            &["upstream"],
+        );
+        let outlier_ejected = IntGaugeVec::new(
+            Opts::new(
+                "lb_outlier_ejected",
+                "Backends ejected by outlier detection now, by upstream pool.",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric definition");
+        register(&registry, outlier_ejected.clone());
         let queue = IntCounterVec::new(
             Opts::new(
                 "lb_queue_total",
@@ -308,6 +332,8 @@ impl Metrics {
         );
         Metrics {
             registry,
+            outlier_ejections,
+            outlier_ejected,
             queue_waiting,
             queue,
             requests,
@@ -381,6 +407,9 @@ impl Metrics {
             retries_stale: self
                 .retries
                 .with_label_values(&[upstream, "stale_connection"]),
+            retries_down: self.retries.with_label_values(&[upstream, "backend_down"]),
+            outlier_ejections: self.outlier_ejections.with_label_values(&[upstream]),
+            outlier_ejected: self.outlier_ejected.with_label_values(&[upstream]),
             discovery_changed: discovery(DiscoveryResult::Changed),
             discovery_unchanged: discovery(DiscoveryResult::Unchanged),
             discovery_error: discovery(DiscoveryResult::Error),
@@ -499,12 +528,21 @@ impl PoolMetrics {
     }
 
     #[inline]
+    /// The ejection counter and gauge, for the pool's `BackendTable`.
+    pub(crate) fn outlier(&self) -> crate::balance::OutlierMetrics {
+        crate::balance::OutlierMetrics {
+            ejections: self.outlier_ejections.clone(),
+            ejected: self.outlier_ejected.clone(),
+        }
+    }
+
     pub(crate) fn retry(&self, reason: RetryReason) {
         match reason {
             RetryReason::Connect => self.retries_connect.inc(),
             RetryReason::AfterSend => self.retries_after_send.inc(),
             RetryReason::StaleConnection => self.retries_stale.inc(),
             RetryReason::PerTryTimeout => self.retries_per_try.inc(),
+            RetryReason::BackendDown => self.retries_down.inc(),
         }
     }
 

@@ -1,5 +1,7 @@
-//! An upstream pool: one pingora `LoadBalancer` (round robin) plus its settings, built at
-//! runtime from an [`UpstreamSpec`] and driven by [`Pool::run`].
+//! An upstream pool: one pingora `LoadBalancer` (with the configured selection policy,
+//! `crate::balance::Selector`) plus its settings and its backends' request-path state
+//! (`crate::balance::BackendTable`), built at runtime from an [`UpstreamSpec`] and driven
+//! by [`Pool::run`].
 //!
 //! Pools are plain `Arc`s inside the routing snapshot, not pingora startup services, so a
 //! reload can build new ones, keep unchanged ones and drop removed ones (whose `run` task
@@ -11,11 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::Notify;
 
+use crate::balance::{BackendTable, Selector};
 use crate::config::{DiscoverySpec, UpstreamSpec};
 use crate::discovery::{DnsDiscovery, StaticDiscovery};
 use crate::health::{Admission, GatedHttpCheck};
@@ -29,7 +31,9 @@ const MAX_SELECT_ITERATIONS: usize = 256;
 pub(crate) struct Pool {
     pub(crate) name: String,
     pub(crate) spec: UpstreamSpec,
-    lb: Arc<LoadBalancer<RoundRobin>>,
+    lb: Arc<LoadBalancer<Selector>>,
+    /// In-flight counts, outlier records, ramps and sticky tokens, per backend.
+    pub(crate) table: Arc<BackendTable>,
     /// Set once the first discovery (and, with a health check, the first check pass after
     /// it) has finished.
     ready: AtomicBool,
@@ -59,7 +63,9 @@ impl Pool {
         metrics: &Metrics,
     ) -> anyhow::Result<Arc<Pool>> {
         let observer = Arc::new(PoolObserver::default());
-        let admission = Arc::new(Admission::new(spec.health_check.is_some()));
+        let pool_metrics = metrics.pool(name);
+        let table = Arc::new(BackendTable::new(name, spec, pool_metrics.outlier()));
+        let admission = Arc::new(Admission::new(spec.health_check.is_some(), table.clone()));
         let (discovery, default_host): (
             Box<dyn pingora::lb::discovery::ServiceDiscovery + Send + Sync>,
             String,
@@ -77,11 +83,12 @@ impl Pool {
                     *resolver,
                     *interval,
                     admission.clone(),
+                    table.clone(),
                 )?),
                 format!("{dns_name}:{port}"),
             ),
             DiscoverySpec::Static { backends } => (
-                Box::new(StaticDiscovery::new(backends, admission.clone())),
+                Box::new(StaticDiscovery::new(backends, admission.clone(), &table)),
                 "localhost".to_string(),
             ),
         };
@@ -98,18 +105,22 @@ impl Pool {
                 observer.clone(),
             )));
         }
-        let lb = Arc::new(LoadBalancer::<RoundRobin>::from_backends(backends));
+        let lb = Arc::new(LoadBalancer::<Selector>::from_backends_with_config(
+            backends,
+            Some(spec.selection.clone()),
+        ));
         admission.attach(Arc::downgrade(&lb));
         Ok(Arc::new(Pool {
             name: name.to_string(),
             spec: spec.clone(),
             lb,
+            table,
             ready: AtomicBool::new(false),
             membership_changed: Notify::new(),
             became_ready: Notify::new(),
             backend_available: Notify::new(),
             waiting: AtomicUsize::new(0),
-            metrics: metrics.pool(name),
+            metrics: pool_metrics,
             observer,
             tls,
         }))
@@ -142,25 +153,57 @@ impl Pool {
         }
     }
 
-    /// The next healthy backend in round-robin order, skipping addresses this request
-    /// already tried; falls back to a tried one rather than failing while one is healthy.
-    pub(crate) fn select(&self, tried: &[SocketAddr]) -> Option<Backend> {
-        if tried.is_empty() {
-            return self.lb.select(b"", MAX_SELECT_ITERATIONS);
-        }
+    /// The policy's choice among healthy backends (`key`: the request's hash key, for
+    /// `consistent_hash`), skipping addresses this request already tried and ejected
+    /// backends, and admitting ramping ones by their share. Each step down widens the
+    /// choice rather than fail while a backend is healthy: ramping ones at full share,
+    /// then tried ones, then ejected ones.
+    pub(crate) fn select(&self, tried: &[SocketAddr], key: &[u8]) -> Option<Backend> {
+        let untried = |b: &Backend| b.addr.as_inet().is_none_or(|a| !tried.contains(a));
+        let table = &self.table;
         self.lb
-            .select_with(b"", MAX_SELECT_ITERATIONS, |b, ready| {
-                ready && b.addr.as_inet().is_none_or(|a| !tried.contains(a))
+            .select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
+                ready && untried(b) && table.usable(b, true)
             })
-            .or_else(|| self.lb.select(b"", MAX_SELECT_ITERATIONS))
+            .or_else(|| {
+                self.lb.select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
+                    ready && untried(b) && table.usable(b, false)
+                })
+            })
+            .or_else(|| {
+                self.lb.select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
+                    ready && table.usable(b, false)
+                })
+            })
+            .or_else(|| self.lb.select(key, MAX_SELECT_ITERATIONS))
+    }
+
+    /// The backend a sticky cookie names, if it is still a member, healthy, not ejected
+    /// and not already tried by this request.
+    pub(crate) fn pinned(
+        &self,
+        token: &crate::balance::sticky::Token,
+        tried: &[SocketAddr],
+    ) -> Option<Backend> {
+        let backends = self.lb.backends();
+        backends
+            .get_backend()
+            .iter()
+            .find(|b| crate::balance::BackendState::of(b).is_some_and(|s| &s.token == token))
+            .filter(|b| {
+                backends.ready(b)
+                    && self.table.usable(b, false)
+                    && b.addr.as_inet().is_none_or(|a| !tried.contains(a))
+            })
+            .cloned()
     }
 
     /// Like [`Pool::select`], but when no backend is healthy the request waits up to
     /// `queue_timeout` for one to become healthy (a restart of every replica, a deploy)
     /// instead of failing at once; at most `queue_max` requests wait, and the rest fail at
     /// once. `None`: still none (the caller answers 503).
-    pub(crate) async fn select_or_wait(&self, tried: &[SocketAddr]) -> Option<Backend> {
-        if let Some(b) = self.select(tried) {
+    pub(crate) async fn select_or_wait(&self, tried: &[SocketAddr], key: &[u8]) -> Option<Backend> {
+        if let Some(b) = self.select(tried, key) {
             return Some(b);
         }
         let limit = self.spec.queue_timeout;
@@ -179,11 +222,11 @@ impl Pool {
             tokio::pin!(available);
             // Register before looking, so a wake-up in between is not lost.
             available.as_mut().enable();
-            if let Some(b) = self.select(tried) {
+            if let Some(b) = self.select(tried, key) {
                 break Some(b);
             }
             if tokio::time::timeout_at(deadline, available).await.is_err() {
-                break self.select(tried);
+                break self.select(tried, key);
             }
         };
         self.metrics.queue_waiting.dec();
@@ -204,6 +247,14 @@ impl Pool {
         let backends = self.lb.backends();
         if backends.get_backend().iter().any(|b| backends.ready(b)) {
             self.backend_available.notify_waiters();
+        }
+    }
+
+    /// After a check round: backends that went down wake their in-flight tries.
+    fn note_readiness(&self) {
+        let backends = self.lb.backends();
+        for b in backends.get_backend().iter() {
+            self.table.readiness(b, backends.ready(b));
         }
     }
 
@@ -238,6 +289,16 @@ impl Pool {
             .collect()
     }
 
+    /// Current members with their readiness, weight and request-path state (`/status`).
+    pub(crate) fn member_details(&self) -> Vec<(Backend, bool)> {
+        let backends = self.lb.backends();
+        backends
+            .get_backend()
+            .iter()
+            .map(|b| (b.clone(), backends.ready(b)))
+            .collect()
+    }
+
     fn discovery_every(&self) -> Option<Duration> {
         match &self.spec.discovery {
             DiscoverySpec::Dns { interval, .. } => Some(*interval),
@@ -257,7 +318,9 @@ impl Pool {
         }
         if self.spec.health_check.is_some() {
             self.lb.backends().run_health_check(true).await;
+            self.note_readiness();
         }
+        self.table.warmed_up();
         self.ready.store(true, Ordering::Release);
         self.became_ready.notify_waiters();
         tracing::info!(upstream = %self.name, backends = ?self.members(), "upstream ready");
@@ -295,6 +358,7 @@ impl Pool {
                     _ = self.membership_changed.notified() => {}
                 }
                 self.lb.backends().run_health_check(true).await;
+                self.note_readiness();
                 self.wake_held_requests();
             }
         };
@@ -311,6 +375,7 @@ impl Pool {
             return Err(e);
         }
         let after = self.lb.backends().get_backend();
+        self.table.membership(&after);
         let result = if Arc::ptr_eq(&before, &after) {
             DiscoveryResult::Unchanged
         } else {

@@ -1,11 +1,12 @@
 //! `GET /status`: what the balancer thinks, as JSON, computed on request from the current
 //! snapshot (nothing here runs on the request path).
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::config::DiscoverySpec;
+use crate::balance::BackendState;
+use crate::config::{DiscoverySpec, HashKey, Selection};
 use crate::pool::Pool;
 use crate::state::LbState;
 
@@ -109,6 +110,24 @@ fn tls_status(
         .collect()
 }
 
+/// `round_robin`, `random`, `least_requests`, or `consistent_hash(<key>)`.
+fn selection(s: &Selection) -> String {
+    match s {
+        Selection::RoundRobin => "round_robin".into(),
+        Selection::Random => "random".into(),
+        Selection::LeastRequests => "least_requests".into(),
+        Selection::ConsistentHash(key) => format!(
+            "consistent_hash({})",
+            match key {
+                HashKey::ClientIp => "client_ip".to_string(),
+                HashKey::Path => "path".to_string(),
+                HashKey::Header(h) => format!("header:{h}"),
+                HashKey::Cookie(c) => format!("cookie:{c}"),
+            }
+        ),
+    }
+}
+
 fn pool_status(pool: &Pool) -> Value {
     let source = match &pool.spec.discovery {
         DiscoverySpec::Dns {
@@ -144,13 +163,23 @@ fn pool_status(pool: &Pool) -> Value {
         })
     });
     let backends: Vec<Value> = pool
-        .members()
+        .member_details()
         .into_iter()
-        .map(|(addr, ready)| {
+        .filter_map(|(backend, ready)| Some((*backend.addr.as_inet()?, ready, backend)))
+        .map(|(addr, ready, backend)| {
             let check = pool.observer.check(&addr);
+            let state = BackendState::of(&backend);
+            let (ejections, until) = state.map_or((0, None), |s| s.outlier_record());
+            let now = Instant::now();
             json!({
                 "address": addr.to_string(),
                 "health": if ready { "healthy" } else { "unhealthy" },
+                "weight": backend.weight,
+                "in_flight": state.map(|s| s.in_flight()),
+                "ejected": state.is_some_and(|s| s.is_ejected()),
+                "ejections": ejections,
+                "ejected_for_seconds": until.filter(|_| state.is_some_and(|s| s.is_ejected())).map(|t| t.saturating_duration_since(now).as_secs_f64()),
+                "slow_start_share": state.map(|s| s.ramp_share()),
                 "consecutive_ok": check.as_ref().map(|c| c.consecutive_ok),
                 "consecutive_failed": check.as_ref().map(|c| c.consecutive_failed),
                 "last_check_at": opt_time(check.as_ref().map(|c| c.at)),
@@ -169,6 +198,16 @@ fn pool_status(pool: &Pool) -> Value {
             "last_error": d.error,
         },
         "health_check": health_check,
+        "selection": selection(&pool.spec.selection),
+        "outlier": pool.spec.outlier.map(|o| json!({
+            "consecutive_failures": o.consecutive_failures,
+            "window": humantime::format_duration(o.window).to_string(),
+            "base_ejection": humantime::format_duration(o.base_ejection).to_string(),
+            "max_ejection": humantime::format_duration(o.max_ejection).to_string(),
+            "max_ejected_percent": o.max_ejected_percent,
+        })),
+        "slow_start": humantime::format_duration(pool.spec.slow_start).to_string(),
+        "sticky": pool.spec.sticky.as_ref().map(|s| s.cookie.as_str()),
         "tls": tls,
         "retries": pool.spec.retries,
         "backends": backends,

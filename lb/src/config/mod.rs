@@ -87,6 +87,17 @@ pub(crate) mod defaults {
     pub(crate) const ACME_RENEW_AT: f64 = 2.0 / 3.0;
     pub(crate) const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
     pub(crate) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Envoy's defaults for consecutive 5xx ejection: five in a row, 30 s base ejection,
+    /// 300 s cap, at most half the pool out; the 10 s window keeps five failures spread
+    /// over an hour from ejecting a backend that serves well.
+    pub(crate) const OUTLIER_FAILURES: u32 = 5;
+    pub(crate) const OUTLIER_WINDOW: Duration = Duration::from_secs(10);
+    pub(crate) const OUTLIER_BASE_EJECTION: Duration = Duration::from_secs(30);
+    pub(crate) const OUTLIER_MAX_EJECTION: Duration = Duration::from_secs(300);
+    pub(crate) const OUTLIER_MAX_EJECTED_PERCENT: u32 = 50;
+    pub(crate) const SLOW_START: Duration = Duration::ZERO;
+    pub(crate) const SLOW_START_MAX: Duration = Duration::from_secs(600);
+    pub(crate) const STICKY_COOKIE: &str = "lb_sticky";
     pub(crate) const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
     /// Upper bound on the three client timeouts: a connection held longer is an attack.
     pub(crate) const CLIENT_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
@@ -326,6 +337,12 @@ pub(crate) struct RateLimitSpec {
 pub(crate) struct UpstreamSpec {
     pub(crate) discovery: DiscoverySpec,
     pub(crate) selection: Selection,
+    /// Passive outlier ejection (`None`: off).
+    pub(crate) outlier: Option<OutlierSpec>,
+    /// How long a newly admitted backend ramps up to its full share (zero: off).
+    pub(crate) slow_start: Duration,
+    /// Sticky sessions by cookie (`None`: off).
+    pub(crate) sticky: Option<StickySpec>,
     pub(crate) health_check: Option<HealthCheckSpec>,
     pub(crate) retries: usize,
     /// How long a request waits for a healthy backend when the pool has none (zero:
@@ -362,10 +379,106 @@ pub(crate) struct StaticBackend {
     pub(crate) weight: usize,
 }
 
-/// Room for more algorithms; pingora 0.9 also has random and hashing selectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A pool spec with every default and one static backend, for unit tests elsewhere.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub(crate) fn upstream_spec() -> UpstreamSpec {
+        UpstreamSpec {
+            discovery: DiscoverySpec::Static {
+                backends: vec![StaticBackend {
+                    addr: "127.0.0.1:1".parse().unwrap(),
+                    weight: 1,
+                }],
+            },
+            selection: Selection::RoundRobin,
+            outlier: None,
+            slow_start: Duration::ZERO,
+            sticky: None,
+            health_check: None,
+            retries: defaults::RETRIES,
+            queue_timeout: defaults::QUEUE_TIMEOUT,
+            queue_max: defaults::QUEUE_MAX,
+            timeouts: Timeouts {
+                connect: defaults::CONNECT_TIMEOUT,
+                read: defaults::READ_TIMEOUT,
+                write: defaults::WRITE_TIMEOUT,
+                idle: defaults::IDLE_TIMEOUT,
+                per_try: None,
+            },
+            host: None,
+            tls: None,
+        }
+    }
+}
+
+/// How a pool picks a backend (`crate::balance::selector`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Selection {
+    /// Smooth weighted round robin (nginx's order: weights interleave, no runs).
     RoundRobin,
+    /// Weighted random (pingora's `Random`).
+    Random,
+    /// Power of two choices on in-flight requests per unit of weight.
+    LeastRequests,
+    /// pingora's weighted Ketama ring on the request's key.
+    ConsistentHash(HashKey),
+}
+
+/// What `consistent_hash` hashes (`upstreams.<name>.hash_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HashKey {
+    /// The client's address (behind `server.trusted_proxies`, the forwarded one).
+    ClientIp,
+    /// The request path, without the query.
+    Path,
+    Header(http::HeaderName),
+    Cookie(String),
+}
+
+/// `upstreams.<name>.outlier`: a backend that fails `consecutive_failures` tries in a
+/// row, all within `window`, leaves rotation for `base_ejection`, doubled on each repeat
+/// up to `max_ejection`; at most `max_ejected_percent` of the pool (rounded down, and never
+/// all of it) is out at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OutlierSpec {
+    pub(crate) consecutive_failures: u32,
+    pub(crate) window: Duration,
+    pub(crate) base_ejection: Duration,
+    pub(crate) max_ejection: Duration,
+    pub(crate) max_ejected_percent: u32,
+}
+
+/// `upstreams.<name>.sticky`: the cookie that pins a client to a backend.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StickySpec {
+    pub(crate) cookie: String,
+    pub(crate) path: String,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+    /// `None`: a session cookie.
+    pub(crate) max_age: Option<Duration>,
+    /// The HMAC key (read from `key_file`); `None`: a random key per process.
+    pub(crate) key: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -156,6 +156,11 @@ pub(crate) struct RawRateLimit {
 pub(crate) struct RawUpstream {
     pub(crate) discovery: RawDiscovery,
     pub(crate) selection: Option<String>,
+    pub(crate) hash_key: Option<String>,
+    /// `off`/`false`, or a [`RawOutlier`] map.
+    pub(crate) outlier: Option<Value>,
+    pub(crate) slow_start: Option<Value>,
+    pub(crate) sticky: Option<RawSticky>,
     pub(crate) health_check: Option<RawHealthCheck>,
     pub(crate) retries: Option<i64>,
     pub(crate) queue_timeout: Option<Value>,
@@ -164,6 +169,30 @@ pub(crate) struct RawUpstream {
     pub(crate) timeouts: RawTimeouts,
     pub(crate) host: Option<String>,
     pub(crate) tls: Option<RawUpstreamTls>,
+}
+
+/// `upstreams.<name>.outlier`, when a map.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutlier {
+    pub(crate) consecutive_failures: Option<i64>,
+    pub(crate) window: Option<Value>,
+    pub(crate) base_ejection: Option<Value>,
+    pub(crate) max_ejection: Option<Value>,
+    pub(crate) max_ejected_percent: Option<i64>,
+}
+
+/// `upstreams.<name>.sticky`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSticky {
+    pub(crate) cookie: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) secure: Option<bool>,
+    pub(crate) http_only: Option<bool>,
+    pub(crate) same_site: Option<String>,
+    pub(crate) max_age: Option<Value>,
+    pub(crate) key_file: Option<String>,
 }
 
 /// `upstreams.<name>.tls`: connect to the backends over TLS.

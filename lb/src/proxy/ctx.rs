@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use http::HeaderValue;
 
+use crate::balance::{sticky, BackendState, InFlight};
 use crate::config::defaults::MAX_RETRIES;
 use crate::pool::Pool;
 use crate::routes::Route;
@@ -44,6 +45,11 @@ pub(crate) struct RequestCtx {
     /// (an idempotent request to a pool that sets it): a read timeout before the response
     /// is a try to give up and send elsewhere (`super::failover`).
     pub(crate) per_try: bool,
+    /// The current try's backend, counted in flight until the next try or the end of the
+    /// request.
+    pub(crate) in_flight: Option<InFlight>,
+    /// The backend the request's sticky cookie named (for pools with `sticky`).
+    pub(crate) sticky: Option<sticky::Token>,
 }
 
 impl RequestCtx {
@@ -63,6 +69,8 @@ impl RequestCtx {
             reconnected: false,
             reconnect_to: None,
             per_try: false,
+            in_flight: None,
+            sticky: None,
         }
     }
 
@@ -86,10 +94,31 @@ impl RequestCtx {
         self.tried().last().copied()
     }
 
-    pub(crate) fn record_try(&mut self, addr: SocketAddr) {
+    pub(crate) fn record_try(&mut self, addr: SocketAddr, state: Option<Arc<BackendState>>) {
         if self.tries < MAX_TRIES {
             self.tried[self.tries] = addr;
             self.tries += 1;
+        }
+        // The previous try's count ends here (its guard drops).
+        self.in_flight = state.map(InFlight::start);
+    }
+
+    /// The current try got a response head: a 5xx counts against the backend for outlier
+    /// detection, anything else clears its streak.
+    pub(crate) fn try_answered(&self, status: u16) {
+        if let (Some(pool), Some(t)) = (self.pool(), &self.in_flight) {
+            if status >= 500 {
+                pool.table.try_failed(t.state());
+            } else {
+                pool.table.try_succeeded(t.state());
+            }
+        }
+    }
+
+    /// The current try failed on the backend's side (connect, reset, timeout).
+    pub(crate) fn try_failed(&self) {
+        if let (Some(pool), Some(t)) = (self.pool(), &self.in_flight) {
+            pool.table.try_failed(t.state());
         }
     }
 

@@ -23,6 +23,7 @@ use pingora::{Error, ErrorType, OrErr, Result};
 use super::ctx::RequestCtx;
 use super::failover::{self, Decided};
 use super::{keepalive, response, upstream};
+use crate::balance::BackendState;
 use crate::pool::Pool;
 use crate::state::LbState;
 
@@ -73,7 +74,7 @@ pub(crate) async fn proxy(
     // GET and HEAD are idempotent: every try here may be bounded by `per_try`.
     ctx.per_try = pool.spec.timeouts.per_try.is_some();
     loop {
-        let addr = upstream::choose_backend(ctx).await?;
+        let addr = upstream::choose_backend(session, ctx).await?;
         match try_backend(session, ctx, &pool, addr, state).await {
             Ok(()) => return Ok(()),
             Err(failed) if failed.retry() => continue,
@@ -150,17 +151,19 @@ async fn try_backend(
 ) -> Result<(), Decided> {
     let timeouts = &pool.spec.timeouts;
     let request = upstream_request(session, ctx)?;
+    let down = ctx.in_flight.as_ref().map(|t| t.state().clone());
+    let down = down.as_deref();
     let mut upstream = match keepalive::take(addr) {
-        Some(stream) => match send(stream, request, pool).await {
+        Some(stream) => match send(stream, request, pool, down).await {
             Ok(upstream) => upstream,
             Err(e) if failover::reconnect_stale(ctx, true, &e) => {
                 tracing::debug!(backend = %addr, error = %e, "reused connection was closed, reconnecting");
                 let request = upstream_request(session, ctx)?;
-                connect_and_send(ctx, addr, request, pool).await?
+                connect_and_send(ctx, addr, request, pool, down).await?
             }
             Err(e) => return Err(failover::failed_after_send(ctx, true, e.into_up())),
         },
-        None => connect_and_send(ctx, addr, request, pool).await?,
+        None => connect_and_send(ctx, addr, request, pool, down).await?,
     };
 
     let mut resp = Box::new(
@@ -205,11 +208,12 @@ async fn connect_and_send(
     addr: SocketAddr,
     request: Box<RequestHeader>,
     pool: &Pool,
+    down: Option<&BackendState>,
 ) -> Result<UpstreamSession, Decided> {
     let stream = connect(addr, pool.spec.timeouts.connect)
         .await
         .map_err(|e| failover::connect_failed(ctx, e))?;
-    send(stream, request, pool)
+    send(stream, request, pool, down)
         .await
         .map_err(|e| failover::failed_after_send(ctx, true, e.into_up()))
 }
@@ -218,14 +222,35 @@ async fn connect_and_send(
 /// request without `Expect`/`Upgrade` has no use for them, and a `101` is not a valid
 /// answer to it. Until the head arrives each read waits at most `per_try` if the pool sets
 /// it (a timeout then is a try to give up, see `super::failover`); the body gets `read`.
-async fn send(stream: Stream, request: Box<RequestHeader>, pool: &Pool) -> Result<UpstreamSession> {
+/// If `down` (the backend's state) is marked down meanwhile (health check, outlier
+/// ejection), the try gives up at once with [`failover::BACKEND_DOWN`].
+async fn send(
+    stream: Stream,
+    request: Box<RequestHeader>,
+    pool: &Pool,
+    down: Option<&BackendState>,
+) -> Result<UpstreamSession> {
     let timeouts = &pool.spec.timeouts;
     let mut upstream = UpstreamSession::new(stream);
     upstream.read_timeout = Some(timeouts.per_try.unwrap_or(timeouts.read));
     upstream.write_timeout = Some(timeouts.write);
+    let went_down = down.map(|s| s.went_down());
     upstream.write_request_header(request).await?;
+    let went_down = async {
+        match went_down {
+            Some(n) => n.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(went_down);
     loop {
-        upstream.read_response().await?;
+        tokio::select! {
+            biased;
+            read = upstream.read_response() => read?,
+            () = &mut went_down => {
+                return Error::e_explain(failover::BACKEND_DOWN, "backend marked down while the request waited for it");
+            }
+        };
         match upstream.get_status().map(|s| s.as_u16()) {
             Some(101) => {
                 return Error::e_explain(

@@ -22,7 +22,7 @@
 //! [`Decided::final_error`]: never retried) can make.
 
 use pingora::proxy::Session;
-use pingora::{Error, ErrorType};
+use pingora::{Error, ErrorSource, ErrorType};
 
 use super::ctx::RequestCtx;
 use crate::metrics::RetryReason;
@@ -56,8 +56,13 @@ impl From<Box<Error>> for Decided {
     }
 }
 
+/// The error a direct-path try gives up with when its backend is marked down while it
+/// waits for the response head (see `super::direct`).
+pub(crate) const BACKEND_DOWN: ErrorType = ErrorType::Custom("BackendMarkedDown");
+
 /// The connection to the backend could not be made.
 pub(crate) fn connect_failed(ctx: &RequestCtx, mut e: Box<Error>) -> Decided {
+    ctx.try_failed();
     let retry = ctx.retry_allowed();
     e.set_retry(retry);
     count_retry(ctx, retry, RetryReason::Connect);
@@ -68,11 +73,19 @@ pub(crate) fn connect_failed(ctx: &RequestCtx, mut e: Box<Error>) -> Decided {
 /// idempotent and the whole request body can be sent again.
 pub(crate) fn failed_after_send(ctx: &RequestCtx, resendable: bool, mut e: Box<Error>) -> Decided {
     let per_try = is_per_try_timeout(ctx, &e);
+    let down = e.etype() == &BACKEND_DOWN;
+    // Outlier detection counts what the backend did; a try given up because the backend
+    // was already marked down is not another failure of it.
+    if !down && e.esource() == &ErrorSource::Upstream {
+        ctx.try_failed();
+    }
     let retry =
         !ctx.response_started && (per_try || !is_timeout(&e)) && ctx.retry_allowed() && resendable;
     e.set_retry(retry);
     let reason = if per_try {
         RetryReason::PerTryTimeout
+    } else if down {
+        RetryReason::BackendDown
     } else {
         RetryReason::AfterSend
     };

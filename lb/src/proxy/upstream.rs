@@ -9,20 +9,49 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use super::ctx::RequestCtx;
+use crate::balance::{self, sticky, BackendState};
+use crate::client_ip;
+use crate::config::Selection;
 use crate::errors::LbError;
 use service_kit::request_id;
 
-/// Round robin over healthy backends, avoiding ones this request already tried. No healthy
-/// backend → wait up to the pool's `queue_timeout` for one, then 503 (not retryable). The choice is recorded as this request's next try.
-pub(crate) async fn choose_backend(ctx: &mut RequestCtx) -> Result<SocketAddr> {
+/// The backend for this request's next try: the one its sticky cookie names if that is
+/// still usable, else the pool's policy among healthy backends, avoiding ones this
+/// request already tried. No healthy backend → wait up to the pool's `queue_timeout` for
+/// one, then 503 (not retryable). The choice is recorded as this request's next try.
+pub(crate) async fn choose_backend(session: &Session, ctx: &mut RequestCtx) -> Result<SocketAddr> {
     let pool = ctx
         .pool()
         .cloned()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in upstream_peer"))?;
-    let backend = pool
-        .select_or_wait(ctx.tried())
-        .await
-        .ok_or_else(|| LbError::NoHealthyBackend.into_error("no healthy backend"))?;
+    let req = session.req_header();
+    if let Some(spec) = &pool.spec.sticky {
+        if ctx.tries() == 0 {
+            ctx.sticky = sticky::from_request(&req.headers, &spec.cookie);
+        }
+    }
+    let key = match &pool.spec.selection {
+        Selection::ConsistentHash(key) => {
+            let client_ip = || {
+                let peer = session.client_addr()?.as_inet()?.ip();
+                let trusted = ctx
+                    .snapshot
+                    .as_ref()
+                    .map_or(&[][..], |s| &s.config.server.trusted_proxies);
+                Some(client_ip::client_ip(peer, &req.headers, trusted))
+            };
+            balance::request_key(key, client_ip, req.uri.path(), &req.headers)
+        }
+        _ => None,
+    };
+    let pinned = ctx.sticky.and_then(|t| pool.pinned(&t, ctx.tried()));
+    let backend = match pinned {
+        Some(b) => b,
+        None => pool
+            .select_or_wait(ctx.tried(), key.as_ref().map_or(&[][..], |k| &k[..]))
+            .await
+            .ok_or_else(|| LbError::NoHealthyBackend.into_error("no healthy backend"))?,
+    };
     let addr = *backend
         .addr
         .as_inet()
@@ -30,7 +59,7 @@ pub(crate) async fn choose_backend(ctx: &mut RequestCtx) -> Result<SocketAddr> {
     if ctx.metrics_on() {
         pool.count_try(&addr);
     }
-    ctx.record_try(addr);
+    ctx.record_try(addr, BackendState::of(&backend).cloned());
     Ok(addr)
 }
 
@@ -46,7 +75,7 @@ pub(crate) async fn upstream_peer(
 ) -> Result<Box<HttpPeer>> {
     let addr = match ctx.reconnect_to.take() {
         Some(addr) => addr,
-        None => choose_backend(ctx).await?,
+        None => choose_backend(session, ctx).await?,
     };
     let pool = ctx
         .pool()

@@ -12,6 +12,9 @@
 //! makes it send a 200 head and half a body, then cut the connection.
 //! `set_stalled(true)` makes it read each (non-probe) request and never answer, keeping the
 //! connection open (a hung or blackholed backend whose health probe still passes).
+//! `set_status(code)` answers every non-probe request with that status (and the usual
+//! JSON), while probes keep passing (a replica that fails requests but not `/ready`);
+//! `0` goes back to normal answers.
 //! `set_idle_close(ms)` closes a kept-alive connection that sends no request for that long
 //! (hyper's header-read timeout). `accepted()` / `open()` count TCP connections.
 
@@ -52,6 +55,8 @@ struct Shared {
     /// TCP connections accepted / still open.
     accepted: AtomicUsize,
     open: AtomicUsize,
+    /// Status of every non-probe answer; 0: the usual one.
+    status: std::sync::atomic::AtomicU16,
     /// 0: keep idle connections open.
     idle_close_ms: std::sync::atomic::AtomicU64,
 }
@@ -91,6 +96,10 @@ impl Stub {
 
     pub(crate) fn set_stalled(&self, stalled: bool) {
         self.shared.stalled.store(stalled, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_status(&self, status: u16) {
+        self.shared.status.store(status, Ordering::SeqCst);
     }
 
     pub(crate) fn set_idle_close(&self, ms: u64) {
@@ -349,6 +358,10 @@ async fn answer(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     });
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     let mut resp = Response::new(full(body.to_string()));
+    let status = shared.status.load(Ordering::SeqCst);
+    if let Ok(status) = hyper::StatusCode::from_u16(status) {
+        *resp.status_mut() = status;
+    }
     let headers = resp.headers_mut();
     headers.insert(
         "content-type",

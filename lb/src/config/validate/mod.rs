@@ -6,6 +6,7 @@
 //! `upstreams`, `routes`.
 
 mod admin_auth;
+mod balance;
 mod client;
 mod connection_limits;
 mod discovery;

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use serde_yaml::Value;
 
+use super::balance;
 use super::discovery::discovery;
 use super::upstream_tls::upstream_tls;
 use super::Errors;
 use crate::config::raw::{RawHealthCheck, RawTimeouts, RawUpstream};
-use crate::config::{defaults, HealthCheckSpec, Selection, Timeouts, UpstreamSpec};
+use crate::config::{defaults, HealthCheckSpec, Timeouts, UpstreamSpec};
 
 pub(super) fn upstreams(
     errs: &mut Errors,
@@ -38,19 +39,22 @@ pub(super) fn upstreams(
 }
 
 fn upstream(errs: &mut Errors, path: &str, raw: &RawUpstream) -> UpstreamSpec {
-    let selection = match raw.selection.as_deref() {
-        None | Some("round_robin") => Selection::RoundRobin,
-        Some(other) => {
-            errs.push(
-                format!("{path}.selection"),
-                format!("{other:?} is not supported (supported: round_robin)"),
-            );
-            Selection::RoundRobin
-        }
-    };
+    let selection = balance::selection(
+        errs,
+        path,
+        raw.selection.as_deref(),
+        raw.hash_key.as_deref(),
+    );
     let discovery = discovery(errs, &format!("{path}.discovery"), &raw.discovery);
     UpstreamSpec {
         selection,
+        outlier: balance::outlier(errs, &format!("{path}.outlier"), raw.outlier.as_ref()),
+        slow_start: balance::slow_start(
+            errs,
+            &format!("{path}.slow_start"),
+            raw.slow_start.as_ref(),
+        ),
+        sticky: balance::sticky(errs, &format!("{path}.sticky"), raw.sticky.as_ref()),
         health_check: raw
             .health_check
             .as_ref()
@@ -184,7 +188,7 @@ mod tests {
 
     use super::*;
     use crate::config::validate::{collect, yaml};
-    use crate::config::{DiscoverySpec, StaticBackend};
+    use crate::config::{DiscoverySpec, OutlierSpec, Selection, StaticBackend};
 
     /// The upstreams of a config file, from the text under `upstreams:`.
     fn check(text: &str) -> (BTreeMap<String, UpstreamSpec>, Vec<String>) {
@@ -241,6 +245,15 @@ mod tests {
                         }]
                     },
                     selection: Selection::RoundRobin,
+                    outlier: Some(OutlierSpec {
+                        consecutive_failures: 5,
+                        window: Duration::from_secs(10),
+                        base_ejection: Duration::from_secs(30),
+                        max_ejection: Duration::from_secs(300),
+                        max_ejected_percent: 50,
+                    }),
+                    slow_start: Duration::ZERO,
+                    sticky: None,
                     health_check: None,
                     retries: 2,
                     queue_timeout: Duration::from_secs(10),
@@ -293,11 +306,12 @@ mod tests {
     }
 
     #[test]
-    fn selection_is_round_robin_only() {
+    fn selection_defaults_to_round_robin_and_names_the_supported_ones() {
         assert_eq!(api("selection: round_robin"), (api("").0, vec![]));
+        assert_eq!(api("selection: random").0.selection, Selection::Random);
         assert_eq!(
-            errors("selection: random"),
-            vec!["upstreams.api.selection: \"random\" is not supported (supported: round_robin)"]
+            errors("selection: least_conn"),
+            vec!["upstreams.api.selection: \"least_conn\" is not supported (supported: round_robin, random, least_requests, consistent_hash)"]
         );
     }
 

@@ -213,11 +213,12 @@ class LbVariant:
     name: str
     server: dict  # `server:` settings over the defaults
     binary: str = None  # another lb build
+    api: dict = field(default_factory=dict)  # settings of the `api` upstream (`api.KEY=value`)
     env: dict = field(default_factory=dict)
 
 
 def parse_lb_variant(text):
-    """NAME:key=value,bin=PATH,env.VAR=value -> LbVariant."""
+    """NAME:key=value,bin=PATH,env.VAR=value,api.KEY=value -> LbVariant."""
     name, _, spec = text.partition(":")
     if not name or not spec:
         raise ValueError(f"--lb-variant {text!r}: expected NAME:key=value[,...]")
@@ -230,6 +231,8 @@ def parse_lb_variant(text):
             variant.binary = value
         elif key.startswith("env."):
             variant.env[key[4:]] = value
+        elif key.startswith("api."):
+            variant.api[key[4:]] = value
         else:
             variant.server[key] = value
     return variant
@@ -252,7 +255,7 @@ def start_lb(stack, bins, name, *, access_log, metrics, settings, variant=None, 
     tls_listen = _tls_listen(stack)
     conf = _write(tmp / "lb.yaml", configs.lb_yaml(
         tmp=tmp, listen=listen, admin=admin, access_log=access_log, metrics=metrics, server=settings,
-        tls=tls_listen, **common))
+        tls=tls_listen, api=variant.api if variant else None, **common))
     binary = variant.binary if variant and variant.binary else bins / "lb"
     env = dict(os.environ, **variant.env) if variant else None
     check = subprocess.run([binary, "-t", "-c", conf], capture_output=True, text=True, timeout=30, env=env)

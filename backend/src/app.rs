@@ -17,11 +17,11 @@ use tower_http::{
 
 use service_kit::{logging, probes, request_id, shutdown};
 
-use crate::{errors, routes, state::AppState};
+use crate::{errors, fault, routes, state::AppState};
 
 /// The whole API. Layers, outermost first: request id, request log,
 /// `Connection: close` while draining, `nosniff`, CORS, JSON error bodies, timeout
-/// (503), body limit (413).
+/// (503), body limit (413), and only with `--fault-status` the test-only fault.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/hello", get(routes::hello))
@@ -32,7 +32,8 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .fallback(routes::not_found)
         .with_state(state.clone())
-        .merge(probes::router(state.draining.clone()))
+        .merge(probes::router(state.draining.clone()));
+    let router = fault::layer(router, state.fault_status)
         // Each `.layer` call wraps everything above it: the last one runs first.
         .layer(RequestBodyLimitLayer::new(state.body_limit))
         .layer(TimeoutLayer::with_status_code(

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use service_kit::{healthcheck, logging::LogArgs};
 
-use crate::cors::CorsOrigins;
+use crate::{cors::CorsOrigins, fault::FaultStatus};
 
 /// The origins the stack serves the page from: the load balancer (8080) and the
 /// frontend published directly (9000), by name and by address.
@@ -74,6 +74,13 @@ pub struct ServeArgs {
           value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
+    /// Test only: answer every /api/* request with this server error status (500-599)
+    /// while /health and /ready keep passing, to test a load balancer's passive outlier
+    /// detection. Unset in production.
+    #[arg(long, env = "BACKEND_FAULT_STATUS", value_name = "STATUS",
+          value_parser = FaultStatus::parse)]
+    pub fault_status: Option<FaultStatus>,
+
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -95,6 +102,7 @@ mod tests {
         assert_eq!(cli.serve.listen, "0.0.0.0:5252".parse().unwrap());
         assert_eq!(cli.serve.drain, Duration::from_secs(3));
         assert_eq!(cli.serve.request_timeout, Duration::from_secs(10));
+        assert_eq!(cli.serve.fault_status, None);
         assert!(cli.command.is_none());
     }
 
@@ -105,6 +113,7 @@ mod tests {
             &["backend", "--drain", "soon"],
             &["backend", "--cors-origins", "localhost:9000"],
             &["backend", "--log-format", "xml"],
+            &["backend", "--fault-status", "404"],
         ] {
             let error = Cli::try_parse_from(args).unwrap_err();
             let kind = error.kind();

@@ -11,6 +11,7 @@
 //! - [`routes`]: one handler per endpoint.
 //! - [`cors`]: the `--cors-origins` value and its layer.
 //! - `errors`: the `{"error": ...}` body shape.
+//! - [`fault`]: the test-only `BACKEND_FAULT_STATUS` (every `/api/*` answers a 5xx).
 //!
 //! Request ids, logs, probes, shutdown, the health-check client and the common parts of
 //! `main` come from `service-kit` (`backend/service-kit/`), shared with the frontend and
@@ -22,6 +23,7 @@ pub mod app;
 pub mod cli;
 pub mod cors;
 mod errors;
+pub mod fault;
 pub mod routes;
 pub mod state;
 

@@ -22,6 +22,12 @@ async fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(&args);
     tracing::info!(replica = %state.replica, version = env!("CARGO_PKG_VERSION"), "starting");
+    if let Some(fault) = state.fault_status {
+        tracing::warn!(
+            status = fault.status().as_u16(),
+            "test-only fault on (BACKEND_FAULT_STATUS): every /api/* request fails, /health and /ready pass"
+        );
+    }
     let listener = process::bind(args.listen).await?;
     let signal = shutdown::signal().context("installing signal handlers")?;
     backend::serve(listener, state, signal)

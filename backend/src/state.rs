@@ -11,7 +11,7 @@ use std::{
 use service_kit::shutdown::{Draining, Plan};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
-use crate::{cli::ServeArgs, cors::CorsOrigins};
+use crate::{cli::ServeArgs, cors::CorsOrigins, fault::FaultStatus};
 
 /// Cheap to clone; everything lives behind one `Arc`.
 #[derive(Clone, Debug)]
@@ -30,6 +30,8 @@ pub struct Inner {
     pub cors_origins: CorsOrigins,
     pub body_limit: usize,
     pub request_timeout: Duration,
+    /// `--fault-status` (`BACKEND_FAULT_STATUS`): test only, `None` in production.
+    pub fault_status: Option<FaultStatus>,
 }
 
 impl AppState {
@@ -49,6 +51,7 @@ impl AppState {
             cors_origins: args.cors_origins.clone(),
             body_limit: args.body_limit,
             request_timeout: args.request_timeout,
+            fault_status: args.fault_status,
         }))
     }
 

@@ -132,6 +132,72 @@ async fn unknown_path_is_json_404() {
     }
 }
 
+/// The test-only fault (`BACKEND_FAULT_STATUS`): every `/api/*` path fails with the
+/// usual JSON error body, whatever the path, while the probes keep passing.
+#[tokio::test]
+async fn fault_status_fails_the_api_and_keeps_the_probes_passing() {
+    let router = app(state(&["--fault-status", "500"]));
+    for path in [
+        "/api/hello",
+        "/api/whoami",
+        "/api/slow?ms=0",
+        "/api/missing",
+    ] {
+        let reply = get(&router, path).await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        assert_eq!(
+            reply.json(),
+            serde_json::json!({"error": "internal server error"})
+        );
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        assert!(reply.header("x-request-id").is_some(), "{path}");
+    }
+    let ready = get(&router, "/ready").await;
+    assert_eq!(
+        (ready.status, ready.json()["status"].clone()),
+        (StatusCode::OK, "ready".into())
+    );
+    assert_eq!(get(&router, "/health").await.status, StatusCode::OK);
+    // Outside /api/ nothing changes.
+    assert_eq!(get(&router, "/missing").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn fault_status_answers_the_configured_code() {
+    let router = app(state(&["--fault-status", "503"]));
+    let reply = get(&router, "/api/hello").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.json()["error"], "service unavailable");
+    // A code with no standard reason still gets the JSON shape.
+    let reply = get(&app(state(&["--fault-status", "599"])), "/api/hello").await;
+    assert_eq!(reply.status.as_u16(), 599);
+    assert_eq!(reply.json()["error"], "server error");
+}
+
+#[tokio::test]
+async fn without_fault_status_the_api_answers() {
+    let state = state(&[]);
+    assert_eq!(state.fault_status, None);
+    let reply = get(&app(state), "/api/hello").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "Hello, World!")
+    );
+}
+
+#[test]
+fn invalid_fault_status_is_an_error_naming_the_variable() {
+    for bad in ["abc", "404", "600", ""] {
+        let error = Cli::try_parse_from(["backend", "--fault-status", bad]).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("BACKEND_FAULT_STATUS"),
+            "{bad:?}: {message}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn wrong_method_is_405_with_allow() {
     let router = app(state(&[]));

@@ -138,6 +138,36 @@ fn help_documents_env_vars_and_shutdown() {
     );
 }
 
+/// `BACKEND_FAULT_STATUS` as Docker sets it: the API fails, the probes (and so the
+/// Docker healthcheck) pass.
+#[test]
+fn fault_status_from_the_environment() {
+    let backend = Service::start(BIN, &[], &[("BACKEND_FAULT_STATUS", "503")]);
+    let (status, body) = get(&backend.url("/api/hello")).unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (503, r#"{"error":"service unavailable"}"#)
+    );
+    assert_eq!(get(&backend.url("/ready")).unwrap().0, 200);
+    assert_eq!(healthcheck(&backend.url("/ready")).status.code(), Some(0));
+}
+
+/// An invalid value refuses to start, with the variable named and no panic.
+#[test]
+fn invalid_fault_status_refuses_to_start() {
+    for bad in ["abc", "200", "600"] {
+        let out = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("BACKEND_FAULT_STATUS", bad)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("BACKEND_FAULT_STATUS"), "{bad}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{bad}: {stderr}");
+    }
+}
+
 #[test]
 fn bad_flags_and_busy_ports_fail_clearly() {
     let bad = Command::new(BIN)

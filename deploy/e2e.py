@@ -5,7 +5,9 @@ Runs the real compose.yaml (images from deploy/build.sh) under its own compose
 project name and a free host port, and checks what a user of the stack sees:
 it comes up healthy, round robin spreads requests, scaling up and down and a
 crashed replica lose no request, a reload applies live, a replica cut off the
-network under load (with `timeouts.per_try`) costs no request and no long wait, a rate-limited route
+network under load (with `timeouts.per_try`) costs no request and no long wait, a replica
+answering 500s while its /ready passes is ejected by passive outlier detection with a bounded
+number of client-visible errors, a rate-limited route
 answers 429 beyond its rate, the admin API wants its token from other containers,
 and `down` is clean.
 
@@ -331,11 +333,18 @@ def admin_token():
     return token
 
 
-def admin(path):
+def admin_auth():
+    """(the lb's address, the admin token): pass it to admin() and metric() when polling, so
+    each poll is one HTTP request instead of a `docker inspect` and a `docker compose exec`."""
+    return lb_ip(), admin_token()
+
+
+def admin(path, auth=None):
     """GET an admin endpoint with the admin token; its body (a 200 is required)."""
-    conn = http.client.HTTPConnection(lb_ip(), 9901, timeout=5)
+    ip, token = auth or admin_auth()
+    conn = http.client.HTTPConnection(ip, 9901, timeout=5)
     try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {admin_token()}"})
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
         resp = conn.getresponse()
         body = resp.read().decode()
         check(resp.status == 200, f"admin {path}: {resp.status} {body[:200]}")
@@ -344,12 +353,16 @@ def admin(path):
         conn.close()
 
 
-def metric(name, labels=""):
-    """One sample of the lb's /metrics, e.g. metric("lb_config_reloads_total", 'result="failure"')."""
+def metric(name, labels="", auth=None, default=None):
+    """One sample of the lb's /metrics, e.g. metric("lb_config_reloads_total", 'result="failure"').
+    A missing sample is an error, or `default` when given (a labelled counter that has not
+    counted yet may have no sample)."""
     want = f"{name}{{{labels}}}" if labels else name
-    for line in admin("/metrics").splitlines():
+    for line in admin("/metrics", auth).splitlines():
         if line.startswith(want + " "):
             return float(line.split()[-1])
+    if default is not None:
+        return default
     raise Failed(f"no sample {want} in /metrics")
 
 
@@ -471,6 +484,136 @@ def scenario_blackhole():
                    f"{retried:.0f} tries given up after per_try, out of rotation within {took:.1f}s")
     log(f"blackhole: slowest {load.slowest:.2f}s, {retried:.0f} per-try retries, {victim_host} out in {took:.1f}s")
     check(load.slowest < 2 * per_try, f"slowest request {load.slowest:.2f}s >= 2 x per_try")
+
+
+# The api pool's passive outlier ejection as scenario_outlier sets it (deploy/lb.yaml
+# relies on the same defaults): ejected after this many 5xx or connection failures in a row
+# within the window, for base_ejection the first time.
+OUTLIER = {"consecutive_failures": 5, "window": 10, "base_ejection": 30, "max_ejection": 300,
+           "max_ejected_percent": 50}
+
+
+def with_outlier(src):
+    """The lb config src with the api pool's `outlier` block written out (OUTLIER), so the
+    scenario documents what it relies on."""
+    anchor = '    discovery: { dns: "backend:5252", interval: 2s }\n'
+    check(src.count(anchor) == 1, "could not find the api pool's discovery in the lb config")
+    o = OUTLIER
+    block = (f"    outlier: {{ consecutive_failures: {o['consecutive_failures']}, window: {o['window']}s, "
+             f"base_ejection: {o['base_ejection']}s, max_ejection: {o['max_ejection']}s, "
+             f"max_ejected_percent: {o['max_ejected_percent']} }}\n")
+    return src.replace(anchor, anchor + block, 1)
+
+
+def served_5xx(container):
+    """The /api/* requests a backend container answered with a 5xx, from its JSON access log."""
+    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=60)
+    n = 0
+    for line in (logs.stdout + logs.stderr).splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("target") == "access" and str(entry.get("path", "")).startswith("/api/") \
+                and int(entry.get("status", 0)) >= 500:
+            n += 1
+    return n
+
+
+def backend_status(auth, address):
+    """The api pool's /status entry for the backend at `address` (ip:port), or None."""
+    backends = json.loads(admin("/status", auth))["upstreams"]["api"]["backends"]
+    return next((b for b in backends if b["address"] == address), None)
+
+
+def scenario_outlier():
+    """A fourth replica that answers 500 to every /api/* request (BACKEND_FAULT_STATUS=500)
+    while its /ready passes, so the active health check keeps it: under load (8 keep-alive
+    connections at 25 requests/s), passive outlier ejection must take it out within the
+    window, clients see at most consecutive_failures + workers 500s (the failures that eject
+    it, plus at most one request in flight per connection), and no request reaches it
+    afterwards. The replica is a plain `docker run` of the backend image, hardened and
+    configured as compose.yaml runs the others, on the project's network under the alias
+    `backend`, so the lb's DNS discovery finds it; it is removed at the end, whatever happens."""
+    workers, rate, max_seconds = 8, 25, 45
+    failures, window = OUTLIER["consecutive_failures"], OUTLIER["window"]
+    bound = failures + workers
+    after = 5.0  # seconds of load after the ejection; far below base_ejection, so it stays out
+    check(after + 1 < OUTLIER["base_ejection"], "the load after ejection must end before it returns")
+    compose("up", "-d", "--no-recreate", "--scale", "backend=3", "--wait", timeout=120)
+    name = f"{PROJECT}-backend-faulty"
+    with mounted_config(with_outlier((ROOT / "deploy" / "lb.yaml").read_text())):
+        wait_for("3 replicas in rotation", lambda: len(replicas_seen(12)) == 3, timeout=30)
+        peer = backend_containers()[0]
+        networks = docker("inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                          peer).split()
+        check(len(networks) == 1, f"expected the replicas on one network, got {networks}")
+        image = docker("inspect", "-f", "{{.Config.Image}}", peer).strip()
+        auth = admin_auth()
+        labels = 'upstream="api"'
+        before = metric("lb_outlier_ejections_total", labels, auth, default=0.0)
+        try:
+            with Load(workers=workers, rate=rate, max_requests=workers * rate * max_seconds,
+                      max_seconds=max_seconds) as load:
+                time.sleep(1)
+                started = time.monotonic()
+                # As compose.yaml runs a replica (x-hardening, its environment), plus the fault.
+                docker("run", "-d", "--name", name, "--hostname", "backend-faulty",
+                       "--network", networks[0], "--network-alias", "backend",
+                       "--user", "10001:10001", "--read-only", "--cap-drop", "ALL",
+                       "--security-opt", "no-new-privileges:true",
+                       "-e", "LOG_FORMAT=json", "-e", "BACKEND_LISTEN=0.0.0.0:5252", "-e", "BACKEND_DRAIN=4s",
+                       "-e", "BACKEND_FAULT_STATUS=500", image)
+                ip = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                            name).split()[0]
+                address = f"{ip}:5252"
+                wait_for(
+                    "the faulty replica's ejection (lb_outlier_ejections_total)",
+                    lambda: metric("lb_outlier_ejections_total", labels, auth, default=0.0) >= before + 1,
+                    timeout=window + 15, interval=0.05)
+                ejected_at = time.monotonic() - load.started
+                since_start = time.monotonic() - started
+                # The requests in flight to it when it was ejected land within a moment.
+                time.sleep(1)
+                errors_then = len(load.failures)
+                state = backend_status(auth, address)
+                check(state is not None, f"/status does not list the faulty replica {address}")
+                check(state.get("ejected") is True, f"/status shows the faulty replica as {state}")
+                gauge = metric("lb_outlier_ejected", labels, auth)
+                check(gauge == 1, f"lb_outlier_ejected{{{labels}}} is {gauge}, not 1")
+                time.sleep(after)
+                still = time.monotonic() - load.started < max_seconds - 1
+                errors_later = len(load.failures)
+                state_later = backend_status(auth, address) or {}
+            served = served_5xx(name)
+        finally:
+            res = subprocess.run(["docker", "rm", "-f", name], capture_output=True, text=True, timeout=60)
+            if res.returncode != 0 and "No such container" not in res.stderr:
+                log(f"could not remove {name}: {res.stderr.strip()}")
+        wait_for("3 replicas in rotation again", lambda: len(replicas_seen(12)) == 3, timeout=30)
+
+    total = load.ok + len(load.failures)
+    first = load.failed_at[0] if load.failed_at else None
+    since_first = f"{ejected_at - first:.2f}s after the first 500, " if first is not None else ""
+    line = (f"outlier: {len(load.failures)} of {total} requests answered 500 over {workers} connections "
+            f"in {load.elapsed:.1f}s (bound {bound} = consecutive_failures {failures} + {workers}), "
+            f"the faulty replica answered {served} 5xx; ejected {since_first}{since_start:.1f}s after "
+            f"`docker run` started it; {errors_later - errors_then} more 500s and "
+            f"{(state_later.get('requests') or 0) - (state.get('requests') or 0)} tries sent to it in the "
+            f"{after:.0f}s after")
+    RESULTS.append(line)
+    log(line)
+    check(still, "the load ended before the after-ejection window did")
+    check(served >= 1, "the faulty replica answered no request: the fault was never exercised")
+    not_500 = [f for f in load.failures if not (f.startswith("500 ") and "internal server error" in f)]
+    check(not not_500, f"{len(not_500)} failures other than the replica's 500, e.g. {not_500[:5]}")
+    check(len(load.failures) <= bound, f"{len(load.failures)} client-visible 500s, more than {bound}")
+    check(served <= bound, f"the faulty replica answered {served} requests with 500, more than {bound}")
+    check(first is None or ejected_at - first <= window,
+          f"ejected {ejected_at - first:.1f}s after the first 500, past the {window}s window")
+    check(errors_later == errors_then, f"{errors_later - errors_then} more 500s after the ejection")
+    check(state_later.get("ejected") is True and state_later.get("requests") == state.get("requests"),
+          f"requests reached the ejected replica: {state} then {state_later}")
 
 
 def scenario_rate_limit():
@@ -602,6 +745,7 @@ SCENARIOS = [
     ("restart", scenario_restart),
     ("reload", scenario_reload),
     ("blackhole", scenario_blackhole),
+    ("outlier", scenario_outlier),
     ("rate_limit", scenario_rate_limit),
     ("admin_auth", scenario_admin_auth),
     ("hardening", scenario_hardening),

@@ -550,6 +550,9 @@ def scenario_outlier():
         check(len(networks) == 1, f"expected the replicas on one network, got {networks}")
         image = docker("inspect", "-f", "{{.Config.Image}}", peer).strip()
         auth = admin_auth()
+        configured = json.loads(admin("/status", auth))["upstreams"]["api"].get("outlier") or {}
+        check(configured.get("consecutive_failures") == failures,
+              f"/status shows the api pool's outlier settings as {configured}, not the mounted config's")
         labels = 'upstream="api"'
         before = metric("lb_outlier_ejections_total", labels, auth, default=0.0)
         try:

@@ -68,7 +68,8 @@ impl ServiceDiscovery for StaticDiscovery {
 pub(crate) struct DnsDiscovery {
     pool: String,
     name: String,
-    port: u16,
+    /// `None`: `name` is an SRV name, whose records give each target's port and weight.
+    port: Option<u16>,
     resolver: TokioResolver,
     admission: Arc<Admission>,
     /// Gives each discovered backend its state (the same one every round).
@@ -87,12 +88,13 @@ struct DnsState {
 }
 
 impl DnsDiscovery {
+    /// `port: None` asks for `name`'s SRV records instead of its addresses.
     /// `resolver: None` reads `/etc/resolv.conf`; `Some(addr)` asks only that server.
     /// Lookups time out after `min(interval, 2s)` so a dead resolver cannot stall the loop.
     pub(crate) fn new(
         pool: &str,
         name: &str,
-        port: u16,
+        port: Option<u16>,
         resolver: Option<SocketAddr>,
         interval: Duration,
         admission: Arc<Admission>,
@@ -133,6 +135,30 @@ impl DnsDiscovery {
     }
 }
 
+impl DnsDiscovery {
+    /// SRV discovery: the records of the lowest priority (the others are fallbacks a
+    /// healthy pool does not use), each target's addresses with the record's port and
+    /// weight. A weight of 0 ("rarely", RFC 2782) counts as 1, and weights above 1000
+    /// (the static limit) as 1000. A target that does not resolve fails the round, so the
+    /// last set is kept.
+    async fn srv_backends(&self) -> std::result::Result<BTreeSet<Backend>, ResolveError> {
+        let lookup = self.resolver.srv_lookup(self.name.as_str()).await?;
+        let best = lookup.iter().map(|r| r.priority()).min();
+        let mut set = BTreeSet::new();
+        for record in lookup.iter().filter(|r| Some(r.priority()) == best) {
+            let weight = usize::from(record.weight()).clamp(1, 1000);
+            let ips = self.resolver.lookup_ip(record.target().clone()).await?;
+            for ip in ips.iter() {
+                set.insert(
+                    self.table
+                        .backend(SocketAddr::new(ip, record.port()), weight),
+                );
+            }
+        }
+        Ok(set)
+    }
+}
+
 /// NXDOMAIN, or NOERROR with no address: the name has no backend right now. Anything else
 /// (SERVFAIL, REFUSED, timeouts) is a failed lookup that says nothing about the backends.
 fn name_is_absent(e: &ResolveError) -> bool {
@@ -146,15 +172,22 @@ fn name_is_absent(e: &ResolveError) -> bool {
 #[async_trait]
 impl ServiceDiscovery for DnsDiscovery {
     async fn discover(&self) -> Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
-        let answer = self.resolver.lookup_ip(self.name.as_str()).await;
+        let answer = match self.port {
+            Some(port) => self
+                .resolver
+                .lookup_ip(self.name.as_str())
+                .await
+                .map(|lookup| {
+                    lookup
+                        .iter()
+                        .map(|ip| self.table.backend(SocketAddr::new(ip, port), 1))
+                        .collect()
+                }),
+            None => self.srv_backends().await,
+        };
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let found: Option<BTreeSet<Backend>> = match answer {
-            Ok(lookup) => Some(
-                lookup
-                    .iter()
-                    .map(|ip| self.table.backend(SocketAddr::new(ip, self.port), 1))
-                    .collect(),
-            ),
+            Ok(set) => Some(set),
             Err(e) if name_is_absent(&e) => None,
             Err(e) => {
                 // Once per failure, and once per `server.log_throttle` when it flaps.

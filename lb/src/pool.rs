@@ -73,19 +73,24 @@ impl Pool {
             DiscoverySpec::Dns {
                 name: dns_name,
                 port,
+                srv,
                 interval,
                 resolver,
             } => (
                 Box::new(DnsDiscovery::new(
                     name,
                     dns_name,
-                    *port,
+                    (!*srv).then_some(*port),
                     *resolver,
                     *interval,
                     admission.clone(),
                     table.clone(),
                 )?),
-                format!("{dns_name}:{port}"),
+                if *srv {
+                    dns_name.clone()
+                } else {
+                    format!("{dns_name}:{port}")
+                },
             ),
             DiscoverySpec::Static { backends } => (
                 Box::new(StaticDiscovery::new(backends, admission.clone(), &table)),

@@ -133,13 +133,21 @@ fn pool_status(pool: &Pool) -> Value {
         DiscoverySpec::Dns {
             name,
             port,
+            srv,
             interval,
             resolver,
-        } => json!({
-            "dns": format!("{name}:{port}"),
-            "interval": humantime::format_duration(*interval).to_string(),
-            "resolver": resolver.map(|r| r.to_string()),
-        }),
+        } => {
+            let mut source = json!({
+                "interval": humantime::format_duration(*interval).to_string(),
+                "resolver": resolver.map(|r| r.to_string()),
+            });
+            if *srv {
+                source["srv"] = name.clone().into();
+            } else {
+                source["dns"] = format!("{name}:{port}").into();
+            }
+            source
+        }
         DiscoverySpec::Static { backends } => json!({
             "static": backends.iter().map(|b| b.addr.to_string()).collect::<Vec<_>>(),
         }),

@@ -1,5 +1,6 @@
 //! Live DNS discovery against a real DNS server on loopback: the pool follows the A
-//! records; failed lookups keep the last set; NXDOMAIN means scaled to zero.
+//! records; failed lookups keep the last set; NXDOMAIN means scaled to zero; SRV records
+//! give ports and weights, lowest priority first.
 
 mod support;
 
@@ -177,4 +178,42 @@ async fn not_ready_until_first_discovery() {
     assert_eq!(r.status(), 503, "not ready while the first lookup fails");
     dns.set(Answer::Records(vec![Ipv4Addr::new(127, 0, 0, 2)]));
     lb.wait_ready().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_records_give_ports_and_weights() {
+    let a = Stub::start("a", "127.0.0.1:0").await;
+    let b = Stub::start("b", "127.0.0.1:0").await;
+    let c = Stub::start("c", "127.0.0.1:0").await;
+    // `c` has a worse priority: a fallback that a pool with a and b never uses.
+    let dns = DnsServer::start(Answer::Srv(vec![
+        (10, 3, a.addr.port()),
+        (10, 1, b.addr.port()),
+        (20, 5, c.addr.port()),
+    ]))
+    .await;
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ srv: _app._tcp.app.test, interval: 300ms, resolver: \"{}\" }}\n",
+        dns.addr
+    );
+    let mut lb = Lb::start("  access_log: false", &body);
+    lb.wait_ready().await;
+    let http = client();
+    let n = 400;
+    let by_id = spread(&http, &lb.url("/x"), n).await;
+    let share = *by_id.get("a").unwrap_or(&0) as f64 / n as f64;
+    assert!(!by_id.contains_key("c"), "{by_id:?}");
+    assert!(
+        (0.70..=0.80).contains(&share),
+        "a's SRV weight 3 of 4: {by_id:?}"
+    );
+    let status = lb.admin_json("/status").await;
+    assert_eq!(
+        status["upstreams"]["app"]["discovery"]["source"]["srv"],
+        "_app._tcp.app.test"
+    );
+
+    // The priority-10 records go away: the fallback serves.
+    dns.set(Answer::Srv(vec![(20, 5, c.addr.port())]));
+    until_responders(&http, &lb.url("/x"), 6, set(&["c"]), "the fallback record").await;
 }

@@ -363,7 +363,11 @@ pub(crate) enum DiscoverySpec {
     /// A records carry none.
     Dns {
         name: String,
+        /// With `srv`, 0: each SRV record names its own port.
         port: u16,
+        /// `discovery.srv`: `name` is an SRV name; its records give targets, ports and
+        /// weights.
+        srv: bool,
         interval: Duration,
         /// `None` = the system resolver (`/etc/resolv.conf`).
         resolver: Option<SocketAddr>,

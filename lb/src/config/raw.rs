@@ -208,6 +208,7 @@ pub(crate) struct RawUpstreamTls {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDiscovery {
     pub(crate) dns: Option<String>,
+    pub(crate) srv: Option<String>,
     #[serde(rename = "static")]
     pub(crate) static_: Option<Vec<Value>>,
     pub(crate) interval: Option<Value>,

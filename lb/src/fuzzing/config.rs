@@ -237,7 +237,10 @@ fn taken_as_written(path: &str, s: &str, config: &Config) {
             DiscoverySpec::Dns { resolver, .. } => assert_eq!(*resolver, addr()),
             other => panic!("{other:?}"),
         },
-        "upstreams.web.selection" => assert_eq!(s, "round_robin"),
+        "upstreams.web.selection" => assert!(
+            ["round_robin", "random", "least_requests", "consistent_hash"].contains(&s),
+            "{s:?}"
+        ),
         "upstreams.web.queue_timeout" => {
             let t = web.expect("web").queue_timeout;
             assert!(t <= crate::config::defaults::QUEUE_TIMEOUT_MAX);

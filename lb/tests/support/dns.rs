@@ -4,8 +4,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::rdata::{A, SRV};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
@@ -13,6 +13,9 @@ use tokio::task::JoinHandle;
 pub(crate) enum Answer {
     /// These A records (TTL 600, as Docker does), for any name.
     Records(Vec<Ipv4Addr>),
+    /// SRV records `(priority, weight, port)` for any name, each with the target
+    /// `backend.test.`, which resolves (A) to 127.0.0.1.
+    Srv(Vec<(u16, u16, u16)>),
     NxDomain,
     ServFail,
 }
@@ -76,6 +79,31 @@ fn respond(query: &Message, answer: &Answer) -> Option<Vec<u8>> {
         }
         Answer::ServFail => {
             reply.set_response_code(ResponseCode::ServFail);
+        }
+        Answer::Srv(records) => {
+            reply.set_response_code(ResponseCode::NoError);
+            let target = Name::from_ascii("backend.test.").expect("name");
+            for q in query.queries() {
+                match q.query_type() {
+                    RecordType::SRV => {
+                        for &(priority, weight, port) in records {
+                            reply.add_answer(Record::from_rdata(
+                                q.name().clone(),
+                                600,
+                                RData::SRV(SRV::new(priority, weight, port, target.clone())),
+                            ));
+                        }
+                    }
+                    RecordType::A => {
+                        reply.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            600,
+                            RData::A(A(Ipv4Addr::LOCALHOST)),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
         }
         Answer::Records(ips) => {
             reply.set_response_code(ResponseCode::NoError);

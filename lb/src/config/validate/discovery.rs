@@ -14,6 +14,28 @@ pub(super) fn discovery(errs: &mut Errors, path: &str, raw: &RawDiscovery) -> Di
         raw.interval.as_ref(),
         defaults::DNS_INTERVAL,
     );
+    if let Some(srv) = &raw.srv {
+        if raw.dns.is_some() || raw.static_.is_some() {
+            errs.push(path, "set exactly one of `dns`, `srv` or `static`");
+        }
+        let resolver = raw
+            .resolver
+            .as_ref()
+            .and_then(|r| errs.socket_addr(&format!("{path}.resolver"), r));
+        if !valid_dns_name(srv) {
+            errs.push(
+                format!("{path}.srv"),
+                format!("{srv:?} is not a DNS name (e.g. \"_http._tcp.backend.svc\")"),
+            );
+        }
+        return DiscoverySpec::Dns {
+            name: srv.clone(),
+            port: 0,
+            srv: true,
+            interval,
+            resolver,
+        };
+    }
     match (&raw.dns, &raw.static_) {
         (Some(dns), None) => {
             let resolver = raw
@@ -42,6 +64,7 @@ pub(super) fn discovery(errs: &mut Errors, path: &str, raw: &RawDiscovery) -> Di
             DiscoverySpec::Dns {
                 name,
                 port,
+                srv: false,
                 interval,
                 resolver,
             }
@@ -50,7 +73,7 @@ pub(super) fn discovery(errs: &mut Errors, path: &str, raw: &RawDiscovery) -> Di
             if raw.resolver.is_some() {
                 errs.push(
                     format!("{path}.resolver"),
-                    "only applies to `dns:` discovery",
+                    "only applies to `dns:` and `srv:` discovery",
                 );
             }
             if list.is_empty() {
@@ -73,7 +96,7 @@ pub(super) fn discovery(errs: &mut Errors, path: &str, raw: &RawDiscovery) -> Di
         (None, None) => {
             errs.push(
                 path,
-                "set one of `dns: \"name:port\"` or `static: [\"IP:port\", ...]`",
+                "set one of `dns: \"name:port\"`, `srv: \"_service._tcp.name\"` or `static: [\"IP:port\", ...]`",
             );
             DiscoverySpec::Static { backends: vec![] }
         }
@@ -172,9 +195,35 @@ mod tests {
         DiscoverySpec::Dns {
             name: name.to_string(),
             port,
+            srv: false,
             interval,
             resolver: None,
         }
+    }
+
+    #[test]
+    fn srv_takes_a_name_and_no_port() {
+        assert_eq!(
+            check("{ srv: _api._tcp.backend.svc, resolver: \"127.0.0.1:53\" }"),
+            (
+                DiscoverySpec::Dns {
+                    name: "_api._tcp.backend.svc".to_string(),
+                    port: 0,
+                    srv: true,
+                    interval: Duration::from_secs(2),
+                    resolver: Some("127.0.0.1:53".parse().unwrap()),
+                },
+                vec![]
+            )
+        );
+        assert_eq!(
+            errors("{ srv: \"bad name\" }"),
+            vec!["d.srv: \"bad name\" is not a DNS name (e.g. \"_http._tcp.backend.svc\")"]
+        );
+        assert_eq!(
+            errors("{ srv: a.b, dns: \"a:1\" }"),
+            vec!["d: set exactly one of `dns`, `srv` or `static`"]
+        );
     }
 
     #[test]
@@ -189,6 +238,7 @@ mod tests {
                 DiscoverySpec::Dns {
                     name: "api.svc.local.".to_string(),
                     port: 80,
+                    srv: false,
                     interval: Duration::from_millis(500),
                     resolver: Some("127.0.0.11:53".parse().unwrap()),
                 },
@@ -241,7 +291,7 @@ mod tests {
     fn the_resolver_only_applies_to_dns() {
         assert_eq!(
             errors("{ static: [\"127.0.0.1:1\"], resolver: \"127.0.0.11:53\" }"),
-            vec!["d.resolver: only applies to `dns:` discovery"]
+            vec!["d.resolver: only applies to `dns:` and `srv:` discovery"]
         );
     }
 
@@ -271,7 +321,7 @@ mod tests {
             (
                 DiscoverySpec::Static { backends: vec![] },
                 vec![
-                    "d: set one of `dns: \"name:port\"` or `static: [\"IP:port\", ...]`"
+                    "d: set one of `dns: \"name:port\"`, `srv: \"_service._tcp.name\"` or `static: [\"IP:port\", ...]`"
                         .to_string()
                 ]
             )

@@ -22,6 +22,13 @@ pub(super) fn upstream_tls(
             check_sni(errs, &sni_path, sni);
             sni.to_string()
         }
+        (None, DiscoverySpec::Dns { srv: true, .. }) => {
+            errs.push(
+                &sni_path,
+                "required with `srv` discovery: each SRV record names its own target",
+            );
+            String::new()
+        }
         (None, DiscoverySpec::Dns { name, .. }) => {
             // An empty name is a discovery error, reported there already.
             if !name.is_empty() {

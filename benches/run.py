@@ -255,7 +255,7 @@ def start_lb(stack, bins, name, *, access_log, metrics, settings, variant=None, 
     tls_listen = _tls_listen(stack)
     conf = _write(tmp / "lb.yaml", configs.lb_yaml(
         tmp=tmp, listen=listen, admin=admin, access_log=access_log, metrics=metrics, server=settings,
-        tls=tls_listen, api=variant.api if variant else None, **common))
+        tls=tls_listen, api_settings=variant.api if variant else None, **common))
     binary = variant.binary if variant and variant.binary else bins / "lb"
     env = dict(os.environ, **variant.env) if variant else None
     check = subprocess.run([binary, "-t", "-c", conf], capture_output=True, text=True, timeout=30, env=env)

@@ -17,7 +17,7 @@ import os
 
 
 def lb_yaml(*, tmp, listen, admin, threads, backends, frontend, access_log, metrics=None, server=None,
-            tls=None, api=None):
+            tls=None, api_settings=None):
     """The lb config (schema in lb/README.md), static discovery only.
 
     `tls` (address, CertFiles) adds a `server.tls_listen` entry offering h2 and
@@ -27,7 +27,7 @@ def lb_yaml(*, tmp, listen, admin, threads, backends, frontend, access_log, metr
     `access_log`/`metrics` (None: as the lb ships) become settings through
     `lb_toggles`; `server` holds more `server:` settings, which win over
     everything else (e.g. {"threads": "1", "upstream_keepalive_pool_size": "256"}).
-    `api` holds more settings of the `api` upstream (e.g. {"selection": "least_requests"}).
+    `api_settings` holds more settings of the `api` upstream (e.g. {"selection": "least_requests"}).
     """
     api = ", ".join(f'"{b}"' for b in backends)
     settings = {
@@ -48,7 +48,7 @@ def lb_yaml(*, tmp, listen, admin, threads, backends, frontend, access_log, metr
     settings.update(lb_toggles(access_log=access_log, metrics=metrics))
     settings.update(server or {})
     lines = "".join(f"  {k}: {v}\n" for k, v in settings.items())
-    api_lines = "".join(f"    {k}: {v}\n" for k, v in (api or {}).items())
+    api_lines = "".join(f"    {k}: {v}\n" for k, v in (api_settings or {}).items())
     return f"""version: 1
 server:
 {lines}routes:

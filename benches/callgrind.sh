@@ -1,0 +1,53 @@
+#!/bin/bash
+# Instructions the lb spends per keep-alive request, counted by callgrind (repeatable,
+# whatever else the machine does): the lb (1 thread, access log on, as shipped) in front
+# of three backends, `oha -c 4` keep-alive GETs of /api/hello, run once with 1,000 and once
+# with 5,000 requests; the difference over 4,000 cancels startup and shutdown.
+#
+#   benches/callgrind.sh [UPSTREAM_YAML]     e.g. benches/callgrind.sh '    selection: least_requests'
+#
+# UPSTREAM_YAML: more lines of the `api` upstream (4-space indent). Needs dist/bin (deploy/build.sh),
+# valgrind and oha. Uses loopback ports 19001-19003, 19080 and 19081.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRA="${1:-}"
+OHA=$(command -v oha || echo ~/.cargo/bin/oha)
+
+run() {
+  local n=$1 d
+  d=$(mktemp -d)
+  for p in 19001 19002 19003; do
+    BACKEND_LISTEN=127.0.0.1:$p RUST_LOG=warn dist/bin/backend >/dev/null 2>&1 &
+    echo $! >>"$d/pids"
+  done
+  cat >"$d/lb.yaml" <<YAML
+version: 1
+server:
+  listen: ["127.0.0.1:19080"]
+  admin: "127.0.0.1:19081"
+  threads: 1
+  grace_period: 1s
+  shutdown_timeout: 1s
+  pid_file: "$d/lb.pid"
+  upgrade_sock: "$d/up.sock"
+routes:
+  - { prefix: /, upstream: api }
+upstreams:
+  api:
+    discovery: { static: ["127.0.0.1:19001", "127.0.0.1:19002", "127.0.0.1:19003"] }
+$EXTRA
+YAML
+  valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" dist/bin/lb -c "$d/lb.yaml" >"$d/lb.log" 2>&1 &
+  local vg=$!
+  for _ in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:19080/api/hello && break; sleep 0.2; done
+  "$OHA" -n "$n" -c 4 --no-tui http://127.0.0.1:19080/api/hello >"$d/oha.txt" 2>&1
+  grep -q "Success rate:.*100.00%" "$d/oha.txt" || { echo "oha: not every request succeeded ($d)" >&2; exit 1; }
+  kill -TERM $vg; wait $vg || true
+  kill $(cat "$d/pids") 2>/dev/null || true
+  awk '/^(summary|totals):/ {print $2; exit}' "$d/cg.out"
+  rm -rf "$d"
+}
+
+small=$(run 1000)
+large=$(run 5000)
+echo "instructions per request: $(( (large - small) / 4000 ))"

@@ -18,7 +18,7 @@ use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::Notify;
 
 use crate::balance::{BackendTable, Selector};
-use crate::config::{DiscoverySpec, UpstreamSpec};
+use crate::config::{DiscoverySpec, Selection, UpstreamSpec};
 use crate::discovery::{DnsDiscovery, StaticDiscovery};
 use crate::health::{Admission, GatedHttpCheck};
 use crate::metrics::{DiscoveryResult, Metrics, PoolMetrics};
@@ -166,9 +166,12 @@ impl Pool {
     pub(crate) fn select(&self, tried: &[SocketAddr], key: &[u8]) -> Option<Backend> {
         let untried = |b: &Backend| b.addr.as_inet().is_none_or(|a| !tried.contains(a));
         let table = &self.table;
+        // No ramp for consistent hashing: a coin per request would move a key between its
+        // owner and the next backend on the ring.
+        let ramp = !matches!(self.spec.selection, Selection::ConsistentHash(_));
         self.lb
             .select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
-                ready && untried(b) && table.usable(b, true)
+                ready && untried(b) && table.usable(b, ramp)
             })
             .or_else(|| {
                 self.lb.select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {

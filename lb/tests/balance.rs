@@ -362,7 +362,6 @@ async fn a_backend_answering_500s_is_ejected_then_returns_and_ramps_up() {
 async fn requests_waiting_on_a_backend_marked_down_go_elsewhere_at_once() {
     let a = Stub::start("a", "127.0.0.1:0").await;
     let b = Stub::start("b", "127.0.0.1:0").await;
-    a.set_stalled(true);
     // `read: 60s`, no per_try: only the down mark can end a try on `a` within the test.
     let mut lb = Lb::start(
         "  access_log: false",
@@ -372,14 +371,19 @@ async fn requests_waiting_on_a_backend_marked_down_go_elsewhere_at_once() {
         ),
     );
     lb.wait_ready().await;
+    // Keep-alive connections to `a` first: the held tries below reuse them, and a try
+    // given up on a reused connection must not count as a stale one and go back to `a`.
+    shares(&client(), &lb.url("/warm"), 8).await;
+    let (a_before, before) = (a.hits(), a.hits() + b.hits());
+    a.set_stalled(true);
     let mut held = Vec::new();
-    while a.hits() < 3 {
+    while a.hits() - a_before < 3 {
         let (http, url) = (client(), lb.url("/x"));
         held.push(tokio::spawn(async move { get(&http, &url, &[]).await }));
         tokio::task::yield_now().await;
         eventually(Duration::from_secs(5), "the request to land", || {
             let n = held.len();
-            let landed = a.hits() + b.hits() >= n;
+            let landed = a.hits() + b.hits() - before >= n;
             async move { landed }
         })
         .await;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,12 @@ pub(crate) struct BackendState {
     /// Woken when the backend is marked down (health check or ejection): in-flight tries
     /// waiting for its response head give up and go elsewhere.
     down: Notify,
+    /// Bumped with every down mark, so a try that started before one and had not begun
+    /// waiting yet (still connecting) sees it too.
+    downs: AtomicU64,
+    /// Gone from the pool (set under the outlier lock): it can no longer be ejected, so
+    /// it cannot hold an ejection slot nobody would free.
+    pub(super) removed: AtomicBool,
     /// Ready at the last health-check round (to see it go down).
     was_ready: AtomicBool,
     /// Seen by [`BackendTable::membership`] (a backend new to it may ramp up).
@@ -75,6 +81,8 @@ impl BackendState {
             ramping: AtomicBool::new(false),
             ramp: Mutex::new(None),
             down: Notify::new(),
+            downs: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
             was_ready: AtomicBool::new(true),
             member: AtomicBool::new(false),
         }
@@ -105,7 +113,14 @@ impl BackendState {
         self.down.notified()
     }
 
+    /// How many times it was marked down so far (compare with [`Self::went_down`]'s
+    /// creation to see a mark that came before it).
+    pub(crate) fn downs(&self) -> u64 {
+        self.downs.load(Ordering::Acquire)
+    }
+
     pub(super) fn mark_down(&self) {
+        self.downs.fetch_add(1, Ordering::AcqRel);
         self.down.notify_waiters();
     }
 
@@ -230,9 +245,15 @@ impl BackendTable {
         let mut states = lock(&self.states);
         states.retain(|addr, state| {
             let keep = set.iter().any(|b| b.addr.as_inet() == Some(addr));
-            if !keep && state.ejected.swap(false, Ordering::Relaxed) {
-                self.ejected_now.fetch_sub(1, Ordering::Relaxed);
-                self.metrics.ejected.dec();
+            if !keep {
+                // Under the outlier lock: a try still in flight on it cannot eject it
+                // after this (see `try_failed`), and only one side frees its slot.
+                let _rec = lock(&state.outlier);
+                state.removed.store(true, Ordering::Relaxed);
+                if state.ejected.swap(false, Ordering::AcqRel) {
+                    self.ejected_now.fetch_sub(1, Ordering::AcqRel);
+                    self.metrics.ejected.dec();
+                }
             }
             keep
         });
@@ -243,6 +264,12 @@ impl BackendTable {
                 state.start_ramp(self.slow_start);
             }
         }
+    }
+
+    /// Whether anything can mark a backend down (a health check, outlier detection):
+    /// without either, tries need not watch for it.
+    pub(crate) fn marks_down(&self) -> bool {
+        self.returns_by_check || self.outlier.is_some()
     }
 
     /// The pool's first discovery and check are done.
@@ -287,5 +314,14 @@ impl BackendTable {
             return false;
         }
         !ramp || state.ramp_admits()
+    }
+}
+
+/// A reload replaces a changed pool's table: its ejections leave the shared gauge with it.
+impl Drop for BackendTable {
+    fn drop(&mut self) {
+        self.metrics
+            .ejected
+            .sub(self.ejected_now.load(Ordering::Acquire) as i64);
     }
 }

@@ -49,7 +49,10 @@ impl BackendTable {
         }
         rec.consecutive += 1;
         state.failing.store(true, Ordering::Relaxed);
-        if rec.consecutive < spec.consecutive_failures || state.is_ejected() {
+        if rec.consecutive < spec.consecutive_failures
+            || state.is_ejected()
+            || state.removed.load(Ordering::Relaxed)
+        {
             return false;
         }
         // The cap: a share of the pool, and never all of it.
@@ -107,8 +110,11 @@ impl BackendTable {
         }
         rec.ejected_until = None;
         rec.returned_at = Some(now);
-        state.ejected.store(false, Ordering::Relaxed);
+        let was_ejected = state.ejected.swap(false, Ordering::AcqRel);
         drop(rec);
+        if !was_ejected {
+            return true;
+        }
         self.ejected_now.fetch_sub(1, Ordering::AcqRel);
         self.metrics.ejected.dec();
         state.start_ramp(self.slow_start);
@@ -224,5 +230,18 @@ mod tests {
         t.membership(&b[1..].iter().cloned().collect());
         assert_eq!(t.ejected_now.load(Ordering::Relaxed), 0);
         assert_eq!(t.metrics.ejected.get(), 0);
+        // A try still in flight on the removed backend cannot eject it any more.
+        assert!(!t.try_failed(state(&b[0])));
+        assert_eq!(t.ejected_now.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_dropped_table_takes_its_ejections_off_the_gauge() {
+        let (t, b) = table(3, spec(1, 50));
+        let gauge = t.metrics.ejected.clone();
+        assert!(t.try_failed(state(&b[0])));
+        assert_eq!(gauge.get(), 1);
+        drop(t);
+        assert_eq!(gauge.get(), 0);
     }
 }

@@ -151,8 +151,13 @@ async fn try_backend(
 ) -> Result<(), Decided> {
     let timeouts = &pool.spec.timeouts;
     let request = upstream_request(session, ctx)?;
-    let down = ctx.in_flight.as_ref().map(|t| t.state().clone());
-    let down = down.as_deref();
+    // The backend's down marks so far: one that comes while connecting is seen in `send`.
+    let watched = ctx
+        .in_flight
+        .as_ref()
+        .filter(|_| pool.table.marks_down())
+        .map(|t| (t.state().clone(), t.state().downs()));
+    let down = watched.as_ref().map(|(s, n)| (&**s, *n));
     let mut upstream = match keepalive::take(addr) {
         Some(stream) => match send(stream, request, pool, down).await {
             Ok(upstream) => upstream,
@@ -208,7 +213,7 @@ async fn connect_and_send(
     addr: SocketAddr,
     request: Box<RequestHeader>,
     pool: &Pool,
-    down: Option<&BackendState>,
+    down: Option<(&BackendState, u64)>,
 ) -> Result<UpstreamSession, Decided> {
     let stream = connect(addr, pool.spec.timeouts.connect)
         .await
@@ -222,19 +227,26 @@ async fn connect_and_send(
 /// request without `Expect`/`Upgrade` has no use for them, and a `101` is not a valid
 /// answer to it. Until the head arrives each read waits at most `per_try` if the pool sets
 /// it (a timeout then is a try to give up, see `super::failover`); the body gets `read`.
-/// If `down` (the backend's state) is marked down meanwhile (health check, outlier
+/// If `down` (the backend's state, and its down marks when the try began) is marked down
+/// meanwhile (health check, outlier
 /// ejection), the try gives up at once with [`failover::BACKEND_DOWN`].
 async fn send(
     stream: Stream,
     request: Box<RequestHeader>,
     pool: &Pool,
-    down: Option<&BackendState>,
+    down: Option<(&BackendState, u64)>,
 ) -> Result<UpstreamSession> {
     let timeouts = &pool.spec.timeouts;
     let mut upstream = UpstreamSession::new(stream);
     upstream.read_timeout = Some(timeouts.per_try.unwrap_or(timeouts.read));
     upstream.write_timeout = Some(timeouts.write);
-    let went_down = down.map(|s| s.went_down());
+    let went_down = down.map(|(s, _)| s.went_down());
+    if down.is_some_and(|(s, seen)| s.downs() != seen) {
+        return Error::e_explain(
+            failover::BACKEND_DOWN,
+            "backend marked down while connecting to it",
+        );
+    }
     upstream.write_request_header(request).await?;
     let went_down = async {
         match went_down {

@@ -103,7 +103,12 @@ fn is_per_try_timeout(ctx: &RequestCtx, e: &Error) -> bool {
 /// Whether a failure on a reused connection is a stale connection to try again on a new
 /// one (see the module doc); at most once per request, counted when it is.
 pub(crate) fn reconnect_stale(ctx: &mut RequestCtx, resendable: bool, e: &Error) -> bool {
-    let stale = resendable && !ctx.response_started && !ctx.reconnected && !is_timeout(e);
+    // A try given up because its backend went down is not upkeep: it goes elsewhere.
+    let stale = resendable
+        && !ctx.response_started
+        && !ctx.reconnected
+        && !is_timeout(e)
+        && e.etype() != &BACKEND_DOWN;
     if stale {
         ctx.reconnected = true;
         count_retry(ctx, true, RetryReason::StaleConnection);

@@ -12,6 +12,10 @@ use crate::config::{defaults, HashKey, OutlierSpec, SameSite, Selection, StickyS
 /// The HMAC key must carry at least this much (a key shorter than the hash is weaker).
 const MIN_STICKY_KEY: usize = 32;
 
+/// Longest ejection: a day (a longer one is a mistake, and `Instant + length` must not
+/// overflow).
+const MAX_EJECTION: Duration = Duration::from_secs(24 * 3600);
+
 pub(super) fn selection(
     errs: &mut Errors,
     path: &str,
@@ -110,6 +114,17 @@ pub(super) fn outlier(errs: &mut Errors, path: &str, raw: Option<&Value>) -> Opt
         raw.max_ejection.as_ref(),
         defaults::OUTLIER_MAX_EJECTION.max(base_ejection),
     );
+    for (key, value) in [
+        ("base_ejection", base_ejection),
+        ("max_ejection", max_ejection),
+    ] {
+        if value > MAX_EJECTION {
+            errs.push(
+                format!("{path}.{key}"),
+                format!("{value:?} is longer than the maximum {MAX_EJECTION:?}"),
+            );
+        }
+    }
     if max_ejection < base_ejection {
         errs.push(
             format!("{path}.max_ejection"),

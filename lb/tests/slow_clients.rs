@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Thousands of connections trickle header bytes; every one is closed within the head
-/// deadline plus a second, while a normal client beside them sees no error.
+/// deadline plus two seconds, while a normal client beside them sees no error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_all_cut_off_while_others_are_served() {
     const SLOW: usize = 3000;
@@ -84,6 +84,8 @@ async fn slow_clients_are_all_cut_off_while_others_are_served() {
         held.get(cut * 99 / 100)
     );
     assert_eq!(cut, SLOW, "some slow connections were never closed");
-    assert!(longest < Duration::from_secs(2), "held for {longest:?}");
+    // The deadline is 1 s; without it they stay until the test gives up (15 s). The margin
+    // is for a loaded 2-core machine (2.03 s seen with a build beside it).
+    assert!(longest < Duration::from_secs(3), "held for {longest:?}");
     assert!(!lb.log().contains("\"level\":\"ERROR\""), "{}", lb.log());
 }

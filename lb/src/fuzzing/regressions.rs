@@ -34,3 +34,11 @@ fn the_longest_grace_period_rounds_up_without_overflow() {
     let data = b"\x0418446744073709551615s 999999999ns";
     assert!(super::config_field(data));
 }
+
+/// `request`: `Host: pro[::1]:8080` on a plaintext listener with the HTTPS redirect. The
+/// `http` crate parses it as an authority, but `https://pro[::1]/x` is no URI, so the
+/// Location sent was one no client could follow. Such a Host now gets the 400.
+#[test]
+fn a_host_that_makes_no_https_url_gets_a_400_not_a_broken_redirect() {
+    super::request(b"GET /x HTTP/1.1\r\nHost: pro[::1]:8080\r\n\r\n");
+}

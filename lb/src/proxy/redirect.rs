@@ -66,6 +66,9 @@ fn location(req: &RequestHeader, port: u16) -> Option<HeaderValue> {
     } else {
         format!("https://{host}:{port}{path}")
     };
+    // `Authority` parsing is lenient (`pro[::1]` passes it); the Location must be a URI a
+    // client can follow, or the request gets the 400.
+    url.parse::<http::Uri>().ok()?;
     HeaderValue::from_str(&url).ok()
 }
 
@@ -114,6 +117,8 @@ mod tests {
         assert_eq!(loc("/", Some("a b"), 443), None);
         assert_eq!(loc("/", Some("user@evil.test"), 443), None);
         assert_eq!(loc("/", Some(""), 443), None);
+        // found by the `request` fuzz target: an authority `http` accepts, but no URI host
+        assert_eq!(loc("/x", Some("pro[::1]:8080"), 443), None);
     }
 
     #[test]

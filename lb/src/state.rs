@@ -70,6 +70,11 @@ impl Snapshot {
                 Some(p) => p.clone(),
                 None => {
                     let p = Pool::build(name, spec, metrics)?;
+                    // A changed pool: backends that were not in the old one ramp up.
+                    if let Some(old) = previous.and_then(|p| p.pools.get(name)) {
+                        p.table
+                            .inherit(old.members().into_iter().map(|(addr, _)| addr));
+                    }
                     fresh.push(p.clone());
                     p
                 }

@@ -403,3 +403,53 @@ async fn requests_waiting_on_a_backend_marked_down_go_elsewhere_at_once() {
         "counted as backend_down retries"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_added_by_a_reload_ramps_up_and_the_others_keep_their_share() {
+    let a = Stub::start("a", "127.0.0.1:0").await;
+    let b = Stub::start("b", "127.0.0.1:0").await;
+    let c = Stub::start("c", "127.0.0.1:0").await;
+    let config = |stubs: &[&Stub]| {
+        format!(
+            "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [{}] }}\n    health_check: {{ path: /ready, interval: 100ms }}\n    slow_start: 60s\n",
+            addrs(stubs)
+        )
+    };
+    let mut lb = Lb::start("  access_log: false", &config(&[&a, &b]));
+    lb.wait_ready().await;
+    let http = client();
+    let by_id = shares(&http, &lb.url("/x"), 40).await;
+    assert_eq!(
+        (by_id.get("a"), by_id.get("b")),
+        (Some(&20), Some(&20)),
+        "no ramp at startup"
+    );
+
+    // The reload rebuilds the pool (its list changed); only `c` is new to it.
+    lb.write_config("  access_log: false", &config(&[&a, &b, &c]));
+    lb.signal(Signal::SIGHUP);
+    eventually(Duration::from_secs(10), "c in the pool", || {
+        let lb = &lb;
+        async move {
+            lb.admin_json("/status").await["upstreams"]["app"]["backends"]
+                .as_array()
+                .is_some_and(|b| b.len() == 3)
+        }
+    })
+    .await;
+    let by_id = shares(&http, &lb.url("/x"), 300).await;
+    let to_c = *by_id.get("c").unwrap_or(&0);
+    assert!(to_c < 50, "c ramps up (a full share is 100): {by_id:?}");
+    let status = lb.admin_json("/status").await;
+    for backend in status["upstreams"]["app"]["backends"]
+        .as_array()
+        .expect("backends")
+    {
+        let share = backend["slow_start_share"].as_f64().expect("share");
+        if backend["address"] == c.addr.to_string() {
+            assert!(share < 0.5, "c: {share}");
+        } else {
+            assert_eq!(share, 1.0, "{backend}");
+        }
+    }
+}

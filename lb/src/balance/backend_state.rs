@@ -200,6 +200,9 @@ pub(crate) struct BackendTable {
     pub(super) ejected_now: AtomicUsize,
     /// Set after the pool's first discovery and check: backends admitted later ramp up.
     warmed: AtomicBool,
+    /// The members of the pool this one replaces in a reload (its spec changed): a backend
+    /// not among them is new, and ramps up even while this pool warms up.
+    earlier: Mutex<Option<std::collections::HashSet<SocketAddr>>>,
     pub(super) metrics: OutlierMetrics,
 }
 
@@ -215,6 +218,7 @@ impl BackendTable {
             members: AtomicUsize::new(0),
             ejected_now: AtomicUsize::new(0),
             warmed: AtomicBool::new(false),
+            earlier: Mutex::new(None),
             metrics,
         }
     }
@@ -258,9 +262,11 @@ impl BackendTable {
             keep
         });
         self.members.store(set.len(), Ordering::Relaxed);
-        let ramp = !self.returns_by_check && self.warmed.load(Ordering::Relaxed);
         for state in set.iter().filter_map(BackendState::of) {
-            if !state.member.swap(true, Ordering::Relaxed) && ramp {
+            if !state.member.swap(true, Ordering::Relaxed)
+                && !self.returns_by_check
+                && self.is_newcomer(state.addr)
+            {
                 state.start_ramp(self.slow_start);
             }
         }
@@ -270,6 +276,20 @@ impl BackendTable {
     /// without either, tries need not watch for it.
     pub(crate) fn marks_down(&self) -> bool {
         self.returns_by_check || self.outlier.is_some()
+    }
+
+    /// This table replaces one whose pool had `members` (a reload that rebuilt the pool).
+    pub(crate) fn inherit(&self, members: impl IntoIterator<Item = SocketAddr>) {
+        *lock(&self.earlier) = Some(members.into_iter().collect());
+    }
+
+    /// A backend joining now is new to the pool: the pool is warm, or it was not a member
+    /// of the pool this one replaced.
+    fn is_newcomer(&self, addr: SocketAddr) -> bool {
+        self.warmed.load(Ordering::Relaxed)
+            || lock(&self.earlier)
+                .as_ref()
+                .is_some_and(|e| !e.contains(&addr))
     }
 
     /// The pool's first discovery and check are done.
@@ -283,7 +303,7 @@ impl BackendTable {
             return;
         };
         state.was_ready.store(true, Ordering::Relaxed);
-        if first && self.warmed.load(Ordering::Relaxed) {
+        if first && self.is_newcomer(state.addr) {
             state.start_ramp(self.slow_start);
         }
         if state.is_ejected() {

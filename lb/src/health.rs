@@ -73,7 +73,6 @@ impl Admission {
     /// Record a passing check; the first one enables the backend in the balancer.
     fn admit(&self, backend: &Backend) {
         if !self.gated {
-            self.table.check_passed(backend, false);
             return;
         }
         let first = self

@@ -173,10 +173,14 @@ impl Pool {
             .select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
                 ready && untried(b) && table.usable(b, ramp)
             })
+            // (the same pass again, without the ramp's coin, when there was one)
             .or_else(|| {
-                self.lb.select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
-                    ready && untried(b) && table.usable(b, false)
+                ramp.then(|| {
+                    self.lb.select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
+                        ready && untried(b) && table.usable(b, false)
+                    })
                 })
+                .flatten()
             })
             .or_else(|| {
                 self.lb.select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
@@ -289,11 +293,9 @@ impl Pool {
 
     /// Current members with their readiness (for logs now, `/status` later).
     pub(crate) fn members(&self) -> Vec<(SocketAddr, bool)> {
-        self.lb
-            .backends()
-            .get_backend()
-            .iter()
-            .filter_map(|b| Some((*b.addr.as_inet()?, self.lb.backends().ready(b))))
+        self.member_details()
+            .into_iter()
+            .filter_map(|(b, ready)| Some((*b.addr.as_inet()?, ready)))
             .collect()
     }
 
@@ -383,7 +385,6 @@ impl Pool {
             return Err(e);
         }
         let after = self.lb.backends().get_backend();
-        self.table.membership(&after);
         let result = if Arc::ptr_eq(&before, &after) {
             DiscoveryResult::Unchanged
         } else {
@@ -394,6 +395,7 @@ impl Pool {
         if result == DiscoveryResult::Unchanged {
             return Ok(false);
         }
+        self.table.membership(&after);
         let members: Vec<SocketAddr> = after
             .iter()
             .filter_map(|b| b.addr.as_inet().copied())

@@ -178,15 +178,17 @@ fn pool_status(pool: &Pool) -> Value {
             let check = pool.observer.check(&addr);
             let state = BackendState::of(&backend);
             let (ejections, until) = state.map_or((0, None), |s| s.outlier_record());
-            let now = Instant::now();
+            let ejected = state.is_some_and(|s| s.is_ejected());
             json!({
                 "address": addr.to_string(),
                 "health": if ready { "healthy" } else { "unhealthy" },
                 "weight": backend.weight,
                 "in_flight": state.map(|s| s.in_flight()),
-                "ejected": state.is_some_and(|s| s.is_ejected()),
+                "ejected": ejected,
                 "ejections": ejections,
-                "ejected_for_seconds": until.filter(|_| state.is_some_and(|s| s.is_ejected())).map(|t| t.saturating_duration_since(now).as_secs_f64()),
+                "ejected_for_seconds": until
+                    .filter(|_| ejected)
+                    .map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64()),
                 "slow_start_share": state.map(|s| s.ramp_share()),
                 "consecutive_ok": check.as_ref().map(|c| c.consecutive_ok),
                 "consecutive_failed": check.as_ref().map(|c| c.consecutive_failed),

@@ -6,6 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -40,6 +41,33 @@ async fn shares(http: &reqwest::Client, url: &str, n: usize) -> BTreeMap<String,
         *by_id.entry(id).or_insert(0) += 1;
     }
     by_id
+}
+
+/// The `/status` entries of upstream `pool`'s backends.
+async fn backends(lb: &Lb, pool: &str) -> Vec<serde_json::Value> {
+    lb.admin_json("/status").await["upstreams"][pool]["backends"]
+        .as_array()
+        .expect("backends")
+        .clone()
+}
+
+/// The `/status` entry of the backend of `pool` at `addr`.
+async fn backend(lb: &Lb, pool: &str, addr: SocketAddr) -> serde_json::Value {
+    backends(lb, pool)
+        .await
+        .into_iter()
+        .find(|b| b["address"] == addr.to_string())
+        .expect("the backend in /status")
+}
+
+/// After a reload: wait until upstream `app` has `n` backends.
+async fn until_members(lb: &Lb, n: usize) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{n} backends in the pool"),
+        || async move { backends(lb, "app").await.len() == n },
+    )
+    .await;
 }
 
 fn addrs(stubs: &[&Stub]) -> String {
@@ -105,13 +133,7 @@ async fn every_policy_shares_by_weight_within_five_percent() {
         status["upstreams"]["consistent_hash"]["selection"],
         "consistent_hash(path)"
     );
-    let weight_of_a = status["upstreams"]["round_robin"]["backends"]
-        .as_array()
-        .expect("backends")
-        .iter()
-        .find(|b| b["address"] == a.addr.to_string())
-        .map(|b| b["weight"].clone());
-    assert_eq!(weight_of_a, Some(3.into()));
+    assert_eq!(backend(&lb, "round_robin", a.addr).await["weight"], 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,10 +167,10 @@ async fn least_requests_avoids_the_backend_with_requests_in_flight() {
     eventually(Duration::from_secs(5), "b admitted", || {
         let lb = &lb;
         async move {
-            let s = lb.admin_json("/status").await;
-            s["upstreams"]["app"]["backends"]
-                .as_array()
-                .is_some_and(|bs| bs.iter().all(|b| b["health"] == "healthy"))
+            backends(lb, "app")
+                .await
+                .iter()
+                .all(|b| b["health"] == "healthy")
         }
     })
     .await;
@@ -156,10 +178,8 @@ async fn least_requests_avoids_the_backend_with_requests_in_flight() {
     let by_id = shares(&client(), &lb.url("/x"), 100).await;
     assert_eq!(by_id.get("b"), Some(&100), "{by_id:?}");
     assert_eq!(a.hits(), 2);
-    let status = lb.admin_json("/status").await;
-    let in_flight: Vec<_> = status["upstreams"]["app"]["backends"]
-        .as_array()
-        .expect("backends")
+    let in_flight: Vec<_> = backends(&lb, "app")
+        .await
         .iter()
         .map(|b| b["in_flight"].as_u64().unwrap_or(99))
         .collect();
@@ -212,19 +232,7 @@ async fn consistent_hashing_keeps_most_keys_when_a_fourth_backend_joins() {
 
     lb.write_config("  access_log: false", &config(4));
     lb.signal(Signal::SIGHUP);
-    eventually(
-        Duration::from_secs(10),
-        "the fourth backend in the pool",
-        || {
-            let lb = &lb;
-            async move {
-                lb.admin_json("/status").await["upstreams"]["app"]["backends"]
-                    .as_array()
-                    .is_some_and(|b| b.len() == 4)
-            }
-        },
-    )
-    .await;
+    until_members(&lb, 4).await;
     let after = owners(&lb).await;
     let kept = before.iter().zip(&after).filter(|(x, y)| x == y).count();
     let moved_to_d = after.iter().filter(|id| *id == "d").count();
@@ -321,13 +329,9 @@ async fn a_backend_answering_500s_is_ejected_then_returns_and_ramps_up() {
     assert_eq!(errors, 3, "exactly consecutive_failures 500s reach clients");
     let m = scrape(&lb).await;
     assert_eq!(metric(&m, "lb_outlier_ejections_total{upstream=app}"), 1.0);
-    let status = lb.admin_json("/status").await;
-    let backends = status["upstreams"]["app"]["backends"]
-        .as_array()
-        .expect("backends")
-        .clone();
-    let ejected: Vec<_> = backends.iter().filter(|b| b["ejected"] == true).collect();
-    assert_eq!(ejected.len(), 1, "{backends:?}");
+    let all = backends(&lb, "app").await;
+    let ejected: Vec<_> = all.iter().filter(|b| b["ejected"] == true).collect();
+    assert_eq!(ejected.len(), 1, "{all:?}");
     assert_eq!(ejected[0]["address"], a.addr.to_string());
     let by_id = shares(&http, &lb.url("/x"), 30).await;
     assert!(
@@ -343,13 +347,8 @@ async fn a_backend_answering_500s_is_ejected_then_returns_and_ramps_up() {
     let to_a = *by_id.get("a").unwrap_or(&0);
     // A full share would be 100 of 300; early in the ramp it is about a tenth of that.
     assert!(to_a < 50, "a ramps up, not a full share at once: {by_id:?}");
-    let status = lb.admin_json("/status").await;
-    let share = status["upstreams"]["app"]["backends"]
-        .as_array()
-        .expect("backends")
-        .iter()
-        .find(|b| b["address"] == a.addr.to_string())
-        .and_then(|b| b["slow_start_share"].as_f64())
+    let share = backend(&lb, "app", a.addr).await["slow_start_share"]
+        .as_f64()
         .expect("a's share");
     assert!((0.1..0.5).contains(&share), "ramp share {share}");
     assert_eq!(
@@ -378,9 +377,10 @@ async fn requests_waiting_on_a_backend_marked_down_go_elsewhere_at_once() {
     a.set_stalled(true);
     let mut held = Vec::new();
     while a.hits() - a_before < 3 {
+        // Round robin alternates: about every other request lands on `a`.
+        assert!(held.len() < 20, "round robin never reached a");
         let (http, url) = (client(), lb.url("/x"));
         held.push(tokio::spawn(async move { get(&http, &url, &[]).await }));
-        tokio::task::yield_now().await;
         eventually(Duration::from_secs(5), "the request to land", || {
             let n = held.len();
             let landed = a.hits() + b.hits() - before >= n;
@@ -428,23 +428,11 @@ async fn a_backend_added_by_a_reload_ramps_up_and_the_others_keep_their_share() 
     // The reload rebuilds the pool (its list changed); only `c` is new to it.
     lb.write_config("  access_log: false", &config(&[&a, &b, &c]));
     lb.signal(Signal::SIGHUP);
-    eventually(Duration::from_secs(10), "c in the pool", || {
-        let lb = &lb;
-        async move {
-            lb.admin_json("/status").await["upstreams"]["app"]["backends"]
-                .as_array()
-                .is_some_and(|b| b.len() == 3)
-        }
-    })
-    .await;
+    until_members(&lb, 3).await;
     let by_id = shares(&http, &lb.url("/x"), 300).await;
     let to_c = *by_id.get("c").unwrap_or(&0);
     assert!(to_c < 50, "c ramps up (a full share is 100): {by_id:?}");
-    let status = lb.admin_json("/status").await;
-    for backend in status["upstreams"]["app"]["backends"]
-        .as_array()
-        .expect("backends")
-    {
+    for backend in backends(&lb, "app").await {
         let share = backend["slow_start_share"].as_f64().expect("share");
         if backend["address"] == c.addr.to_string() {
             assert!(share < 0.5, "c: {share}");

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use super::sticky::{self, Token};
 use crate::config::{OutlierSpec, UpstreamSpec};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -25,21 +25,9 @@ pub(crate) fn request_key(
         },
         HashKey::Path => h.write(path.as_bytes()),
         HashKey::Header(name) => h.write(headers.get(name)?.as_bytes()),
-        HashKey::Cookie(name) => h.write(cookie(headers, name)?),
+        HashKey::Cookie(name) => h.write(super::sticky::cookie_values(headers, name).next()?),
     }
     Some(h.finish().to_le_bytes())
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .find_map(|pair| {
-            pair.trim_ascii()
-                .strip_prefix(name.as_bytes())?
-                .strip_prefix(b"=")
-        })
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::backend_state::{BackendState, BackendTable};
+use super::backend_state::{lock, BackendState, BackendTable};
 
 impl BackendTable {
     /// A try on `state` got an answer below 500: the streak (if any) ends.
@@ -24,11 +24,7 @@ impl BackendTable {
     pub(crate) fn try_succeeded(&self, state: &BackendState) {
         if state.failing.load(Ordering::Relaxed) {
             state.failing.store(false, Ordering::Relaxed);
-            state
-                .outlier
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .consecutive = 0;
+            lock(&state.outlier).consecutive = 0;
         }
     }
 
@@ -39,7 +35,7 @@ impl BackendTable {
             return false;
         };
         let now = Instant::now();
-        let mut rec = state.outlier.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = lock(&state.outlier);
         let in_window = rec
             .streak_started
             .is_some_and(|t| now.duration_since(t) <= spec.window);
@@ -100,7 +96,7 @@ impl BackendTable {
 
     /// End `state`'s ejection if its time is up; true if it is back (or was not out).
     pub(super) fn return_if_due(&self, state: &BackendState) -> bool {
-        let mut rec = state.outlier.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = lock(&state.outlier);
         if !state.is_ejected() {
             return true;
         }

@@ -42,17 +42,25 @@ pub(super) fn token(key: &hmac::Key, addr: SocketAddr) -> Token {
     t
 }
 
-/// The token in the request's `name` cookie, if it has a well-formed one.
-pub(crate) fn from_request(headers: &HeaderMap, name: &str) -> Option<Token> {
+/// The values of the request's cookies named `name`, in order.
+pub(super) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let value = pair.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
-            decode(value)
+        .filter_map(move |pair| {
+            pair.trim_ascii()
+                .strip_prefix(name.as_bytes())?
+                .strip_prefix(b"=")
         })
+}
+
+/// The token in the request's `name` cookie, if it has a well-formed one.
+pub(crate) fn from_request(headers: &HeaderMap, name: &str) -> Option<Token> {
+    cookie_values(headers, name).find_map(decode)
 }
 
 fn decode(hex: &[u8]) -> Option<Token> {

@@ -1,6 +1,6 @@
 //! Per-request state carried through the proxy stages.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -120,6 +120,21 @@ impl RequestCtx {
         if let (Some(pool), Some(t)) = (self.pool(), &self.in_flight) {
             pool.table.try_failed(t.state());
         }
+    }
+
+    /// The client: the socket's peer, or the address it forwarded when the peer is one of
+    /// `server.trusted_proxies` (`crate::client_ip`). `None` for a non-IP peer.
+    pub(crate) fn client_ip(&self, session: &pingora::proxy::Session) -> Option<IpAddr> {
+        let peer = session.client_addr()?.as_inet()?.ip();
+        let trusted = self
+            .snapshot
+            .as_ref()
+            .map_or(&[][..], |s| &s.config.server.trusted_proxies);
+        Some(crate::client_ip::client_ip(
+            peer,
+            &session.req_header().headers,
+            trusted,
+        ))
     }
 
     /// Per-request metrics are on (`server.metrics`) for this request's snapshot.

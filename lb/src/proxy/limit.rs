@@ -5,7 +5,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use super::ctx::RequestCtx;
-use crate::client_ip::{self, ClientKey};
+use crate::client_ip::ClientKey;
 use crate::errors::{self, LbError};
 
 /// `Ok(true)` when the request was over the limit and has been answered. A request that
@@ -20,18 +20,9 @@ pub(crate) async fn refused(
         let Some(limiter) = ctx.route().and_then(|r| r.rate_limit.as_ref()) else {
             return Ok(false);
         };
-        let Some(peer) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        else {
+        let Some(ip) = ctx.client_ip(session) else {
             return Ok(false);
         };
-        let trusted = ctx
-            .snapshot
-            .as_ref()
-            .map_or(&[][..], |s| &s.config.server.trusted_proxies);
-        let ip = client_ip::client_ip(peer, &session.req_header().headers, trusted);
         (limiter.check(ClientKey::of(ip)), ip)
     };
     ctx.rate_limit = Some(verdict);

@@ -10,7 +10,6 @@ use pingora::{Error, ErrorType, Result};
 
 use super::ctx::RequestCtx;
 use crate::balance::{self, sticky, BackendState};
-use crate::client_ip;
 use crate::config::Selection;
 use crate::errors::LbError;
 use service_kit::request_id;
@@ -30,27 +29,23 @@ pub(crate) async fn choose_backend(session: &Session, ctx: &mut RequestCtx) -> R
             ctx.sticky = sticky::from_request(&req.headers, &spec.cookie);
         }
     }
-    let key = match &pool.spec.selection {
-        Selection::ConsistentHash(key) => {
-            let client_ip = || {
-                let peer = session.client_addr()?.as_inet()?.ip();
-                let trusted = ctx
-                    .snapshot
-                    .as_ref()
-                    .map_or(&[][..], |s| &s.config.server.trusted_proxies);
-                Some(client_ip::client_ip(peer, &req.headers, trusted))
-            };
-            balance::request_key(key, client_ip, req.uri.path(), &req.headers)
-        }
-        _ => None,
-    };
     let pinned = ctx.sticky.and_then(|t| pool.pinned(&t, ctx.tried()));
     let backend = match pinned {
         Some(b) => b,
-        None => pool
-            .select_or_wait(ctx.tried(), key.as_ref().map_or(&[][..], |k| &k[..]))
-            .await
-            .ok_or_else(|| LbError::NoHealthyBackend.into_error("no healthy backend"))?,
+        None => {
+            let key = match &pool.spec.selection {
+                Selection::ConsistentHash(key) => balance::request_key(
+                    key,
+                    || ctx.client_ip(session),
+                    req.uri.path(),
+                    &req.headers,
+                ),
+                _ => None,
+            };
+            pool.select_or_wait(ctx.tried(), key.as_ref().map_or(&[][..], |k| &k[..]))
+                .await
+                .ok_or_else(|| LbError::NoHealthyBackend.into_error("no healthy backend"))?
+        }
     };
     let addr = *backend
         .addr

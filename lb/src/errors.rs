@@ -163,6 +163,38 @@ pub(crate) async fn respond_with(
     Ok(())
 }
 
+/// The same answer as [`respond`], as the bytes of a whole response, for the fast path
+/// (`crate::proxy::fast`), which owns the client's connection. As after pingora's
+/// `fail_to_proxy`, the connection closes after it; `Date` and `Connection` are the ones
+/// pingora's HTTP/1 server adds.
+pub(crate) fn raw_response(err: LbError, request_id: &HeaderValue, head_only: bool) -> Vec<u8> {
+    let body = json_body(err, request_id);
+    let status = http::StatusCode::from_u16(err.status())
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
+    out.extend_from_slice(request_id::NAME.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(request_id.as_bytes());
+    if err == LbError::NoHealthyBackend {
+        out.extend_from_slice(b"\r\nretry-after: ");
+        out.extend_from_slice(RETRY_AFTER_SECS.as_bytes());
+    }
+    out.extend_from_slice(b"\r\ndate: ");
+    out.extend_from_slice(pingora::protocols::http::date::get_cached_date().as_bytes());
+    out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+    if !head_only {
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +221,22 @@ mod tests {
             LbError::from_proxy_error(&garbled),
             Some(LbError::BadRequest)
         );
+    }
+
+    #[test]
+    fn raw_response_is_the_json_answer() {
+        let id = HeaderValue::from_static("rid-2");
+        let raw = raw_response(LbError::NoHealthyBackend, &id, false);
+        let text = String::from_utf8(raw).expect("ascii");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(head.contains("\r\nretry-after: 1"));
+        assert!(head.contains("\r\nconnection: close"));
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())));
+        let v: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(v["request_id"], "rid-2");
+        let head_only = raw_response(LbError::BadGateway, &id, true);
+        assert!(head_only.ends_with(b"\r\n\r\n"));
     }
 
     #[test]

@@ -151,6 +151,8 @@ pub(crate) struct ServerSettings {
     pub(crate) upgrade_sock: String,
     /// HTTP/2 with prior knowledge (h2c) on the plaintext `listen` addresses.
     pub(crate) h2c: bool,
+    /// Simple HTTP/1.1 `GET`/`HEAD` requests take the fast path (`crate::proxy::fast`).
+    pub(crate) fast_path: bool,
     /// Answer plaintext requests with a 308 to the same URL over HTTPS.
     pub(crate) https_redirect: Option<HttpsRedirect>,
     /// The default `Strict-Transport-Security` of every route (a route may set its own).

@@ -38,6 +38,7 @@ pub(crate) struct RawServer {
     pub(crate) pid_file: Option<String>,
     pub(crate) upgrade_sock: Option<String>,
     pub(crate) h2c: Option<bool>,
+    pub(crate) fast_path: Option<bool>,
     pub(crate) https_redirect: Option<RawHttpsRedirect>,
     pub(crate) hsts: Option<RawHsts>,
     /// CIDRs (or single addresses) whose `X-Forwarded-For` is believed.

@@ -18,6 +18,7 @@ mod reject;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -28,6 +29,7 @@ use head::Refusal;
 
 use crate::client_errors::{self, Reason};
 use crate::errors::LbError;
+use crate::proxy::fast::{self, Served};
 use crate::proxy::LbProxy;
 use crate::state::LbState;
 use read::NoHead;
@@ -79,17 +81,35 @@ impl ServerApp for EdgeApp {
         }
         let mut persistent: Option<HttpPersistentSettings> = None;
         let mut first = true;
+        // Plaintext HTTP/1 may take the fast path; its client address is read once.
+        let fast = stream.get_ssl_digest().is_none();
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let mut carry: Option<BytesMut> = None;
         // One receiver for the connection's life: the idle waits between requests watch it.
         let mut closing = shutdown.clone();
         loop {
             let client = self.state.client_limits();
-            let head = match read::head(&mut stream, &client, first, &mut closing).await {
+            let read = read::head(&mut stream, &client, first, &mut closing, carry.take()).await;
+            let mut head = match read {
                 Ok(head) => head,
                 Err(no_head) => {
                     refused(stream, no_head).await;
                     return None;
                 }
             };
+            if fast {
+                match fast::serve(&self.state, &mut stream, head, peer).await {
+                    Served::Next(rest) => {
+                        carry = Some(rest);
+                        first = false;
+                        continue;
+                    }
+                    Served::Close => return None,
+                    Served::Engine(untouched) => head = untouched,
+                }
+            }
             let mut session = ServerSession::new_http1(stream);
             match persistent.take() {
                 Some(settings) => settings.apply_to_session(&mut session),

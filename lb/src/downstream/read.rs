@@ -40,12 +40,14 @@ pub(crate) enum NoHead {
 }
 
 /// Read until a complete, acceptable head is in the buffer; what was read past it (body
-/// bytes) stays in the buffer for pingora.
+/// bytes) stays in the buffer for pingora. `carry`: bytes of this request already read
+/// (what a client pipelined behind the previous one, which the fast path hands back).
 pub(crate) async fn head(
     stream: &mut Stream,
     client: &ClientLimits,
     first: bool,
     shutdown: &mut ShutdownWatch,
+    carry: Option<BytesMut>,
 ) -> Result<BytesMut, NoHead> {
     let limits = HeadLimits {
         head_size: client.head_size,
@@ -56,13 +58,24 @@ pub(crate) async fn head(
     // request is only needed (and the clock read again) when its head takes more than one
     // read, which a well-behaved client's seldom does.
     let now = Instant::now();
-    let (idle, mut head_deadline) = if first {
+    let (idle, head_deadline) = if first {
         let deadline = now + client.request_head_timeout;
         (deadline, Some(deadline))
     } else {
         (now + client.keepalive_timeout, None)
     };
-    let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
+    let mut buf = match carry {
+        Some(carry) if !carry.is_empty() => return rest_of_head(stream, client, carry, &limits, None).await,
+        // The buffer of the previous head, emptied: its room is reused.
+        Some(mut empty) => {
+            empty.clear();
+            if empty.capacity() < INITIAL_BUFFER {
+                empty.reserve(INITIAL_BUFFER);
+            }
+            empty
+        }
+        None => BytesMut::with_capacity(INITIAL_BUFFER),
+    };
     // The idle wait, in two parts. A busy keep-alive client sends its next request within
     // `SHUTDOWN_CHECK`: for that wait a timer alone. Only a connection idle longer also
     // waits on the shutdown signal, so that a stopping lb closes it within about that
@@ -89,6 +102,19 @@ pub(crate) async fn head(
     if n == 0 {
         return Err(NoHead::Idle);
     }
+    rest_of_head(stream, client, buf, &limits, head_deadline).await
+}
+
+/// From the first bytes of a head in `buf` to its end, by the head deadline (counted from
+/// now unless `head_deadline` is already set).
+async fn rest_of_head(
+    stream: &mut Stream,
+    client: &ClientLimits,
+    mut buf: BytesMut,
+    limits: &HeadLimits,
+    mut head_deadline: Option<Instant>,
+) -> Result<BytesMut, NoHead> {
+    let limits = *limits;
     let (mut scanned, mut line_ended) = (0, false);
     loop {
         // httparse cannot finish a head without a new line end, so a client trickling bytes

@@ -1,8 +1,8 @@
 //! The last stage: one structured line per request, target `access`. Fields: the
 //! logging contract's `request_id`, `method`, `path`, `status`, `duration_ms` (the same
 //! names as the backend's and frontend's lines, see the README's "Logs"), plus client_ip,
-//! route, upstream, backend, tries, bytes_in, bytes_out (body bytes), pipeline (`direct`
-//! or `engine`: which request path proxied it), protocol (`h1` or `h2`), tls_version
+//! route, upstream, backend, tries, bytes_in, bytes_out (body bytes), pipeline (`fast`,
+//! `direct` or `engine`: which request path proxied it), protocol (`h1` or `h2`), tls_version
 //! (`TLSv1.2`/`TLSv1.3`, only on a TLS listener), and error when the request failed; plus timestamp, level and target like every other log line.
 //!
 //! With JSON logs (the default off a terminal) the line is built here directly: the same
@@ -26,6 +26,7 @@ use tracing::Level;
 use super::ctx::RequestCtx;
 use crate::json_line::{push_ip, push_num, push_socket_addr, str_field, write_timestamp};
 use crate::line_buffer;
+use crate::state::LbState;
 
 /// What the client spoke: h2 or not, and the TLS version (`None` on plaintext).
 #[derive(Clone, Copy)]
@@ -47,17 +48,77 @@ impl<'a> Spoken<'a> {
     }
 }
 
-pub(crate) fn log(
-    session: &Session,
-    error: Option<&Error>,
+/// What the client asked and got: read once from pingora's session, or given by the fast
+/// path, which has no session.
+pub(crate) struct Exchange<'a> {
+    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    /// 0: no response was written.
+    pub(crate) status: u16,
+    pub(crate) bytes_in: usize,
+    pub(crate) bytes_out: usize,
+    pub(crate) spoken: Spoken<'a>,
+}
+
+impl<'a> Exchange<'a> {
+    pub(crate) fn of(session: &'a Session) -> Self {
+        let req = session.req_header();
+        let downstream = session.as_downstream();
+        Exchange {
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            bytes_in: downstream.body_bytes_read(),
+            bytes_out: downstream.body_bytes_sent(),
+            spoken: Spoken::of(session),
+        }
+    }
+}
+
+/// The end of every request, on every path: the per-request metrics, then the access line.
+pub(crate) fn finish(
+    state: &LbState,
     ctx: &RequestCtx,
-    spoken: Spoken<'_>,
-    flush_after: Duration,
+    exchange: &Exchange<'_>,
+    error: Option<&Error>,
 ) {
+    let fallback;
+    let snapshot = match &ctx.snapshot {
+        Some(s) => s,
+        None => {
+            // failed before request_filter (e.g. an unparsable request)
+            fallback = state.snapshot();
+            &fallback
+        }
+    };
+    let server = &snapshot.config.server;
+    if server.metrics {
+        let spoken = exchange.spoken;
+        state.metrics.request_protocol(spoken.h2, spoken.tls_version);
+        match ctx.route() {
+            Some(route) => {
+                route.metrics.request(exchange.status);
+                let seconds = ctx.started.elapsed().as_secs_f64();
+                route.pool.metrics.finished(seconds, ctx.tries());
+            }
+            None => snapshot.no_route.request(exchange.status),
+        }
+    }
+    if server.access_log {
+        log(exchange, error, ctx, server.access_log_flush);
+    }
+}
+
+fn log(exchange: &Exchange<'_>, error: Option<&Error>, ctx: &RequestCtx, flush_after: Duration) {
     if !tracing::enabled!(target: "access", Level::INFO) {
         return;
     }
-    let line = Line::new(session, error, ctx, spoken);
+    let line = Line::new(exchange, error, ctx);
     match logging::format() {
         Some(LogFormat::Json) => {
             line_buffer::write_line(flush_after, |buf| line.to_json(buf, SystemTime::now()));
@@ -88,34 +149,24 @@ pub(crate) struct Line<'a> {
 }
 
 impl<'a> Line<'a> {
-    fn new(
-        session: &'a Session,
-        error: Option<&Error>,
-        ctx: &'a RequestCtx,
-        spoken: Spoken<'a>,
-    ) -> Self {
-        let req = session.req_header();
+    fn new(exchange: &'a Exchange<'a>, error: Option<&Error>, ctx: &'a RequestCtx) -> Self {
         let route = ctx.route();
-        let downstream = session.as_downstream();
         Line {
             request_id: ctx.request_id.to_str().unwrap_or("-"),
-            client_ip: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            client_ip: exchange.client_ip,
+            method: exchange.method,
+            path: exchange.path,
+            status: exchange.status,
             route: route.map(|r| r.prefix.as_str()),
             upstream: route.map(|r| r.pool.name.as_str()),
             backend: ctx.backend(),
             tries: ctx.tries(),
             duration_us: ctx.started.elapsed().as_micros(),
-            bytes_in: downstream.body_bytes_read(),
-            bytes_out: downstream.body_bytes_sent(),
-            pipeline: if ctx.direct { "direct" } else { "engine" },
-            protocol: if spoken.h2 { "h2" } else { "h1" },
-            tls_version: spoken.tls_version,
+            bytes_in: exchange.bytes_in,
+            bytes_out: exchange.bytes_out,
+            pipeline: ctx.pipeline(),
+            protocol: if exchange.spoken.h2 { "h2" } else { "h1" },
+            tls_version: exchange.spoken.tls_version,
             error: error.map(|e| e.etype().as_str()),
         }
     }

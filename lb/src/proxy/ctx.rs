@@ -35,6 +35,8 @@ pub(crate) struct RequestCtx {
     pub(crate) rate_limit: Option<crate::rate_limit::Verdict>,
     /// Proxied by the direct path (`super::direct`), which logs its own failures.
     pub(crate) direct: bool,
+    /// Proxied by the fast path (`super::fast`), below pingora's HTTP session.
+    pub(crate) fast: bool,
     /// A stale reused connection was already sent again (once per request, see
     /// `super::failover`).
     pub(crate) reconnected: bool,
@@ -66,6 +68,7 @@ impl RequestCtx {
             body_bytes: 0,
             rate_limit: None,
             direct: false,
+            fast: false,
             reconnected: false,
             reconnect_to: None,
             per_try: false,
@@ -135,6 +138,17 @@ impl RequestCtx {
             &session.req_header().headers,
             trusted,
         ))
+    }
+
+    /// Which request path proxied this request, for the access log.
+    pub(crate) fn pipeline(&self) -> &'static str {
+        if self.fast {
+            "fast"
+        } else if self.direct {
+            "direct"
+        } else {
+            "engine"
+        }
     }
 
     /// Per-request metrics are on (`server.metrics`) for this request's snapshot.

@@ -80,32 +80,43 @@ pub(crate) async fn proxy(
             Err(failed) if failed.retry() => continue,
             Err(failed) => {
                 let e = failed.into_error();
-                // A 503 is in the access log; a client's own failure is counted by
-                // `suppress_error_log` when the error reaches pingora.
-                // One line per backend and error kind per `server.log_throttle`: a dead
-                // backend would otherwise write one for every request.
-                if !matches!(e.etype(), ErrorType::HTTPStatus(503))
-                    && crate::client_errors::Reason::of(&e).is_none()
-                    && crate::log_throttle::admit(
-                        "fail to proxy",
-                        format!("{} {addr} {}", pool.name, e.etype().as_str()),
-                        tracing::Level::ERROR,
-                    )
-                {
-                    let req = session.req_header();
-                    tracing::error!(
-                        error = %e,
-                        request_id = ctx.request_id.to_str().unwrap_or("-"),
-                        method = %req.method,
-                        path = req.uri.path(),
-                        backend = %addr,
-                        tries = ctx.tries(),
-                        "fail to proxy"
-                    );
-                }
+                let req = session.req_header();
+                report_final(&pool, addr, &e, ctx, req.method.as_str(), req.uri.path());
                 return Err(e);
             }
         }
+    }
+}
+
+/// Log a request's final failure at `addr`, as ERROR: not a 503 (that is in the access
+/// log), not a client's own failure (counted where it reaches pingora, or by the fast
+/// path). One line per backend and error kind per `server.log_throttle`: a dead backend
+/// would otherwise write one for every request.
+pub(crate) fn report_final(
+    pool: &Pool,
+    addr: SocketAddr,
+    e: &Error,
+    ctx: &RequestCtx,
+    method: &str,
+    path: &str,
+) {
+    if !matches!(e.etype(), ErrorType::HTTPStatus(503))
+        && crate::client_errors::Reason::of(e).is_none()
+        && crate::log_throttle::admit(
+            "fail to proxy",
+            format!("{} {addr} {}", pool.name, e.etype().as_str()),
+            tracing::Level::ERROR,
+        )
+    {
+        tracing::error!(
+            error = %e,
+            request_id = ctx.request_id.to_str().unwrap_or("-"),
+            method,
+            path,
+            backend = %addr,
+            tries = ctx.tries(),
+            "fail to proxy"
+        );
     }
 }
 
@@ -280,7 +291,7 @@ async fn send(
 }
 
 /// A new TCP connection (no delay: heads and bodies go out as whole writes already).
-async fn connect(addr: SocketAddr, limit: std::time::Duration) -> Result<Stream> {
+pub(crate) async fn connect(addr: SocketAddr, limit: std::time::Duration) -> Result<Stream> {
     let tcp = match tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {

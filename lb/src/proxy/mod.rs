@@ -9,6 +9,7 @@
 pub(crate) mod access_log;
 mod ctx;
 pub(crate) mod direct;
+pub(crate) mod fast;
 mod failover;
 pub(crate) mod keepalive;
 mod limit;
@@ -172,39 +173,6 @@ impl ProxyHttp for LbProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let fallback;
-        let snapshot = match &ctx.snapshot {
-            Some(s) => s,
-            None => {
-                // failed before request_filter (e.g. an unparsable request)
-                fallback = self.state.snapshot();
-                &fallback
-            }
-        };
-        // Read once, for both the metrics and the access line.
-        let spoken = access_log::Spoken::of(session);
-        if snapshot.config.server.metrics {
-            self.state
-                .metrics
-                .request_protocol(spoken.h2, spoken.tls_version);
-            let status = session.response_written().map_or(0, |r| r.status.as_u16());
-            match ctx.route() {
-                Some(route) => {
-                    route.metrics.request(status);
-                    let seconds = ctx.started.elapsed().as_secs_f64();
-                    route.pool.metrics.finished(seconds, ctx.tries());
-                }
-                None => snapshot.no_route.request(status),
-            }
-        }
-        if snapshot.config.server.access_log {
-            access_log::log(
-                session,
-                e,
-                ctx,
-                spoken,
-                snapshot.config.server.access_log_flush,
-            );
-        }
+        access_log::finish(&self.state, ctx, &access_log::Exchange::of(session), e);
     }
 }

@@ -14,10 +14,8 @@ use crate::config::Selection;
 use crate::errors::LbError;
 use service_kit::request_id;
 
-/// The backend for this request's next try: the one its sticky cookie names if that is
-/// still usable, else the pool's policy among healthy backends, avoiding ones this
-/// request already tried. No healthy backend → wait up to the pool's `queue_timeout` for
-/// one, then 503 (not retryable). The choice is recorded as this request's next try.
+/// The backend for this request's next try, from what the request carries: its sticky
+/// cookie (pools with `sticky`) and its hash key (`consistent_hash`). See [`choose`].
 pub(crate) async fn choose_backend(session: &Session, ctx: &mut RequestCtx) -> Result<SocketAddr> {
     let pool = ctx
         .pool()
@@ -29,23 +27,35 @@ pub(crate) async fn choose_backend(session: &Session, ctx: &mut RequestCtx) -> R
             ctx.sticky = sticky::from_request(&req.headers, &spec.cookie);
         }
     }
+    let key = match &pool.spec.selection {
+        Selection::ConsistentHash(key) => balance::request_key(
+            key,
+            || ctx.client_ip(session),
+            req.uri.path(),
+            &req.headers,
+        ),
+        _ => None,
+    };
+    choose(ctx, key.as_ref().map(|k| &k[..])).await
+}
+
+/// The backend for this request's next try: the one its sticky cookie (`ctx.sticky`) names
+/// if that is still usable, else the pool's policy among healthy backends (with `key` for
+/// `consistent_hash`), avoiding ones this request already tried. No healthy backend → wait
+/// up to the pool's `queue_timeout` for one, then 503 (not retryable). The choice is
+/// recorded as this request's next try.
+pub(crate) async fn choose(ctx: &mut RequestCtx, key: Option<&[u8]>) -> Result<SocketAddr> {
+    let pool = ctx
+        .pool()
+        .cloned()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route to choose from"))?;
     let pinned = ctx.sticky.and_then(|t| pool.pinned(&t, ctx.tried()));
     let backend = match pinned {
         Some(b) => b,
-        None => {
-            let key = match &pool.spec.selection {
-                Selection::ConsistentHash(key) => balance::request_key(
-                    key,
-                    || ctx.client_ip(session),
-                    req.uri.path(),
-                    &req.headers,
-                ),
-                _ => None,
-            };
-            pool.select_or_wait(ctx.tried(), key.as_ref().map_or(&[][..], |k| &k[..]))
-                .await
-                .ok_or_else(|| LbError::NoHealthyBackend.into_error("no healthy backend"))?
-        }
+        None => pool
+            .select_or_wait(ctx.tried(), key.unwrap_or(&[]))
+            .await
+            .ok_or_else(|| LbError::NoHealthyBackend.into_error("no healthy backend"))?,
     };
     let addr = *backend
         .addr

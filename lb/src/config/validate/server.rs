@@ -68,6 +68,7 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             None,
         ),
         h2c: raw.h2c.unwrap_or(false),
+        fast_path: raw.fast_path.unwrap_or(true),
         client: super::client::client_limits(
             errs,
             raw.client_timeouts.as_ref(),
@@ -197,6 +198,7 @@ mod tests {
                     pid_file: "/tmp/lb.pid".to_string(),
                     upgrade_sock: "/tmp/lb_upgrade.sock".to_string(),
                     h2c: false,
+                    fast_path: true,
                     client: crate::config::ClientLimits::default(),
                     https_redirect: None,
                     hsts: None,
@@ -254,6 +256,7 @@ log_throttle: 0s
                     pid_file: "/run/lb.pid".to_string(),
                     upgrade_sock: "/run/lb.sock".to_string(),
                     h2c: true,
+                    fast_path: true,
                     client: crate::config::ClientLimits::default(),
                     https_redirect: Some(crate::config::HttpsRedirect {
                         port: 8443,

@@ -1,0 +1,351 @@
+//! The fast path's tries: send the prepared head to a backend, read its response head, and
+//! copy the body to the client as it comes, framed as the backend framed it.
+//!
+//! The policy is the direct path's, through the same functions: backend choice
+//! (`upstream::choose`), retries (`failover`), per-try timeouts, a try given up when its
+//! backend is marked down, idle connections per thread (`keepalive`). What differs is only
+//! the bytes: the head goes out as one write, the response head is parsed once, and the
+//! client's head goes out in the same write as the body's first bytes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use pingora::protocols::Stream;
+use pingora::{Error, ErrorType, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::chunked::Chunked;
+use super::request_head::Prepared;
+use super::response_head::{self, Framing, Ours, Parsed};
+use crate::balance::BackendState;
+use crate::pool::Pool;
+use crate::proxy::ctx::RequestCtx;
+use crate::proxy::failover::{self, Decided};
+use crate::proxy::{direct, keepalive, upstream};
+use crate::state::LbState;
+
+/// Largest response head accepted from a backend (pingora's own limit is the same).
+const RESPONSE_HEAD_MAX: usize = 64 * 1024;
+/// Room for each body read.
+const BODY_READ: usize = 64 * 1024;
+/// First room for the response head.
+const HEAD_READ: usize = 4096;
+
+/// What the client got so far, for the access log and metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// The response's status once its head was written (0: none yet).
+    pub(crate) status: u16,
+    /// Body bytes written to the client.
+    pub(crate) bytes_out: usize,
+}
+
+/// Proxy the request and write the whole response. `Ok(keepalive)`: whether the client's
+/// connection may carry another request. An `Err` is a final failure: answered by the
+/// caller (a JSON 502/503/504) if no response has started.
+pub(crate) async fn proxy(
+    client: &mut Stream,
+    prepared: &Prepared,
+    path: &str,
+    ctx: &mut RequestCtx,
+    pool: &Pool,
+    state: &LbState,
+    progress: &mut Progress,
+) -> Result<bool> {
+    pool.wait_ready_for_request().await;
+    // GET and HEAD are idempotent: every try may be bounded by `per_try`.
+    ctx.per_try = pool.spec.timeouts.per_try.is_some();
+    loop {
+        let addr = upstream::choose(ctx, None).await?;
+        match try_backend(client, prepared, ctx, pool, addr, state, progress).await {
+            Ok(keepalive) => return Ok(keepalive),
+            Err(failed) if failed.retry() => continue,
+            Err(failed) => {
+                let e = failed.into_error();
+                let method = if prepared.is_head { "HEAD" } else { "GET" };
+                direct::report_final(pool, addr, &e, ctx, method, path);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// One try against `addr`; every error comes back [`Decided`].
+async fn try_backend(
+    client: &mut Stream,
+    prepared: &Prepared,
+    ctx: &mut RequestCtx,
+    pool: &Pool,
+    addr: SocketAddr,
+    state: &LbState,
+    progress: &mut Progress,
+) -> Result<bool, Decided> {
+    let watched = ctx
+        .in_flight
+        .as_ref()
+        .filter(|_| pool.table.marks_down())
+        .map(|t| (t.state().clone(), t.state().downs()));
+    let down = watched.as_ref().map(|(s, n)| (&**s, *n));
+    // `closing` is read per response: it may have turned on while this request waited.
+    let date = pingora::protocols::http::date::get_cached_date();
+    let request_id = ctx.request_id.clone();
+    let ours = Ours {
+        request_id: request_id.as_bytes(),
+        date: date.as_bytes(),
+        keepalive: !prepared.close && !state.is_closing(),
+    };
+    let mut out = Vec::with_capacity(1024);
+    let (mut upstream, mut buf, parsed) = match keepalive::take(addr) {
+        Some(stream) => match exchange_head(stream, prepared, pool, down, &ours, &mut out).await {
+            Ok(answer) => answer,
+            Err(e) if failover::reconnect_stale(ctx, true, &e) => {
+                tracing::debug!(backend = %addr, error = %e, "reused connection was closed, reconnecting");
+                out.clear();
+                connect_and_exchange(ctx, addr, prepared, pool, down, &ours, &mut out).await?
+            }
+            Err(e) => return Err(failover::failed_after_send(ctx, true, e)),
+        },
+        None => connect_and_exchange(ctx, addr, prepared, pool, down, &ours, &mut out).await?,
+    };
+
+    // The backend answered: no retry from here on; the answer counts for or against it.
+    ctx.response_started = true;
+    ctx.try_answered(parsed.status);
+    progress.status = parsed.status;
+    buf.advance(parsed.head_len);
+    let read_timeout = pool.spec.timeouts.read;
+    let reusable = body(client, &mut upstream, buf, &parsed, out, read_timeout, progress)
+        .await
+        .map_err(Decided::final_error)?;
+    if reusable {
+        keepalive::put(
+            addr,
+            upstream,
+            pool.spec.timeouts.idle,
+            ctx.keepalive_capacity(),
+        );
+    }
+    Ok(parsed.keepalive)
+}
+
+async fn connect_and_exchange(
+    ctx: &RequestCtx,
+    addr: SocketAddr,
+    prepared: &Prepared,
+    pool: &Pool,
+    down: Option<(&BackendState, u64)>,
+    ours: &Ours<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(Stream, BytesMut, Parsed), Decided> {
+    let stream = direct::connect(addr, pool.spec.timeouts.connect)
+        .await
+        .map_err(|e| failover::connect_failed(ctx, e))?;
+    exchange_head(stream, prepared, pool, down, ours, out)
+        .await
+        .map_err(|e| failover::failed_after_send(ctx, true, e))
+}
+
+/// Send the head and read the response head, skipping interim (1xx) ones; the client's
+/// head goes into `out`. Until the head arrives each read waits at most `per_try` if the
+/// pool sets it, else `read`. If `down` (the backend's state, and its down marks when
+/// the try began) is marked down meanwhile, the try gives up with
+/// [`failover::BACKEND_DOWN`]. Every error is the upstream's.
+async fn exchange_head(
+    mut stream: Stream,
+    prepared: &Prepared,
+    pool: &Pool,
+    down: Option<(&BackendState, u64)>,
+    ours: &Ours<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(Stream, BytesMut, Parsed)> {
+    let timeouts = &pool.spec.timeouts;
+    let went_down = down.map(|(s, _)| s.went_down());
+    if down.is_some_and(|(s, seen)| s.downs() != seen) {
+        return Error::e_explain(
+            failover::BACKEND_DOWN,
+            "backend marked down while connecting to it",
+        );
+    }
+    write(&mut stream, &prepared.upstream_head, timeouts.write)
+        .await
+        .map_err(|e| e.into_up())?;
+    let went_down = async {
+        match went_down {
+            Some(n) => n.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(went_down);
+    let wait = timeouts.per_try.unwrap_or(timeouts.read);
+    let mut buf = BytesMut::with_capacity(HEAD_READ);
+    loop {
+        let n = tokio::select! {
+            biased;
+            read = tokio::time::timeout(wait, stream.read_buf(&mut buf)) => match read {
+                Err(_) => return Error::e_explain(ErrorType::ReadTimedout, "waiting for the response head").map_err(|e: Box<Error>| e.into_up()),
+                Ok(Err(e)) => return Err(Error::because(ErrorType::ReadError, "reading the response head", e).into_up()),
+                Ok(Ok(n)) => n,
+            },
+            () = &mut went_down => {
+                return Error::e_explain(failover::BACKEND_DOWN, "backend marked down while the request waited for it");
+            }
+        };
+        if n == 0 {
+            return Err(Error::explain(
+                ErrorType::ConnectionClosed,
+                "backend closed before a response head",
+            )
+            .into_up());
+        }
+        let parsed = response_head::parse(&buf, prepared.is_head, ours, out)
+            .map_err(|u| Error::explain(ErrorType::InvalidHTTPHeader, u.0).into_up())?;
+        match parsed {
+            None if buf.len() >= RESPONSE_HEAD_MAX => {
+                return Err(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "response head too large",
+                )
+                .into_up())
+            }
+            None => {}
+            Some(p) if p.status == 101 => {
+                return Err(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "101 answer to a request that asked for no upgrade",
+                )
+                .into_up())
+            }
+            // Interim answers: a simple request has no use for them.
+            Some(p) if p.status < 200 => buf.advance(p.head_len),
+            Some(p) => return Ok((stream, buf, p)),
+        }
+    }
+}
+
+/// Copy the body (its first bytes are in `buf`) behind the client's head (`out`), as the
+/// backend framed it. `Ok(true)`: the message ended exactly where its framing says and the
+/// backend lets the connection be reused.
+async fn body(
+    client: &mut Stream,
+    upstream: &mut Stream,
+    mut buf: BytesMut,
+    parsed: &Parsed,
+    mut out: Vec<u8>,
+    read_timeout: Duration,
+    progress: &mut Progress,
+) -> Result<bool> {
+    let head_len = out.len();
+    let mut reusable = parsed.reusable;
+    match parsed.framing {
+        Framing::Empty => {
+            reusable &= buf.is_empty();
+            write_client(client, &out).await?;
+        }
+        Framing::Length(total) => {
+            let mut left = total;
+            let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            out.extend_from_slice(&buf[..take]);
+            left -= take as u64;
+            reusable &= buf.len() == take;
+            write_client(client, &out).await?;
+            progress.bytes_out += out.len() - head_len;
+            while left > 0 {
+                buf.clear();
+                buf.reserve(BODY_READ);
+                read_body(upstream, &mut buf, read_timeout).await?;
+                let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                reusable &= buf.len() == take;
+                left -= take as u64;
+                write_client(client, &buf[..take]).await?;
+                progress.bytes_out += take;
+            }
+            return Ok(reusable);
+        }
+        Framing::Chunked => {
+            let mut chunked = Chunked::new();
+            let mut fed = feed(&mut chunked, &buf)?;
+            out.extend_from_slice(&buf[..fed]);
+            reusable &= fed == buf.len();
+            write_client(client, &out).await?;
+            progress.bytes_out += out.len() - head_len;
+            while !chunked.is_done() {
+                buf.clear();
+                buf.reserve(BODY_READ);
+                read_body(upstream, &mut buf, read_timeout).await?;
+                fed = feed(&mut chunked, &buf)?;
+                reusable &= fed == buf.len();
+                write_client(client, &buf[..fed]).await?;
+                progress.bytes_out += fed;
+            }
+            return Ok(reusable);
+        }
+        Framing::UntilClose => {
+            out.extend_from_slice(&buf);
+            write_client(client, &out).await?;
+            progress.bytes_out += out.len() - head_len;
+            loop {
+                buf.clear();
+                buf.reserve(BODY_READ);
+                match read_body(upstream, &mut buf, read_timeout).await {
+                    Ok(()) => {}
+                    Err(e) if e.etype() == &ErrorType::ConnectionClosed => break,
+                    Err(e) => return Err(e),
+                }
+                write_client(client, &buf).await?;
+                progress.bytes_out += buf.len();
+            }
+            return Ok(false);
+        }
+    }
+    Ok(reusable)
+}
+
+/// How much of `input` is the chunked body's (all of it, or up to its end).
+fn feed(chunked: &mut Chunked, input: &[u8]) -> Result<usize> {
+    match chunked.feed(input) {
+        Ok(Some(end)) => Ok(end),
+        Ok(None) => Ok(input.len()),
+        Err(invalid) => Err(Error::explain(ErrorType::InvalidChunk, invalid.0).into_up()),
+    }
+}
+
+/// One read of body bytes; the backend closing is `ConnectionClosed`.
+async fn read_body(upstream: &mut Stream, buf: &mut BytesMut, limit: Duration) -> Result<()> {
+    match tokio::time::timeout(limit, upstream.read_buf(buf)).await {
+        Err(_) => Error::e_explain(ErrorType::ReadTimedout, "reading the response body")
+            .map_err(|e: Box<Error>| e.into_up()),
+        Ok(Err(e)) => Err(Error::because(ErrorType::ReadError, "reading the response body", e).into_up()),
+        Ok(Ok(0)) => Err(Error::explain(
+            ErrorType::ConnectionClosed,
+            "backend closed during the response body",
+        )
+        .into_up()),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// Write to the client: its failure is the client's.
+async fn write_client(client: &mut Stream, bytes: &[u8]) -> Result<()> {
+    client
+        .write_all(bytes)
+        .await
+        .map_err(|e| Error::because(ErrorType::WriteError, "writing the response", e).into_down())?;
+    client
+        .flush()
+        .await
+        .map_err(|e| Error::because(ErrorType::WriteError, "writing the response", e).into_down())
+}
+
+/// Write the whole request head to the backend within `limit`.
+async fn write(stream: &mut Stream, bytes: &[u8], limit: Duration) -> Result<()> {
+    let sent = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(limit, sent).await {
+        Err(_) => Error::e_explain(ErrorType::WriteTimedout, "writing the request head"),
+        Ok(Err(e)) => Error::e_because(ErrorType::WriteError, "writing the request head", e),
+        Ok(Ok(())) => Ok(()),
+    }
+}

@@ -31,6 +31,8 @@ const RESPONSE_HEAD_MAX: usize = 64 * 1024;
 const BODY_READ: usize = 64 * 1024;
 /// First room for the response head.
 const HEAD_READ: usize = 4096;
+/// A chunked body that breaks the framing rules (`super::chunked`).
+const BAD_CHUNK: ErrorType = ErrorType::Custom("InvalidChunkedBody");
 
 /// What the client got so far, for the access log and metrics.
 #[derive(Debug, Default)]
@@ -306,7 +308,7 @@ fn feed(chunked: &mut Chunked, input: &[u8]) -> Result<usize> {
     match chunked.feed(input) {
         Ok(Some(end)) => Ok(end),
         Ok(None) => Ok(input.len()),
-        Err(invalid) => Err(Error::explain(ErrorType::InvalidChunk, invalid.0).into_up()),
+        Err(invalid) => Err(Error::explain(BAD_CHUNK, invalid.0).into_up()),
     }
 }
 

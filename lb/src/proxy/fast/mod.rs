@@ -21,13 +21,10 @@
 //! upstreams, routes with `rate_limit`, upstreams with `sticky` or `consistent_hash`, the
 //! HTTPS redirect and the ACME path. `server.fast_path: false` sends everything there.
 
-mod chunked;
+pub(crate) mod chunked;
 mod exchange;
 mod request_head;
 mod response_head;
-
-#[cfg(any(test, feature = "fuzzing"))]
-pub(crate) use chunked::Chunked;
 
 use std::net::IpAddr;
 

@@ -70,7 +70,10 @@ pub(crate) fn parse(
 ) -> Result<Option<Parsed>, Unusable> {
     let mut storage = [const { MaybeUninit::<httparse::Header>::uninit() }; RESPONSE_HEADERS_MAX];
     let mut resp = httparse::Response::new(&mut []);
-    let head_len = match resp.parse_with_uninit_headers(buf, &mut storage) {
+    // httparse's defaults: stricter than pingora's client, which also takes a space before
+    // a header's colon and folded (obs-fold) lines; a backend sending those gets a 502 here.
+    let config = httparse::ParserConfig::default();
+    let head_len = match config.parse_response_with_uninit_headers(&mut resp, buf, &mut storage) {
         Ok(Status::Complete(n)) => n,
         Ok(Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Unusable("too many response headers")),

@@ -81,11 +81,15 @@ impl ServerApp for EdgeApp {
         }
         let mut persistent: Option<HttpPersistentSettings> = None;
         let mut first = true;
-        // Plaintext HTTP/1 may take the fast path; its client address is read once.
-        let fast = stream.get_ssl_digest().is_none();
-        let peer = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        // What the fast path needs of the connection, read once: the client's address and
+        // the TLS version (`None`: plaintext).
+        let tls = stream.get_ssl_digest();
+        let link = fast::Link {
+            peer: stream
+                .get_socket_digest()
+                .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip())),
+            tls_version: tls.as_deref().map(|d| crate::proxy::access_log::tls_version(&d.version)),
+        };
         let mut carry: Option<BytesMut> = None;
         // One receiver for the connection's life: the idle waits between requests watch it.
         let mut closing = shutdown.clone();
@@ -99,8 +103,8 @@ impl ServerApp for EdgeApp {
                     return None;
                 }
             };
-            if fast {
-                match fast::serve(&self.state, &mut stream, head, peer).await {
+            {
+                match fast::serve(&self.state, &mut stream, head, &link).await {
                     Served::Next(rest) => {
                         carry = Some(rest);
                         first = false;

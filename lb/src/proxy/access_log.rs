@@ -254,7 +254,7 @@ impl<'a> Line<'a> {
 }
 
 /// rustls names versions after its enum (`TLSv1_3`); the log says them as people write them.
-fn tls_version(v: &str) -> &str {
+pub(crate) fn tls_version(v: &str) -> &str {
     match v {
         "TLSv1_3" => "TLSv1.3",
         "TLSv1_2" => "TLSv1.2",

@@ -92,10 +92,15 @@ async fn try_backend(
     // `closing` is read per response: it may have turned on while this request waited.
     let date = pingora::protocols::http::date::get_cached_date();
     let request_id = ctx.request_id.clone();
+    let hsts = ctx
+        .route()
+        .and_then(|r| r.hsts.clone())
+        .filter(|_| ctx.tls);
     let ours = Ours {
         request_id: request_id.as_bytes(),
         date: date.as_bytes(),
         keepalive: !prepared.close && !state.is_closing(),
+        hsts: hsts.as_ref().map(|h| h.as_bytes()),
     };
     let mut out = Vec::with_capacity(1024);
     let (mut upstream, mut buf, parsed) = match keepalive::take(addr) {

@@ -1,4 +1,4 @@
-//! The fast path: a simple HTTP/1.1 `GET`/`HEAD` proxied on the client's own bytes, below
+//! The fast path: a simple HTTP/1.1 `GET`/`HEAD` (plaintext or TLS) proxied on the client's own bytes, below
 //! pingora's HTTP/1 session, by the connection's own task (`crate::downstream` calls
 //! [`serve`] with each request head it has read and checked).
 //!
@@ -17,8 +17,7 @@
 //!
 //! Anything not provably simple (`request_head` names the test) goes to pingora, with the
 //! bytes already read, before anything is sent: request bodies, upgrades, `Expect`, other
-//! `Connection` tokens, HTTP/1.0, absolute-form or unusual targets, TLS listeners, TLS
-//! upstreams, routes with `rate_limit`, upstreams with `sticky` or `consistent_hash`, the
+//! `Connection` tokens, HTTP/1.0, absolute-form or unusual targets, h2, TLS upstreams, routes with `rate_limit`, upstreams with `sticky` or `consistent_hash`, the
 //! HTTPS redirect and the ACME path. `server.fast_path: false` sends everything there.
 
 pub(crate) mod chunked;
@@ -49,22 +48,30 @@ pub(crate) enum Served {
     Engine(BytesMut),
 }
 
-/// Serve the request whose complete head starts `buf`, if it is simple. `peer`: the
-/// client's address.
+/// What the fast path knows of the client's connection.
+pub(crate) struct Link<'a> {
+    pub(crate) peer: Option<IpAddr>,
+    /// `TLSv1.2`/`TLSv1.3` on a TLS listener, `None` on plaintext.
+    pub(crate) tls_version: Option<&'a str>,
+}
+
+/// Serve the request whose complete head starts `buf`, if it is simple.
 pub(crate) async fn serve(
     state: &LbState,
     stream: &mut Stream,
     mut buf: BytesMut,
-    peer: Option<IpAddr>,
+    link: &Link<'_>,
 ) -> Served {
     let snapshot = state.snapshot();
-    let Some(prepared) = request_head::prepare(&buf, peer, &snapshot) else {
+    let tls = link.tls_version.is_some();
+    let Some(prepared) = request_head::prepare(&buf, link.peer, tls, &snapshot) else {
         return Served::Engine(buf);
     };
     let mut ctx = RequestCtx::new();
     ctx.fast = true;
     ctx.request_id = prepared.request_id.clone();
     ctx.route = Some(prepared.route);
+    ctx.tls = tls;
     let pool = snapshot.routes.get(prepared.route).pool.clone();
     ctx.snapshot = Some(snapshot);
 
@@ -91,7 +98,7 @@ pub(crate) async fn serve(
         }
     };
     let exchange = Exchange {
-        client_ip: peer,
+        client_ip: link.peer,
         method: if prepared.is_head { "HEAD" } else { "GET" },
         path,
         status: progress.status,
@@ -99,7 +106,7 @@ pub(crate) async fn serve(
         bytes_out: progress.bytes_out,
         spoken: Spoken {
             h2: false,
-            tls_version: None,
+            tls_version: link.tls_version,
         },
     };
     access_log::finish(state, &ctx, &exchange, result.as_ref().err().map(|e| &**e));

@@ -109,9 +109,14 @@ fn persistence(value: &[u8]) -> Option<bool> {
 
 /// The request in `buf` (a complete head the head check accepted) if it is simple, with
 /// its route and upstream head; `None` sends it to pingora.
-pub(crate) fn prepare(buf: &[u8], peer: Option<IpAddr>, snapshot: &Snapshot) -> Option<Prepared> {
+pub(crate) fn prepare(
+    buf: &[u8],
+    peer: Option<IpAddr>,
+    tls: bool,
+    snapshot: &Snapshot,
+) -> Option<Prepared> {
     let server = &snapshot.config.server;
-    if !server.fast_path || server.https_redirect.is_some() {
+    if !server.fast_path || (!tls && server.https_redirect.is_some()) {
         return None;
     }
     let mut storage = [const { MaybeUninit::<httparse::Header>::uninit() }; HEADERS_MAX];
@@ -198,7 +203,7 @@ pub(crate) fn prepare(buf: &[u8], peer: Option<IpAddr>, snapshot: &Snapshot) -> 
         xff.truncate(xff.len() - 2);
         line(&mut out, b"x-forwarded-for", &xff);
     }
-    line(&mut out, b"x-forwarded-proto", b"http");
+    line(&mut out, b"x-forwarded-proto", if tls { b"https" } else { b"http" });
     line(&mut out, b"x-forwarded-host", host);
     line(&mut out, request_id::NAME.as_bytes(), request_id.as_bytes());
     out.extend_from_slice(b"\r\n");

@@ -58,6 +58,8 @@ pub(crate) struct Ours<'a> {
     /// the client did not ask to close); a body that runs to the backend's close ends it
     /// anyway.
     pub(crate) keepalive: bool,
+    /// The route's `Strict-Transport-Security` (TLS only), replacing the backend's.
+    pub(crate) hsts: Option<&'a [u8]>,
 }
 
 /// Parse the backend's head in `buf` and, unless it is an interim (1xx) one, append the
@@ -159,6 +161,7 @@ fn write_client_head(
             // Beside Transfer-Encoding, Content-Length is not the framing (RFC 9112 §6.3).
             14 => encoded && name.eq_ignore_ascii_case("content-length"),
             16 => name.eq_ignore_ascii_case("proxy-connection"),
+            25 => ours.hsts.is_some() && name.eq_ignore_ascii_case("strict-transport-security"),
             _ => false,
         };
         if !dropped {
@@ -166,6 +169,9 @@ fn write_client_head(
         }
     }
     push_line(out, request_id_name(), ours.request_id);
+    if let Some(hsts) = ours.hsts {
+        push_line(out, b"strict-transport-security", hsts);
+    }
     push_line(out, b"date", ours.date);
     push_line(
         out,
@@ -203,6 +209,7 @@ mod tests {
         request_id: b"rid",
         date: b"now",
         keepalive: true,
+        hsts: None,
     };
 
     fn framing(head: &str, is_head: bool) -> Result<(Framing, bool), Unusable> {

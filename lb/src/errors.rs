@@ -169,8 +169,8 @@ pub(crate) async fn respond_with(
 /// pingora's HTTP/1 server adds.
 pub(crate) fn raw_response(err: LbError, request_id: &HeaderValue, head_only: bool) -> Vec<u8> {
     let body = json_body(err, request_id);
-    let status = http::StatusCode::from_u16(err.status())
-        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        http::StatusCode::from_u16(err.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut out = Vec::with_capacity(256 + body.len());
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());

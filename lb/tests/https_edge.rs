@@ -273,14 +273,14 @@ async fn h2c_with_prior_knowledge_beside_http1_on_the_plaintext_port() {
     assert_eq!(line["pipeline"], "engine", "{line}");
     assert!(line.get("tls_version").is_none(), "{line}");
 
-    // HTTP/1.1 on the same port still takes the direct path.
+    // HTTP/1.1 on the same port still takes the lb's own HTTP/1 path (the fast path).
     let (status, _, _) = curl(&["-H", "x-request-id: h1-1"], &lb.url("/api/y"))
         .await
         .expect("h1");
     assert_eq!(status, 200);
     let line = access_line(&lb, "h1-1").await;
     assert_eq!(line["protocol"], "h1", "{line}");
-    assert_eq!(line["pipeline"], "direct", "{line}");
+    assert_eq!(line["pipeline"], "fast", "{line}");
 
     // The metrics carry the protocol too.
     let m = scrape(&lb).await;

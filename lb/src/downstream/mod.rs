@@ -88,7 +88,9 @@ impl ServerApp for EdgeApp {
             peer: stream
                 .get_socket_digest()
                 .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip())),
-            tls_version: tls.as_deref().map(|d| crate::proxy::access_log::tls_version(&d.version)),
+            tls_version: tls
+                .as_deref()
+                .map(|d| crate::proxy::access_log::tls_version(&d.version)),
         };
         let mut carry: Option<BytesMut> = None;
         // One receiver for the connection's life: the idle waits between requests watch it.

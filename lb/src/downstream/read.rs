@@ -65,7 +65,9 @@ pub(crate) async fn head(
         (now + client.keepalive_timeout, None)
     };
     let mut buf = match carry {
-        Some(carry) if !carry.is_empty() => return rest_of_head(stream, client, carry, &limits, None).await,
+        Some(carry) if !carry.is_empty() => {
+            return rest_of_head(stream, client, carry, &limits, None).await
+        }
         // The buffer of the previous head, emptied: its room is reused.
         Some(mut empty) => {
             empty.clear();

@@ -99,7 +99,9 @@ pub(crate) fn finish(
     let server = &snapshot.config.server;
     if server.metrics {
         let spoken = exchange.spoken;
-        state.metrics.request_protocol(spoken.h2, spoken.tls_version);
+        state
+            .metrics
+            .request_protocol(spoken.h2, spoken.tls_version);
         match ctx.route() {
             Some(route) => {
                 route.metrics.request(exchange.status);

@@ -9,8 +9,8 @@
 pub(crate) mod access_log;
 mod ctx;
 pub(crate) mod direct;
-pub(crate) mod fast;
 mod failover;
+pub(crate) mod fast;
 pub(crate) mod keepalive;
 mod limit;
 mod redirect;

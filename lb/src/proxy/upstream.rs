@@ -28,12 +28,9 @@ pub(crate) async fn choose_backend(session: &Session, ctx: &mut RequestCtx) -> R
         }
     }
     let key = match &pool.spec.selection {
-        Selection::ConsistentHash(key) => balance::request_key(
-            key,
-            || ctx.client_ip(session),
-            req.uri.path(),
-            &req.headers,
-        ),
+        Selection::ConsistentHash(key) => {
+            balance::request_key(key, || ctx.client_ip(session), req.uri.path(), &req.headers)
+        }
         _ => None,
     };
     choose(ctx, key.as_ref().map(|k| &k[..])).await

@@ -20,20 +20,32 @@ const SIZE_DIGITS_MAX: u8 = 15;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// In the size: `digits` read so far, value `size`.
-    Size { size: u64, digits: u8 },
+    Size {
+        size: u64,
+        digits: u8,
+    },
     /// After `;`: extensions up to CR.
-    Extension { size: u64, len: usize },
+    Extension {
+        size: u64,
+        len: usize,
+    },
     /// The size line's CR was read; LF must follow.
-    SizeLf { size: u64 },
+    SizeLf {
+        size: u64,
+    },
     /// Inside a chunk's data: `left` bytes to go.
-    Data { left: u64 },
+    Data {
+        left: u64,
+    },
     /// After a chunk's data: CR, then LF.
     DataCr,
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
     /// Inside a trailer line of `len` bytes so far.
-    Trailer { len: usize },
+    Trailer {
+        len: usize,
+    },
     /// A trailer line's CR was read.
     TrailerLf,
     /// The final empty line's CR was read.
@@ -188,7 +200,12 @@ mod tests {
                 Ok(None) => c.feed(&body[cut..]).map(|n| n.map(|n| n + cut)),
                 Err(e) => Err(e),
             };
-            assert_eq!(split, whole, "split at {cut} of {:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                split,
+                whole,
+                "split at {cut} of {:?}",
+                String::from_utf8_lossy(body)
+            );
         }
         whole
     }
@@ -197,25 +214,25 @@ mod tests {
     fn finds_the_end_of_valid_bodies() {
         assert_eq!(end(b"0\r\n\r\n"), Ok(Some(5)));
         assert_eq!(end(b"5\r\nhello\r\n0\r\n\r\nGET"), Ok(Some(15)));
-        assert_eq!(end(b"A;ext=1\r\n0123456789\r\n0\r\n\r\n"), Ok(Some(27)));
-        assert_eq!(end(b"1\r\nx\r\n0\r\nEtag: x\r\n\r\n"), Ok(Some(21)));
-        assert_eq!(end(b"00000F\r\n0123456789abcde\r\n0\r\n\r\n"), Ok(Some(31)));
+        assert_eq!(end(b"A;ext=1\r\n0123456789\r\n0\r\n\r\n"), Ok(Some(26)));
+        assert_eq!(end(b"1\r\nx\r\n0\r\nEtag: x\r\n\r\n"), Ok(Some(20)));
+        assert_eq!(end(b"00000F\r\n0123456789abcde\r\n0\r\n\r\n"), Ok(Some(30)));
         assert_eq!(end(b"5\r\nhel"), Ok(None));
     }
 
     #[test]
     fn refuses_loose_framing() {
         for bad in [
-            &b"5\nhello\r\n0\r\n\r\n"[..],   // bare LF
-            b"5\r\nhello\n0\r\n\r\n",          // bare LF after data
-            b"5\r\nhelloX\r\n0\r\n\r\n",       // data longer than its size
-            b" 5\r\nhello\r\n0\r\n\r\n",       // leading space
-            b"+5\r\nhello\r\n",                // sign
-            b"\r\n",                           // no digits
-            b"1000000000000000\r\n",           // 16 digits
-            b"0\r\n\n",                        // bare LF at the end
-            b"0\r\nx\ny\r\n\r\n",              // bare LF in a trailer
-            b"5\r\nhello\r\n0\r\n\r\n\r\n",    // fed whole: ends before the extra CRLF (ok)
+            &b"5\nhello\r\n0\r\n\r\n"[..],  // bare LF
+            b"5\r\nhello\n0\r\n\r\n",       // bare LF after data
+            b"5\r\nhelloX\r\n0\r\n\r\n",    // data longer than its size
+            b" 5\r\nhello\r\n0\r\n\r\n",    // leading space
+            b"+5\r\nhello\r\n",             // sign
+            b"\r\n",                        // no digits
+            b"1000000000000000\r\n",        // 16 digits
+            b"0\r\n\n",                     // bare LF at the end
+            b"0\r\nx\ny\r\n\r\n",           // bare LF in a trailer
+            b"5\r\nhello\r\n0\r\n\r\n\r\n", // fed whole: ends before the extra CRLF (ok)
         ] {
             let r = Chunked::new().feed(bad);
             if bad == b"5\r\nhello\r\n0\r\n\r\n\r\n" {

@@ -92,10 +92,7 @@ async fn try_backend(
     // `closing` is read per response: it may have turned on while this request waited.
     let date = pingora::protocols::http::date::get_cached_date();
     let request_id = ctx.request_id.clone();
-    let hsts = ctx
-        .route()
-        .and_then(|r| r.hsts.clone())
-        .filter(|_| ctx.tls);
+    let hsts = ctx.route().and_then(|r| r.hsts.clone()).filter(|_| ctx.tls);
     let ours = Ours {
         request_id: request_id.as_bytes(),
         date: date.as_bytes(),
@@ -122,9 +119,17 @@ async fn try_backend(
     progress.status = parsed.status;
     buf.advance(parsed.head_len);
     let read_timeout = pool.spec.timeouts.read;
-    let reusable = body(client, &mut upstream, buf, &parsed, out, read_timeout, progress)
-        .await
-        .map_err(Decided::final_error)?;
+    let reusable = body(
+        client,
+        &mut upstream,
+        buf,
+        &parsed,
+        out,
+        read_timeout,
+        progress,
+    )
+    .await
+    .map_err(Decided::final_error)?;
     if reusable {
         keepalive::put(
             addr,
@@ -209,11 +214,10 @@ async fn exchange_head(
             .map_err(|u| Error::explain(ErrorType::InvalidHTTPHeader, u.0).into_up())?;
         match parsed {
             None if buf.len() >= RESPONSE_HEAD_MAX => {
-                return Err(Error::explain(
-                    ErrorType::InvalidHTTPHeader,
-                    "response head too large",
+                return Err(
+                    Error::explain(ErrorType::InvalidHTTPHeader, "response head too large")
+                        .into_up(),
                 )
-                .into_up())
             }
             None => {}
             Some(p) if p.status == 101 => {
@@ -322,7 +326,9 @@ async fn read_body(upstream: &mut Stream, buf: &mut BytesMut, limit: Duration) -
     match tokio::time::timeout(limit, upstream.read_buf(buf)).await {
         Err(_) => Error::e_explain(ErrorType::ReadTimedout, "reading the response body")
             .map_err(|e: Box<Error>| e.into_up()),
-        Ok(Err(e)) => Err(Error::because(ErrorType::ReadError, "reading the response body", e).into_up()),
+        Ok(Err(e)) => {
+            Err(Error::because(ErrorType::ReadError, "reading the response body", e).into_up())
+        }
         Ok(Ok(0)) => Err(Error::explain(
             ErrorType::ConnectionClosed,
             "backend closed during the response body",
@@ -334,10 +340,9 @@ async fn read_body(upstream: &mut Stream, buf: &mut BytesMut, limit: Duration) -
 
 /// Write to the client: its failure is the client's.
 async fn write_client(client: &mut Stream, bytes: &[u8]) -> Result<()> {
-    client
-        .write_all(bytes)
-        .await
-        .map_err(|e| Error::because(ErrorType::WriteError, "writing the response", e).into_down())?;
+    client.write_all(bytes).await.map_err(|e| {
+        Error::because(ErrorType::WriteError, "writing the response", e).into_down()
+    })?;
     client
         .flush()
         .await

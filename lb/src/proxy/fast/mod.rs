@@ -78,8 +78,16 @@ pub(crate) async fn serve(
     // The path is the target's usual URI bytes (checked), so it is ASCII.
     let path = std::str::from_utf8(&buf[prepared.path.clone()]).unwrap_or("-");
     let mut progress = exchange::Progress::default();
-    let result =
-        exchange::proxy(stream, &prepared, path, &mut ctx, &pool, state, &mut progress).await;
+    let result = exchange::proxy(
+        stream,
+        &prepared,
+        path,
+        &mut ctx,
+        &pool,
+        state,
+        &mut progress,
+    )
+    .await;
     let keepalive = match &result {
         Ok(keepalive) => *keepalive,
         Err(e) => {

@@ -88,9 +88,9 @@ fn kind(name: &str) -> Kind {
 /// the head check uses, `crate::downstream`).
 fn usual_target(target: &str) -> bool {
     target.starts_with('/')
-        && target.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
-        })
+        && target
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b))
 }
 
 /// `Connection` tokens: `Some(close)` when they are only `keep-alive`/`close`.
@@ -203,7 +203,11 @@ pub(crate) fn prepare(
         xff.truncate(xff.len() - 2);
         line(&mut out, b"x-forwarded-for", &xff);
     }
-    line(&mut out, b"x-forwarded-proto", if tls { b"https" } else { b"http" });
+    line(
+        &mut out,
+        b"x-forwarded-proto",
+        if tls { b"https" } else { b"http" },
+    );
     line(&mut out, b"x-forwarded-host", host);
     line(&mut out, request_id::NAME.as_bytes(), request_id.as_bytes());
     out.extend_from_slice(b"\r\n");

@@ -242,7 +242,10 @@ mod tests {
             ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
             Ok((Framing::UntilClose, false))
         );
-        assert_eq!(ok("HTTP/1.1 200 OK\r\n\r\n"), Ok((Framing::UntilClose, false)));
+        assert_eq!(
+            ok("HTTP/1.1 200 OK\r\n\r\n"),
+            Ok((Framing::UntilClose, false))
+        );
         assert_eq!(
             ok("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"),
             Ok((Framing::Empty, true))
@@ -286,9 +289,13 @@ mod tests {
         );
         // A body to the backend's close ends the client's connection too; 1xx writes nothing.
         let mut out = Vec::new();
-        let p = parse(b"HTTP/1.1 200 OK\r\n\r\n", false, &OURS, &mut out).unwrap().unwrap();
+        let p = parse(b"HTTP/1.1 200 OK\r\n\r\n", false, &OURS, &mut out)
+            .unwrap()
+            .unwrap();
         assert!(!p.keepalive);
-        assert!(String::from_utf8(out).unwrap().ends_with("connection: close\r\n\r\n"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .ends_with("connection: close\r\n\r\n"));
         let mut out = Vec::new();
         parse(b"HTTP/1.1 100 Continue\r\n\r\n", false, &OURS, &mut out).unwrap();
         assert!(out.is_empty());

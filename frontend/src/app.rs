@@ -5,29 +5,25 @@ use std::{future::Future, io};
 use axum::{http::StatusCode, middleware, Router};
 use service_kit::{logging, probes, request_id, shutdown};
 use tokio::net::TcpListener;
-use tower_http::{services::ServeDir, timeout::TimeoutLayer};
+use tower_http::timeout::TimeoutLayer;
 
-use crate::{etag, file_headers, not_found, path_guard, security_headers, state::AppState};
+use crate::{file_headers, security_headers, site_service::SiteService, state::AppState};
 
 /// The site: `/health`, `/ready`, and the files under the root, with the custom
 /// `404.html` (status 404) for anything missing. Layers, outermost first: request id,
-/// request log, `Connection: close` while draining, security headers, timeout (503),
-/// path guard (400), caching headers, ETag/304.
+/// request log, `Connection: close` while draining, security headers, timeout (503).
 ///
-/// Files: ServeDir gives Content-Type, Last-Modified/If-Modified-Since, HEAD, single
-/// Range requests, 405 with `Allow` for other methods, and the `.gz`/`.br` twin of a
-/// file when the client accepts that coding.
+/// Files come from memory ([`crate::site_service`]: the path guard, content coding,
+/// validators, ranges and caching headers are all decided there, on values computed at
+/// load); only files over the memory limit go through ServeDir and the header
+/// middlewares. The probes get their caching headers from `file_headers::describe`.
 pub fn app(state: AppState) -> Router {
-    let files = ServeDir::new(&state.root)
-        .precompressed_br()
-        .precompressed_gzip()
-        .not_found_service(not_found::page(&state.root));
+    let site = SiteService::new(state.site.clone(), &state.root);
     let router = probes::router(state.draining.clone())
-        .fallback_service(files)
-        // Each `.layer` call wraps everything above it: the last one runs first.
-        .layer(middleware::from_fn(etag::conditional))
+        // Before the fallback: the layer wraps the probes only.
         .layer(middleware::from_fn(file_headers::describe))
-        .layer(middleware::from_fn(path_guard::refuse_traversal))
+        .fallback_service(site)
+        // Each `.layer` call wraps everything above it: the last one runs first.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             state.request_timeout,

@@ -21,7 +21,13 @@ async fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(&args)?;
-    tracing::info!(root = %state.root.display(), connect_src = state.connect_src.as_str(), "starting");
+    tracing::info!(
+        root = %state.root.display(),
+        site = %state.site.summary(),
+        connect_src = state.connect_src.as_str(),
+        "starting"
+    );
+    frontend::reload::on_sighup(state.site.clone()).context("installing the SIGHUP handler")?;
     let listener = process::bind(args.listen).await?;
     let signal = shutdown::signal().context("installing signal handlers")?;
     frontend::serve(listener, state, signal)

@@ -12,7 +12,9 @@
 //! - [`site_cache`]: the files under the root, read into memory with their headers;
 //!   [`reload`]: SIGHUP reads them again.
 //! - [`app`](mod@app): [`app()`] builds the router and its layers; [`serve`] runs it.
-//! - `site_service`: answers file requests from memory (ServeDir for files over the
+//! - `site_service`: the one service behind the router: probes, files, security
+//!   headers, timeout.
+//! - `file_response`: answers a file request from memory (ServeDir for files over the
 //!   memory limit), with `content_coding` (which twin to send) and `byte_range`
 //!   (`Range`).
 //! - [`path_guard`]: 400 for traversal attempts, however encoded.
@@ -31,6 +33,7 @@ pub mod cli;
 mod content_coding;
 pub mod etag;
 pub mod file_headers;
+mod file_response;
 pub mod not_found;
 pub mod path_guard;
 pub mod reload;

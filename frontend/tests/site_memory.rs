@@ -401,3 +401,17 @@ async fn files_added_after_start_wait_for_a_reload() {
     assert_eq!(get(&router, "/new.txt", &[]).await.body, b"new");
     assert_eq!(get(&router, "/", &[]).await.body, b"changed");
 }
+
+#[tokio::test]
+async fn only_requests_that_wait_can_time_out() {
+    // A zero timeout: ServeDir's first poll waits for the blocking pool, so a file from
+    // disk gets the 503; an answer from memory is ready at once and never does.
+    let flags = ["--request-timeout", "0s", "--cache-file-limit", "0"];
+    let router = router(SITE, &flags);
+    let from_disk = get(&router, "/assets/app.js", &[]).await;
+    assert_eq!(from_disk.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(from_disk.header(header::CONTENT_SECURITY_POLICY).is_some());
+    let from_memory = get(&router, "/404.html", &[]).await;
+    assert_eq!(from_memory.status, StatusCode::OK);
+    assert_eq!(from_memory.body, file("404.html"));
+}

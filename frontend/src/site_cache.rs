@@ -38,8 +38,9 @@ pub(crate) const NOT_FOUND_PAGE: &str = "404.html";
 /// Why the site could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    // The reason is in the message rather than a `source`: WARN lines print only this.
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: io::Error },
     #[error("{0}: directories nested more than {MAX_DEPTH} deep (a symlink loop?)")]
     TooDeep(PathBuf),
 }
@@ -321,7 +322,7 @@ fn read_tree(
 ) -> Result<(BTreeMap<String, Raw>, Vec<String>), LoadError> {
     let read_error = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| LoadError::Read { path, source }
+        move |reason| LoadError::Read { path, reason }
     };
     let mut files = BTreeMap::new();
     let mut dirs = vec![];

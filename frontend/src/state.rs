@@ -16,7 +16,7 @@ use crate::{
 pub enum Error {
     #[error(transparent)]
     Root(#[from] site_root::Error),
-    #[error("loading the site into memory: {0}")]
+    #[error("loading the site into memory")]
     Load(#[from] LoadError),
 }
 

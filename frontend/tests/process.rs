@@ -122,6 +122,25 @@ fn a_bad_root_is_a_clear_startup_error() {
 }
 
 #[test]
+fn an_unreadable_file_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("index.html"), "home").unwrap();
+    std::os::unix::fs::symlink("/nonexistent/file", dir.path().join("dangling")).unwrap();
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("loading the site into memory: cannot read")
+            && stdout.contains("dangling: No such file"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn help_documents_env_vars_root_and_shutdown() {
     let help = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
@@ -132,6 +151,8 @@ fn help_documents_env_vars_root_and_shutdown() {
         "LOG_FORMAT",
         "./frontend/site",
         "SIGTERM",
+        "SIGHUP",
+        "FRONTEND_CACHE_FILE_LIMIT",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }

@@ -67,20 +67,20 @@ impl Service<Request> for SiteService {
 
     fn call(&mut self, request: Request) -> Reply {
         let inner = &self.0;
-        let routed = match request.uri().path() {
-            "/health" | "/ready" => inner.probes.clone(),
-            _ => match file_response::answer(&inner.site.current(), &request) {
-                Some(mut response) => {
-                    inner.security.apply(response.headers_mut());
-                    return Reply::Ready(ready(Ok(response)));
-                }
-                None => {
-                    let request = file_response::for_disk(request);
-                    return Reply::Waiting(waiting(self.0.clone(), inner.disk.clone(), request));
-                }
-            },
-        };
-        Reply::Waiting(waiting(self.0.clone(), routed, request))
+        if matches!(request.uri().path(), "/health" | "/ready") {
+            return Reply::Waiting(waiting(inner.clone(), inner.probes.clone(), request));
+        }
+        match file_response::answer(&inner.site.current(), &request) {
+            Some(mut response) => {
+                inner.security.apply(response.headers_mut());
+                Reply::Ready(ready(Ok(response)))
+            }
+            // A file over the memory limit.
+            None => {
+                let request = file_response::for_disk(request);
+                Reply::Waiting(waiting(inner.clone(), inner.disk.clone(), request))
+            }
+        }
     }
 }
 

@@ -1,20 +1,27 @@
-//! `ETag` for files, and `304 Not Modified` on a matching `If-None-Match`.
+//! `ETag` for files, and `304 Not Modified` on a matching `If-None-Match` or an
+//! unchanged `If-Modified-Since`.
 //!
-//! ServeDir already sends `Last-Modified` and honours `If-Modified-Since`, but has no
-//! ETag. The tag is derived from what ServeDir reports about the representation it
-//! chose: total size, modification time and content coding, e.g. `"1a2b-674a1c2e-gzip"`.
-//! Per RFC 9110, `If-None-Match` wins over `If-Modified-Since`.
+//! The tag is derived from the representation sent: total size, modification time and
+//! content coding, e.g. `"1a2b-674a1c2e-gzip"`. Files held in memory get theirs once, at
+//! load ([`crate::site_cache`]); [`conditional`] gives one to what ServeDir serves from
+//! disk, from the headers it reports, so both carry the same tag for the same file.
+//! Per RFC 9110, `If-None-Match` wins over `If-Modified-Since`. Either way a 304 repeats
+//! ETag, Last-Modified and Vary, as the full response would have.
+
+use std::time::SystemTime;
 
 use axum::{extract::Request, http::StatusCode, middleware::Next, response::Response};
 use http::{header, HeaderMap, HeaderValue, Method};
 
-/// Middleware around the file service.
+/// Middleware around ServeDir, for files served from disk.
 pub async fn conditional(mut request: Request, next: Next) -> Response {
     let headers = request.headers_mut();
     let if_none_match = headers.remove(header::IF_NONE_MATCH);
-    if if_none_match.is_some() {
-        headers.remove(header::IF_MODIFIED_SINCE);
-    }
+    // Decided here, on the Last-Modified ServeDir reports, so that the 304 carries the
+    // same headers as one for If-None-Match (ServeDir's own 304 has none of them).
+    let if_modified_since = headers
+        .remove(header::IF_MODIFIED_SINCE)
+        .and_then(|since| http_date(&since));
     // ServeDir ignores If-Range; serving the whole file instead of a possibly stale
     // range is always correct.
     if headers.remove(header::IF_RANGE).is_some() {
@@ -25,11 +32,35 @@ pub async fn conditional(mut request: Request, next: Next) -> Response {
     let Some(tag) = tag_for(response.status(), response.headers()) else {
         return response;
     };
-    if safe && if_none_match.is_some_and(|list| matches(&list, &tag)) {
+    let unchanged = match (&if_none_match, if_modified_since) {
+        (Some(list), _) => matches(list, &tag),
+        (None, Some(since)) => response
+            .headers()
+            .get(header::LAST_MODIFIED)
+            .and_then(http_date)
+            .is_some_and(|modified| modified <= since),
+        (None, None) => false,
+    };
+    if safe && unchanged {
         return not_modified(response, tag);
     }
     response.headers_mut().insert(header::ETAG, tag);
     response
+}
+
+/// The tag of a representation of `size` bytes modified at `modified_secs` (Unix time)
+/// with content coding `coding` (`None` for identity).
+pub(crate) fn tag(size: u64, modified_secs: u64, coding: Option<&str>) -> Option<HeaderValue> {
+    let value = match coding {
+        Some(coding) => format!("\"{size:x}-{modified_secs:x}-{coding}\""),
+        None => format!("\"{size:x}-{modified_secs:x}\""),
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
+/// An HTTP date header (Last-Modified, If-Modified-Since…); `None` if it is not one.
+pub(crate) fn http_date(value: &HeaderValue) -> Option<SystemTime> {
+    httpdate::parse_http_date(value.to_str().ok()?).ok()
 }
 
 /// The tag of a 200 or 206 file response, or `None` for anything else.
@@ -46,19 +77,16 @@ fn tag_for(status: StatusCode, headers: &HeaderMap) -> Option<HeaderValue> {
         _ => return None,
     };
     let size: u64 = size.parse().ok()?;
-    let modified = httpdate::parse_http_date(text(header::LAST_MODIFIED)?).ok()?;
+    let modified = http_date(headers.get(header::LAST_MODIFIED)?)?;
     let secs = modified
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_secs();
-    let coding = text(header::CONTENT_ENCODING)
-        .map(|c| format!("-{c}"))
-        .unwrap_or_default();
-    HeaderValue::from_str(&format!("\"{size:x}-{secs:x}{coding}\"")).ok()
+    tag(size, secs, text(header::CONTENT_ENCODING))
 }
 
 /// Weak comparison, as `If-None-Match` requires: `W/` prefixes are ignored, `*` matches.
-fn matches(list: &HeaderValue, tag: &HeaderValue) -> bool {
+pub(crate) fn matches(list: &HeaderValue, tag: &HeaderValue) -> bool {
     let Ok(list) = list.to_str() else {
         return false;
     };
@@ -68,7 +96,8 @@ fn matches(list: &HeaderValue, tag: &HeaderValue) -> bool {
         .any(|candidate| candidate == "*" || candidate == tag)
 }
 
-/// A 304 that keeps the headers a cache needs to refresh its copy.
+/// A 304 that keeps the headers a cache needs to refresh its copy. The outer
+/// `file_headers::describe` adds `Vary` and `Cache-Control` (it sees Last-Modified).
 fn not_modified(response: Response, tag: HeaderValue) -> Response {
     let mut fresh = Response::new(axum::body::Body::empty());
     *fresh.status_mut() = StatusCode::NOT_MODIFIED;

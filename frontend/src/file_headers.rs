@@ -6,6 +6,9 @@
 //!   `no-store` for probes and `no-cache` for errors;
 //! - `charset=utf-8` on text types, which ServeDir leaves out;
 //! - `Vary: Accept-Encoding` on files, since a `.gz` twin may be chosen.
+//!
+//! Files held in memory get these values once, at load ([`crate::site_cache`]); the
+//! [`describe`] middleware gives them to the probes and to what ServeDir serves from disk.
 
 use axum::{extract::Request, middleware::Next, response::Response};
 use http::{header, HeaderValue, StatusCode};
@@ -15,7 +18,7 @@ pub const ASSETS: &str = "public, max-age=31536000, immutable";
 pub const OTHER_FILES: &str = "public, max-age=3600";
 pub const PROBES: &str = "no-store";
 
-/// Middleware around the whole site.
+/// Middleware around the probes and the files served from disk.
 pub async fn describe(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
@@ -38,7 +41,7 @@ pub async fn describe(request: Request, next: Next) -> Response {
     response
 }
 
-fn cache_policy(path: &str, status: StatusCode, is_html: bool) -> &'static str {
+pub(crate) fn cache_policy(path: &str, status: StatusCode, is_html: bool) -> &'static str {
     let fresh = status.is_success() || status == StatusCode::NOT_MODIFIED;
     match path {
         "/health" | "/ready" => PROBES,
@@ -48,7 +51,7 @@ fn cache_policy(path: &str, status: StatusCode, is_html: bool) -> &'static str {
     }
 }
 
-fn add_charset(content_type: &HeaderValue) -> Option<HeaderValue> {
+pub(crate) fn add_charset(content_type: &HeaderValue) -> Option<HeaderValue> {
     let value = content_type.to_str().ok()?;
     let textual = value.starts_with("text/")
         || value == "application/javascript"

@@ -9,10 +9,17 @@
 //! - [`cli`]: flags, environment variables and the `healthcheck` subcommand.
 //! - [`site_root`]: where the site is found and the checks it must pass.
 //! - [`state`]: settings resolved at startup ([`AppState`]).
+//! - [`site_cache`]: the files under the root, read into memory with their headers;
+//!   [`reload`]: SIGHUP reads them again.
 //! - [`app`](mod@app): [`app()`] builds the router and its layers; [`serve`] runs it.
+//! - `site_service`: the one service behind the router: probes, files, security
+//!   headers, timeout.
+//! - `file_response`: answers a file request from memory (ServeDir for files over the
+//!   memory limit), with `content_coding` (which twin to send) and `byte_range`
+//!   (`Range`).
 //! - [`path_guard`]: 400 for traversal attempts, however encoded.
 //! - [`not_found`]: the custom `404.html`, always whole, always 404.
-//! - [`etag`]: ETag and `If-None-Match` on top of ServeDir.
+//! - [`etag`]: ETag, `If-None-Match` and `If-Modified-Since`.
 //! - [`file_headers`]: `Cache-Control`, charset and `Vary`.
 //! - [`security_headers`]: CSP (configurable `connect-src`), `nosniff`, referrer policy.
 //!
@@ -21,13 +28,19 @@
 //! binary behaves identically.
 
 pub mod app;
+mod byte_range;
 pub mod cli;
+mod content_coding;
 pub mod etag;
 pub mod file_headers;
+mod file_response;
 pub mod not_found;
 pub mod path_guard;
+pub mod reload;
 pub mod security_headers;
+pub mod site_cache;
 pub mod site_root;
+mod site_service;
 pub mod state;
 
 pub use app::{app, serve};

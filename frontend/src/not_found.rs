@@ -9,14 +9,14 @@
 use std::{convert::Infallible, path::Path};
 
 use axum::body::Body;
-use http::{header, Request, Response};
+use http::{header, HeaderValue, Request, Response};
 use tower::{Service, ServiceExt};
 use tower_http::services::{fs::ServeFileSystemResponseBody, ServeFile};
 
 type Reply = Response<ServeFileSystemResponseBody>;
 
 /// The service to pass to `ServeDir::not_found_service`.
-pub fn page(
+pub(crate) fn page(
     root: &Path,
 ) -> impl Service<Request<Body>, Response = Reply, Error = Infallible, Future: Send>
        + Clone
@@ -44,8 +44,10 @@ fn whole_page(mut request: Request<Body>) -> Request<Body> {
 }
 
 fn no_validators(mut response: Reply) -> Reply {
+    let headers = response.headers_mut();
     for name in [header::LAST_MODIFIED, header::ACCEPT_RANGES] {
-        response.headers_mut().remove(name);
+        headers.remove(name);
     }
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     response
 }

@@ -2,38 +2,40 @@
 //! is spelled: `..` segments plain or percent-encoded (once, twice, three times),
 //! encoded slashes that form one, backslashes, NUL and other control characters.
 //!
-//! ServeDir already refuses `..` after one decoding; this guard answers such
-//! attempts with a clear 400 and also catches the spellings that only become
+//! Only files loaded from under the root can be served (`crate::site_cache`), and
+//! ServeDir, for the large ones, refuses `..` after one decoding too; this guard answers
+//! such attempts with a clear 400 and also catches the spellings that only become
 //! dangerous after a second decoding somewhere else.
 
+use std::borrow::Cow;
+
 use axum::{
-    extract::Request,
     http::StatusCode,
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 
-/// Middleware: 400 for suspicious paths, the inner service for the rest.
-pub async fn refuse_traversal(request: Request, next: Next) -> Response {
-    if is_suspicious(request.uri().path()) {
-        return (StatusCode::BAD_REQUEST, "bad request\n").into_response();
-    }
-    next.run(request).await
+/// The answer to a suspicious path (the site service asks [`is_suspicious`] first).
+pub(crate) fn refusal() -> Response {
+    (StatusCode::BAD_REQUEST, "bad request\n").into_response()
 }
 
 /// Whether `path` (still percent-encoded, as on the wire) could name something
 /// outside the root after any number of decodings.
 pub fn is_suspicious(path: &str) -> bool {
-    let mut current = path.to_owned();
+    let mut current = Cow::Borrowed(path);
     // Four rounds cover triple encoding; anything still changing after that is hostile.
     for _ in 0..4 {
         let bad_char = current.chars().any(|c| c == '\\' || c.is_control());
         if bad_char || current.split('/').any(|segment| segment == "..") {
             return true;
         }
+        // Nothing left to decode: the common case costs no allocation.
+        if !current.contains('%') {
+            return false;
+        }
         match percent_decode(&current) {
             Some(decoded) if decoded == current => return false,
-            Some(decoded) => current = decoded,
+            Some(decoded) => current = Cow::Owned(decoded),
             None => return true,
         }
     }
@@ -42,24 +44,19 @@ pub fn is_suspicious(path: &str) -> bool {
 
 /// One round of percent-decoding. A `%` without two hex digits stays as it is;
 /// bytes that are not UTF-8 once decoded give `None`.
-fn percent_decode(input: &str) -> Option<String> {
+pub(crate) fn percent_decode(input: &str) -> Option<String> {
     let bytes = input.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match hex
-            .filter(|_| bytes[i] == b'%')
-            .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            Some(byte) => {
-                out.push(byte);
+        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
                 i += 3;
             }
-            None => {
-                out.push(bytes[i]);
+            (byte, _, _) => {
+                out.push(byte);
                 i += 1;
             }
         }
@@ -81,6 +78,7 @@ mod tests {
             "/100%",
             "/..a/b..",
             "/.well-known/x",
+            "/%+e%+e/x",
         ] {
             assert!(!is_suspicious(path), "{path}");
         }

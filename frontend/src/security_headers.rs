@@ -1,10 +1,9 @@
 //! Headers on every response: `nosniff`, a strict Content-Security-Policy whose
-//! `connect-src` is configurable (the page may call the API on another origin), and
-//! `Referrer-Policy`.
+//! `connect-src` is configurable (the page may call the API on another origin),
+//! `Referrer-Policy`, `X-Frame-Options` and `Cross-Origin-Opener-Policy`. The site
+//! service (`crate::site_service`) sets them on each of its answers.
 
-use axum::Router;
-use http::{header, HeaderName, HeaderValue};
-use tower_http::set_header::SetResponseHeaderLayer;
+use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 /// The `--connect-src` value: whitespace-separated CSP sources, checked so that no
 /// value can end the directive and smuggle in another one.
@@ -47,32 +46,38 @@ impl ConnectSrc {
     }
 }
 
-/// Adds the security headers to every response of `router`, errors included.
-pub fn apply<S: Clone + Send + Sync + 'static>(
-    router: Router<S>,
-    connect_src: &ConnectSrc,
-) -> Router<S> {
-    let csp = HeaderValue::from_str(&connect_src.policy())
-        .expect("ConnectSrc::parse admits only header-safe characters");
-    let headers = [
-        (header::CONTENT_SECURITY_POLICY, csp),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-        (
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ),
-        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (
-            HeaderName::from_static("cross-origin-opener-policy"),
-            HeaderValue::from_static("same-origin"),
-        ),
-    ];
-    headers.into_iter().fold(router, |router, (name, value)| {
-        router.layer(SetResponseHeaderLayer::overriding(name, value))
-    })
+/// The headers every response carries, errors included; made once, at start.
+#[derive(Clone, Debug)]
+pub(crate) struct SecurityHeaders([(HeaderName, HeaderValue); 5]);
+
+impl SecurityHeaders {
+    pub(crate) fn new(connect_src: &ConnectSrc) -> Self {
+        let csp = HeaderValue::from_str(&connect_src.policy())
+            .expect("ConnectSrc::parse admits only header-safe characters");
+        Self([
+            (header::CONTENT_SECURITY_POLICY, csp),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+            (
+                HeaderName::from_static("cross-origin-opener-policy"),
+                HeaderValue::from_static("same-origin"),
+            ),
+        ])
+    }
+
+    /// Sets them on `headers`, replacing any value already there.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.0 {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
 }
 
 #[cfg(test)]

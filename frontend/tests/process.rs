@@ -4,13 +4,17 @@
 mod support;
 
 use std::{
-    io::{Read, Write},
+    fs,
+    io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
-    process::Command,
-    time::Duration,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
 };
 
-use nix::sys::signal::Signal;
+use nix::{sys::signal::Signal, unistd::Pid};
 use support::{get, Service};
 
 const BIN: &str = env!("CARGO_BIN_EXE_frontend");
@@ -118,6 +122,25 @@ fn a_bad_root_is_a_clear_startup_error() {
 }
 
 #[test]
+fn an_unreadable_file_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("index.html"), "home").unwrap();
+    std::os::unix::fs::symlink("/nonexistent/file", dir.path().join("dangling")).unwrap();
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("loading the site into memory: cannot read")
+            && stdout.contains("dangling: No such file"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn help_documents_env_vars_root_and_shutdown() {
     let help = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
@@ -128,7 +151,90 @@ fn help_documents_env_vars_root_and_shutdown() {
         "LOG_FORMAT",
         "./frontend/site",
         "SIGTERM",
+        "SIGHUP",
+        "FRONTEND_CACHE_FILE_LIMIT",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
+}
+
+/// The frontend with its log lines readable while it runs; killed when dropped.
+struct Watched {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watched {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next log line containing `needle`, waiting at most 20 s for it.
+    fn line_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {needle:?}"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sighup_reloads_the_site_and_keeps_it_when_the_reload_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["index.html", "404.html"] {
+        fs::copy(Path::new(SITE).join(name), dir.path().join(name)).unwrap();
+    }
+    let frontend = Watched::start(&["--root", dir.path().to_str().unwrap()]);
+    let addr = support::listening_addr(&frontend.line_with("listening on")).unwrap();
+    let url = |path: &str| format!("http://{addr}{path}");
+    assert_eq!(get(&url("/new.txt")).unwrap().0, 404);
+
+    // Not seen until the site is read again.
+    fs::write(dir.path().join("new.txt"), "new").unwrap();
+    assert_eq!(get(&url("/new.txt")).unwrap().0, 404);
+    frontend.signal(Signal::SIGHUP);
+    let reloaded = frontend.line_with("site reloaded");
+    assert!(reloaded.contains("3 files"), "{reloaded}");
+    assert_eq!(get(&url("/new.txt")), Some((200, "new".into())));
+
+    // An unreadable entry: the reload fails, loudly, and the previous copy stays.
+    std::os::unix::fs::symlink("/nonexistent/file", dir.path().join("dangling")).unwrap();
+    fs::write(dir.path().join("later.txt"), "later").unwrap();
+    frontend.signal(Signal::SIGHUP);
+    let failed = frontend.line_with("site reload failed");
+    assert!(
+        failed.contains("WARN") && failed.contains("dangling"),
+        "{failed}"
+    );
+    assert_eq!(get(&url("/new.txt")), Some((200, "new".into())));
+    assert_eq!(get(&url("/later.txt")).unwrap().0, 404);
 }

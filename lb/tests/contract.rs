@@ -1,9 +1,11 @@
-//! Both request paths held to one contract. Body-less `GET`s take the direct path; the same
-//! request with a header nominated by `Connection` goes through pingora's engine. Every
-//! test here sends the same requests down both paths, checks from the access log that each
-//! took the path it was meant to, and asserts the same answer: the headers the backend and
-//! the client see, the lb's own error answers, the access-log line and the metrics of one
-//! request, and `Connection: close` once the lb is stopping.
+//! Every request path held to one contract. A plain body-less `GET` takes the fast path;
+//! on an lb started with `server.fast_path: false` the same request takes the direct path;
+//! the same request with a header nominated by `Connection` goes through pingora's engine
+//! (on either lb). Every test here sends the same requests down all three paths, checks
+//! from the access log that each took the path it was meant to, and asserts the same
+//! answer: the headers the backend and the client see, the lb's own error answers, the
+//! access-log line and the metrics of one request, and `Connection: close` once the lb is
+//! stopping.
 
 mod support;
 
@@ -17,18 +19,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Pipeline {
+    Fast,
     Direct,
     Engine,
 }
 
-use Pipeline::{Direct, Engine};
+use Pipeline::{Direct, Engine, Fast};
 
 impl Pipeline {
-    const BOTH: [Pipeline; 2] = [Direct, Engine];
+    const ALL: [Pipeline; 3] = [Fast, Direct, Engine];
 
     /// The access log's `pipeline` value.
     fn name(self) -> &'static str {
         match self {
+            Fast => "fast",
             Direct => "direct",
             Engine => "engine",
         }
@@ -37,7 +41,7 @@ impl Pipeline {
     /// The `Connection` header (and the header it nominates) that selects this path.
     fn headers(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Direct => &[("connection", "keep-alive")],
+            Fast | Direct => &[("connection", "keep-alive")],
             Engine => &[
                 ("connection", "keep-alive, x-engine-path"),
                 ("x-engine-path", "1"),
@@ -45,8 +49,14 @@ impl Pipeline {
         }
     }
 
-    fn get(self, http: &reqwest::Client, url: &str, id: &str) -> reqwest::RequestBuilder {
-        let mut req = http.get(url).header("x-request-id", id);
+    fn get(
+        self,
+        http: &reqwest::Client,
+        lbs: &Lbs,
+        path: &str,
+        id: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut req = http.get(lbs.of(self).url(path)).header("x-request-id", id);
         for (name, value) in self.headers() {
             req = req.header(*name, *value);
         }
@@ -54,9 +64,34 @@ impl Pipeline {
     }
 }
 
+/// Two lbs on the same config: the default one (fast path on) and one with
+/// `server.fast_path: false`, where a simple `GET` takes the direct path.
+struct Lbs {
+    fast: Lb,
+    direct: Lb,
+}
+
+impl Lbs {
+    async fn start(body: &str) -> Lbs {
+        let mut fast = Lb::start("", body);
+        let mut direct = Lb::start("  fast_path: false\n", body);
+        fast.wait_ready().await;
+        direct.wait_ready().await;
+        Lbs { fast, direct }
+    }
+
+    /// The lb that sends `pipeline`'s requests down it (the engine's: the default one).
+    fn of(&self, pipeline: Pipeline) -> &Lb {
+        match pipeline {
+            Direct => &self.direct,
+            Fast | Engine => &self.fast,
+        }
+    }
+}
+
 /// The access line of `id`, after checking it went down `pipeline`.
-async fn took(lb: &Lb, id: &str, pipeline: Pipeline) -> Value {
-    let line = access_line(lb, id).await;
+async fn took(lbs: &Lbs, id: &str, pipeline: Pipeline) -> Value {
+    let line = access_line(lbs.of(pipeline), id).await;
     assert_eq!(line["pipeline"], pipeline.name(), "{id}: {line}");
     line
 }
@@ -72,28 +107,27 @@ fn pool(name: &str, addrs: &[String], extra: &str) -> String {
 const CHECKED: &str =
     "    health_check: { path: /ready, interval: 200ms, timeout: 200ms, unhealthy_after: 1 }\n";
 
-/// One health-checked stub ("app") behind a ready lb routing `/` to it.
-async fn one_app() -> (Stub, Lb) {
+/// One health-checked stub ("app") behind both ready lbs routing `/` to it.
+async fn one_app() -> (Stub, Lbs) {
     let app = Stub::start("app", "127.0.0.1:0").await;
     let body = format!(
         "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n{}",
         pool("app", &[app.addr.to_string()], CHECKED)
     );
-    let mut lb = Lb::start("", &body);
-    lb.wait_ready().await;
-    (app, lb)
+    let lbs = Lbs::start(&body).await;
+    (app, lbs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headers_are_the_same_on_both_paths() {
-    let (_app, lb) = one_app().await;
+async fn headers_are_the_same_on_every_path() {
+    let (_app, lbs) = one_app().await;
     let http = client();
 
     let mut seen_upstream = BTreeMap::new();
-    for pipeline in Pipeline::BOTH {
+    for pipeline in Pipeline::ALL {
         let id = format!("headers-{}", pipeline.name());
         let resp = pipeline
-            .get(&http, &lb.url("/hop?q=1"), &id)
+            .get(&http, &lbs, "/hop?q=1", &id)
             .header("host", "example.test")
             .header("x-forwarded-for", "203.0.113.7")
             // hop-by-hop: for this connection only, never forwarded
@@ -145,18 +179,21 @@ async fn headers_are_the_same_on_both_paths() {
                 "{pipeline:?}: {name} was forwarded: {upstream:?}"
             );
         }
-        took(&lb, &id, pipeline).await;
+        took(&lbs, &id, pipeline).await;
         upstream.remove("x-request-id");
         seen_upstream.insert(pipeline.name(), upstream);
     }
-    assert_eq!(
-        seen_upstream["direct"], seen_upstream["engine"],
-        "the backend sees the same headers from both paths"
-    );
+    for pipeline in [Direct, Engine] {
+        assert_eq!(
+            seen_upstream["fast"],
+            seen_upstream[pipeline.name()],
+            "the backend sees the same headers from the fast and the {pipeline:?} path"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn error_answers_are_the_same_on_both_paths() {
+async fn error_answers_are_the_same_on_every_path() {
     let app = Stub::start("app", "127.0.0.1:0").await;
     let ((down1, _held1), (down2, _held2)) = (
         support::dead_addr("127.0.0.1"),
@@ -178,8 +215,7 @@ async fn error_answers_are_the_same_on_both_paths() {
             "    timeouts: { read: 300ms }\n"
         ),
     );
-    let mut lb = Lb::start("", &body);
-    lb.wait_ready().await;
+    let lbs = Lbs::start(&body).await;
     let http = client();
 
     for (path, status, error) in [
@@ -188,10 +224,10 @@ async fn error_answers_are_the_same_on_both_paths() {
         ("/slow/slow?ms=3000", 504, "upstream timed out"),
     ] {
         let mut answers = Vec::new();
-        for pipeline in Pipeline::BOTH {
+        for pipeline in Pipeline::ALL {
             let id = format!("err-{status}-{}", pipeline.name());
             let resp = pipeline
-                .get(&http, &lb.url(path), &id)
+                .get(&http, &lbs, path, &id)
                 .send()
                 .await
                 .expect("get");
@@ -211,28 +247,34 @@ async fn error_answers_are_the_same_on_both_paths() {
                 serde_json::json!({ "error": error, "status": status, "request_id": id }),
                 "{pipeline:?} {path}"
             );
-            let line = took(&lb, &id, pipeline).await;
+            let line = took(&lbs, &id, pipeline).await;
             assert_eq!(line["status"], status, "{pipeline:?} {path}");
-            answers.push((line["tries"].clone(), line["error"].is_string()));
+            answers.push((pipeline, line["tries"].clone(), line["error"].is_string()));
         }
-        assert_eq!(
-            answers[0], answers[1],
-            "{path}: the same tries and error field on both paths"
-        );
+        for other in &answers[1..] {
+            assert_eq!(
+                (&answers[0].1, answers[0].2),
+                (&other.1, other.2),
+                "{path}: the same tries and error field on the fast and the {:?} path",
+                other.0
+            );
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_request_is_logged_and_counted_the_same_on_both_paths() {
-    let (app, lb) = one_app().await;
+async fn one_request_is_logged_and_counted_the_same_on_every_path() {
+    let (app, lbs) = one_app().await;
     let http = client();
 
     let mut lines = Vec::new();
-    for pipeline in Pipeline::BOTH {
-        let before = scrape(&lb).await;
-        let id = format!("record-{}", pipeline.name());
+    for pipeline in Pipeline::ALL {
+        let lb = lbs.of(pipeline);
+        let before = scrape(lb).await;
+        // Ids of one length: the stub's body echoes it, and `bytes_out` is compared.
+        let id = format!("record-{}", pipeline as u8);
         let resp = pipeline
-            .get(&http, &lb.url("/record"), &id)
+            .get(&http, &lbs, "/record", &id)
             .send()
             .await
             .expect("get");
@@ -246,7 +288,7 @@ async fn one_request_is_logged_and_counted_the_same_on_both_paths() {
         // Counted when the request is logged, just after the client has its answer.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let after = loop {
-            let after = scrape(&lb).await;
+            let after = scrape(lb).await;
             if keys.iter().all(|k| metric(&after, k) > metric(&before, k)) {
                 break after;
             }
@@ -263,7 +305,7 @@ async fn one_request_is_logged_and_counted_the_same_on_both_paths() {
                 "{pipeline:?}: {key} counts one request"
             );
         }
-        let mut line = took(&lb, &id, pipeline).await;
+        let mut line = took(&lbs, &id, pipeline).await;
         assert_eq!(line["bytes_out"], body_len, "{pipeline:?}");
         assert_eq!(line["backend"], app.addr.to_string(), "{pipeline:?}");
         assert!(line["duration_ms"].is_number(), "{pipeline:?}");
@@ -271,18 +313,20 @@ async fn one_request_is_logged_and_counted_the_same_on_both_paths() {
         for varying in ["timestamp", "request_id", "duration_ms", "pipeline"] {
             fields.remove(varying);
         }
-        lines.push(line);
+        lines.push((pipeline, line));
     }
-    assert_eq!(
-        lines[0], lines[1],
-        "the same access-log fields on both paths"
-    );
+    for (pipeline, line) in &lines[1..] {
+        assert_eq!(
+            lines[0].1, *line,
+            "the same access-log fields on the fast and the {pipeline:?} path"
+        );
+    }
 }
 
-/// A keep-alive request in flight on `port`, sent by hand so the answer's headers are
-/// read as they come.
-async fn in_flight(port: u16, pipeline: Pipeline) -> tokio::task::JoinHandle<String> {
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+/// A keep-alive request in flight on `pipeline`'s lb, sent by hand so the answer's headers
+/// are read as they come.
+async fn in_flight(lbs: &Lbs, pipeline: Pipeline) -> tokio::task::JoinHandle<String> {
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", lbs.of(pipeline).port))
         .await
         .expect("connect");
     let extra: String = pipeline
@@ -305,22 +349,25 @@ async fn in_flight(port: u16, pipeline: Pipeline) -> tokio::task::JoinHandle<Str
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stopping_closes_connections_after_the_answer_in_flight_on_both_paths() {
-    let (app, mut lb) = one_app().await;
-    let direct = in_flight(lb.port, Direct).await;
-    let engine = in_flight(lb.port, Engine).await;
+async fn stopping_closes_connections_after_the_answer_in_flight_on_every_path() {
+    let (app, mut lbs) = one_app().await;
+    let mut answers = Vec::new();
+    for pipeline in Pipeline::ALL {
+        answers.push((pipeline, in_flight(&lbs, pipeline).await));
+    }
     support::eventually(
         Duration::from_secs(5),
-        "both requests reach the backend",
+        "every request reaches the backend",
         || {
             let n = app.in_flight();
-            async move { n == 2 }
+            async move { n == Pipeline::ALL.len() }
         },
     )
     .await;
-    // Both requests started before the lb began closing; their answers come after.
-    lb.signal(Signal::SIGTERM);
-    for (pipeline, answer) in [(Direct, direct), (Engine, engine)] {
+    // Every request started before its lb began closing; the answers come after.
+    lbs.fast.signal(Signal::SIGTERM);
+    lbs.direct.signal(Signal::SIGTERM);
+    for (pipeline, answer) in answers {
         let answer = answer.await.expect("join");
         assert!(answer.starts_with("http/1.1 200"), "{pipeline:?}: {answer}");
         let head = answer.split("\r\n\r\n").next().unwrap_or("");
@@ -329,9 +376,12 @@ async fn stopping_closes_connections_after_the_answer_in_flight_on_both_paths() 
             "{pipeline:?}: the answer in flight ends its connection:\n{head}"
         );
     }
-    lb.wait_exit(Duration::from_secs(8))
-        .await
-        .expect("exits within the grace time");
-    took(&lb, "closing-direct", Direct).await;
-    took(&lb, "closing-engine", Engine).await;
+    for lb in [&mut lbs.fast, &mut lbs.direct] {
+        lb.wait_exit(Duration::from_secs(8))
+            .await
+            .expect("exits within the grace time");
+    }
+    for pipeline in Pipeline::ALL {
+        took(&lbs, &format!("closing-{}", pipeline.name()), pipeline).await;
+    }
 }

@@ -1,7 +1,8 @@
 //! Repeated ERROR lines are rate-limited (`server.log_throttle`): a dead backend under
 //! requests writes one line per window and then a "suppressed N" summary, both for the
-//! lb's own line (direct path, GET) and for pingora's (engine path, POST: through the log
-//! filter). Every failure is accounted for: written, or counted in a summary.
+//! lb's own line (fast path, GET; the direct path writes the same one) and for pingora's
+//! (engine path, POST: through the log filter). Every failure is accounted for: written,
+//! or counted in a summary.
 
 mod support;
 
@@ -100,7 +101,7 @@ async fn a_dead_backend_writes_one_line_per_window_and_a_count() {
     )
     .await;
     let log = lb.log();
-    for (path, (written, suppressed)) in [("direct", direct(&log)), ("engine", engine(&log))] {
+    for (path, (written, suppressed)) in [("fast", direct(&log)), ("engine", engine(&log))] {
         assert!(
             written <= REQUESTS / 5 && suppressed > 0,
             "{path}: {written} lines written, {suppressed} suppressed:\n{log}"

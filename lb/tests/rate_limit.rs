@@ -81,8 +81,8 @@ async fn over_the_limit_is_a_429_with_headers_before_any_backend() {
     lb.wait_ready().await;
     let client = client_from("127.0.0.1");
 
-    // Allowed: two GETs (the direct path) and a POST (the engine path), each with the
-    // headers.
+    // Allowed: two GETs (the direct path: a route with `rate_limit` never takes the fast
+    // path) and a POST (the engine path), each with the headers.
     for (i, remaining) in ["2", "1", "0"].into_iter().enumerate() {
         let id = format!("allowed-{i}");
         let req = if i < 2 {

@@ -337,6 +337,34 @@ def service_kit_seeds():
         write("service_kit", f"request-id-{i}", b"\x02" + v)
 
 
+# ---------------------------------------------------------------- chunked
+
+def chunked_seeds():
+    """The chunked bodies the fast path reads: the shapes lb/tests/fast_path.rs scripts, the
+    parser's edges (digits, line bounds), and the loose framings it refuses."""
+    bodies = {
+        "minimal": b"0\r\n\r\n",
+        "two-chunks": b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        "extensions": b"5;name=value;flag\r\nhello\r\n0;last\r\n\r\n",
+        "quoted-extension": b'3;a="x;y"\r\nabc\r\n0\r\n\r\n',
+        "trailers": b"5\r\nhello\r\n0\r\nx-sum: 42\r\nEtag: \"v\"\r\n\r\n",
+        "upper-hex-zeros": b"00000F\r\n0123456789abcde\r\n0000\r\n\r\n",
+        "next-response-after": b"2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+        "fifteen-digits": b"FFFFFFFFFFFFFFF\r\n",
+        "sixteen-digits": b"1000000000000000\r\n",
+        "bare-lf": b"5\nhello\n0\n\n",
+        "space-before-semicolon": b"5 ;x\r\nhello\r\n0\r\n\r\n",
+        "data-too-long": b"5\r\nhelloX\r\n0\r\n\r\n",
+        "sign": b"+5\r\nhello\r\n0\r\n\r\n",
+        "control-in-extension": b"1;a\x01\r\nx\r\n0\r\n\r\n",
+        "long-extension": b"1;" + b"a" * 4097 + b"\r\nx\r\n0\r\n\r\n",
+        "long-trailer": b"0\r\n" + b"a" * 4097 + b"\r\n\r\n",
+        "empty": b"",
+    }
+    for name, body in bodies.items():
+        write("chunked", name, body)
+
+
 if __name__ == "__main__":
     if SEEDS.exists():
         shutil.rmtree(SEEDS)
@@ -346,5 +374,6 @@ if __name__ == "__main__":
     pem_seeds()
     access_line_seeds()
     service_kit_seeds()
+    chunked_seeds()
     for d in sorted(SEEDS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")

@@ -13,6 +13,7 @@
 //! | [`request`] | the bytes a client sends | pingora's HTTP/1 head parser, then the lb's request stage (request id, HTTPS redirect, Host check, routing, 413) and the upstream request, on a loopback-free in-memory stream |
 //! | [`pem`] | a PEM file's bytes | a TLS listener's certificate and key, an upstream `ca_file`, and the local CA's stored pair |
 //! | [`access_line`] | the fields of one request | the hand-written JSON access-log line, parsed back |
+//! | [`chunked`] | the bytes after a chunked response head | the fast path's chunked-body parser, fed whole and in pieces: the same answer, and an exact end |
 //!
 //! The request-head checker (the lb's own limits and smuggling checks on the raw head) gets
 //! its entry here as `request_head(data: &[u8])`: run the checker on `data` with the default
@@ -21,6 +22,7 @@
 //! [`request`]'s) are described in `lb/fuzz/README.md`.
 
 mod access_log;
+mod chunked;
 mod config;
 mod pem;
 mod request;
@@ -31,6 +33,7 @@ mod properties;
 mod regressions;
 
 pub use access_log::{access_line, AccessLine};
+pub use chunked::chunked;
 pub use config::{config, config_field, FIELDS};
 pub use pem::pem;
 pub use request::request;

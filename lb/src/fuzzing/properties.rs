@@ -375,6 +375,115 @@ fn access_line() -> impl Strategy<Value = AccessLine> {
         )
 }
 
+/// A chunk-extension as the fast path's parser takes it (RFC 9112 §7.1.1 without the
+/// optional whitespace around `;` and `=`): `;name`, `;name=token` or `;name="quoted"`.
+fn chunk_extension() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z]{1,8}".prop_map(|n| format!(";{n}")),
+        ("[a-z]{1,8}", "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}").prop_map(|(n, v)| format!(";{n}={v}")),
+        ("[a-z]{1,8}", "[ !#-\\[\\]-~]{0,12}").prop_map(|(n, v)| format!(";{n}=\"{v}\"")),
+    ]
+}
+
+/// A chunk-size line for `size`: hex in either case, up to three leading zeros, then
+/// extensions.
+fn size_line(size: usize) -> impl Strategy<Value = Vec<u8>> {
+    (0..=3usize, any::<bool>(), vec(chunk_extension(), 0..3)).prop_map(
+        move |(zeros, upper, ext)| {
+            let hex = if upper {
+                format!("{size:X}")
+            } else {
+                format!("{size:x}")
+            };
+            format!("{}{hex}{}\r\n", "0".repeat(zeros), ext.concat()).into_bytes()
+        },
+    )
+}
+
+/// One chunk: its size line, data of that size (any bytes), CRLF.
+fn chunk() -> impl Strategy<Value = Vec<u8>> {
+    vec(any::<u8>(), 1..300).prop_flat_map(|data| {
+        size_line(data.len()).prop_map(move |mut line| {
+            line.extend_from_slice(&data);
+            line.extend_from_slice(b"\r\n");
+            line
+        })
+    })
+}
+
+/// A whole chunked body: chunks, the last (zero) chunk, trailer lines, the final CRLF.
+fn chunked_body() -> impl Strategy<Value = Vec<u8>> {
+    (
+        vec(chunk(), 0..6),
+        size_line(0),
+        vec("[A-Za-z][A-Za-z0-9-]{0,10}: [ -~]{0,20}", 0..3),
+    )
+        .prop_map(|(chunks, last, trailers)| {
+            let mut body = chunks.concat();
+            body.extend_from_slice(&last);
+            for t in trailers {
+                body.extend_from_slice(t.as_bytes());
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"\r\n");
+            body
+        })
+}
+
+/// A valid body with one byte changed, inserted or removed.
+fn mutated_chunked_body() -> impl Strategy<Value = Vec<u8>> {
+    (
+        chunked_body(),
+        any::<prop::sample::Index>(),
+        any::<u8>(),
+        0..3u8,
+    )
+        .prop_map(|(mut body, at, byte, how)| {
+            let i = at.index(body.len());
+            match how {
+                0 => body[i] = byte,
+                1 => body.insert(i, byte),
+                _ => {
+                    body.remove(i);
+                }
+            }
+            body
+        })
+}
+
+proptest! {
+    #[test]
+    fn chunked_bodies_end_where_they_end_however_they_are_cut(
+        body in chunked_body(),
+        after in vec(any::<u8>(), 0..40),
+        cuts in vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let mut input = body.clone();
+        input.extend_from_slice(&after);
+        let cuts: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+        // The end is found exactly, and what follows is left alone.
+        prop_assert_eq!(
+            crate::proxy::fast::chunked::Chunked::new().feed(&input),
+            Ok(Some(body.len()))
+        );
+        prop_assert_eq!(super::chunked::in_pieces(&input, &cuts), Ok(Some(body.len())));
+        super::chunked(&input);
+    }
+
+    #[test]
+    fn any_bytes_give_one_chunked_answer_however_they_are_cut(
+        data in prop_oneof![2 => mutated_chunked_body(), 1 => any::<Vec<u8>>()],
+        cuts in vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let cuts: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+        prop_assert_eq!(
+            super::chunked::in_pieces(&data, &cuts),
+            crate::proxy::fast::chunked::Chunked::new().feed(&data)
+        );
+        super::chunked(&data);
+    }
+}
+
 proptest! {
     #[test]
     fn config_files_are_refused_or_start(

@@ -181,6 +181,36 @@ fn shapes() -> Vec<Shape> {
             close: false,
         },
         Shape::new(
+            "chunked-upper-hex-zeros",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"000A\r\n0123456789\r\n00\r\n\r\n",
+            false,
+        ),
+        Shape::new(
+            "gzip-then-chunked",
+            "HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"3\r\nabc\r\n0\r\n\r\n",
+            false,
+        ),
+        Shape::new(
+            "chunked-space-before-extension",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"5 ;x=1\r\nhello\r\n0\r\n\r\n",
+            false,
+        ),
+        Shape::new(
+            "chunked-bare-lf",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"5\nhello\n0\n\n",
+            false,
+        ),
+        Shape::new(
+            "no-reason-phrase",
+            "HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\n",
+            b"ok",
+            false,
+        ),
+        Shape::new(
             "length-not-a-number",
             "HTTP/1.1 200 OK\r\nContent-Length: five\r\n\r\n",
             b"hello",
@@ -1076,8 +1106,12 @@ const OWN_VERSION: &str =
     "an HTTP/1.0 backend: the fast path answers in its own version (HTTP/1.1), pingora's \
      path passes HTTP/1.0 on";
 
+const NOT_CHUNKED: &str =
+    "a chunked body that breaks the framing at once: the fast path has sent nothing and \
+     answers 502, pingora's path sends the head and cuts the body";
+
 /// Every difference [`intended`] names.
-const INTENDED: [&str; 3] = [CLOSE_DELIMITED, CHUNKED_AS_SENT, OWN_VERSION];
+const INTENDED: [&str; 4] = [CLOSE_DELIMITED, CHUNKED_AS_SENT, OWN_VERSION, NOT_CHUNKED];
 
 /// A difference between the two paths that is there on purpose: `Some(name)` after
 /// checking its shape and removing it from both outcomes, which must then agree.
@@ -1123,6 +1157,12 @@ fn intended(shape: &Shape, fast: &mut Outcome, direct: &mut Outcome) -> Option<&
         "http10-response" if f.version == 1 && d.version == 0 => {
             d.version = 1;
             Some(OWN_VERSION)
+        }
+        // The fast path checks the framing before the head leaves: no response has
+        // started, so the client gets the lb's 502 rather than a cut body.
+        "chunked-bare-lf" if f.status == 502 && d.status == 200 && d.incomplete.is_some() => {
+            fast.seen = direct.seen.clone();
+            Some(NOT_CHUNKED)
         }
         _ => None,
     }

@@ -7,6 +7,13 @@
 //! from both lbs, header order and the lb's own headers aside; where they differ on
 //! purpose, [`intended`] names the case.
 //!
+//! Also held for every case: each request took its path (from the access log: a simple
+//! request the fast path on the default lb and the direct path on the other, any other the
+//! same path on both); the backend got it once (a resend only after an answer the lb cannot
+//! use, on a reused connection: see `UNUSABLE`); the request id the backend got is the one
+//! the client got; an answer that says it closes the connection is followed by its end and
+//! nothing else.
+//!
 //! Plus: pipelined requests on the fast path, and requests that are not simple following
 //! simple ones on one connection.
 

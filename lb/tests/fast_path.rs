@@ -431,9 +431,21 @@ enum Seen {
     Broken(Text),
 }
 
+/// A client's byte stream: plain TCP or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Where a client reaches an lb.
+#[derive(Clone, Copy)]
+enum Via {
+    Plain(u16),
+    Tls(std::net::SocketAddr),
+}
+
 /// A client connection and the bytes read from it but not yet used.
 struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     buf: Vec<u8>,
     eof: bool,
     /// A read waited [`LIMIT`] for nothing.
@@ -442,9 +454,27 @@ struct Client {
 
 impl Client {
     async fn connect(lb: &Lb) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", lb.port))
-            .await
-            .expect("connect");
+        Client::via(Via::Plain(lb.port)).await
+    }
+
+    async fn via(via: Via) -> Client {
+        let stream: Box<dyn Io> = match via {
+            Via::Plain(port) => Box::new(
+                TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .expect("connect"),
+            ),
+            Via::Tls(addr) => {
+                let tcp = TcpStream::connect(addr).await.expect("connect");
+                let config = std::sync::Arc::new(support::tls_client::any_cert_config());
+                let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .expect("TLS handshake");
+                Box::new(tls)
+            }
+        };
         Client {
             stream,
             buf: Vec::new(),
@@ -1036,13 +1066,13 @@ struct Outcome {
 /// Send `case` through `lb`; normalise what the backend and the client saw. Also returns
 /// the request id the client was answered with (for the access log).
 async fn run(
-    lb: &Lb,
+    via: Via,
     backend: &Backend,
     case: &Case,
     shape: &Shape,
 ) -> (Outcome, Option<String>, usize) {
     backend.answer_with(shape);
-    let mut client = Client::connect(lb).await;
+    let mut client = Client::via(via).await;
     client.send(&case.request).await;
     let mut seen = client.answer(case.is_head).await;
     let received = backend.take();
@@ -1209,12 +1239,13 @@ fn config(backend: &Backend) -> String {
     )
 }
 
-/// The backend and two lbs in front of it: the default (fast path) and `fast_path: false`.
-async fn setup() -> (Backend, Lb, Lb) {
+/// The backend and two lbs in front of it: the default (fast path) and `fast_path: false`,
+/// each with its `server` lines.
+async fn setup(fast_extra: &str, direct_extra: &str) -> (Backend, Lb, Lb) {
     let backend = Backend::start().await;
     let body = config(&backend);
-    let mut fast = Lb::start("", &body);
-    let mut direct = Lb::start("  fast_path: false\n", &body);
+    let mut fast = Lb::start(fast_extra, &body);
+    let mut direct = Lb::start(&format!("  fast_path: false\n{direct_extra}"), &body);
     fast.wait_ready().await;
     direct.wait_ready().await;
     (backend, fast, direct)
@@ -1222,7 +1253,34 @@ async fn setup() -> (Backend, Lb, Lb) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_paths_forward_and_answer_the_same() {
-    let (backend, fast_lb, direct_lb) = setup().await;
+    let (backend, fast_lb, direct_lb) = setup("", "").await;
+    let (fast, direct) = (Via::Plain(fast_lb.port), Via::Plain(direct_lb.port));
+    differential(&backend, (&fast_lb, fast), (&direct_lb, direct)).await;
+}
+
+/// The same over TLS listeners: the fast path serves HTTP/1.1 there too. (Their own
+/// loopback address: a second listener on 127.0.0.1:0 could not be told apart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_paths_forward_and_answer_the_same_over_tls() {
+    let dir = tempfile::tempdir().expect("dir");
+    let listener = |name: &str| {
+        format!(
+            "  tls_listen:\n    - address: \"127.0.0.9:0\"\n      certificates: [ {{ local_ca: {:?}, names: [localhost, 127.0.0.9], default: true }} ]\n",
+            dir.path().join(name)
+        )
+    };
+    let (backend, fast_lb, direct_lb) = setup(&listener("fast"), &listener("direct")).await;
+    let fast = Via::Tls(support::tls_addr(&fast_lb, 0).await);
+    let direct = Via::Tls(support::tls_addr(&direct_lb, 0).await);
+    differential(&backend, (&fast_lb, fast), (&direct_lb, direct)).await;
+}
+
+/// Every case of the corpus through both lbs, reached `via` their listeners.
+async fn differential(
+    backend: &Backend,
+    (fast_lb, fast_via): (&Lb, Via),
+    (direct_lb, direct_via): (&Lb, Via),
+) {
     let shapes = shapes();
     let cases = corpus(&shapes);
 
@@ -1233,8 +1291,8 @@ async fn both_paths_forward_and_answer_the_same() {
     let mut ids = Vec::new();
     for case in &cases {
         let shape = &shapes[case.shape];
-        let (mut fast, fast_id, fast_resent) = run(&fast_lb, &backend, case, shape).await;
-        let (mut direct, direct_id, direct_resent) = run(&direct_lb, &backend, case, shape).await;
+        let (mut fast, fast_id, fast_resent) = run(fast_via, backend, case, shape).await;
+        let (mut direct, direct_id, direct_resent) = run(direct_via, backend, case, shape).await;
         let what = format!(
             "{} [answer: {}]\n  request: {:?}",
             case.name,
@@ -1309,8 +1367,8 @@ async fn both_paths_forward_and_answer_the_same() {
     let fast_ids: Vec<String> = ids.iter().map(|(_, f, _)| f.clone()).collect();
     let direct_ids: Vec<String> = ids.iter().map(|(_, _, d)| d.clone()).collect();
     let (on_fast, on_direct) = (
-        pipelines(&fast_lb, &fast_ids).await,
-        pipelines(&direct_lb, &direct_ids).await,
+        pipelines(fast_lb, &fast_ids).await,
+        pipelines(direct_lb, &direct_ids).await,
     );
     let mut simple = 0;
     for (case, f, d) in &ids {
@@ -1342,7 +1400,7 @@ async fn both_paths_forward_and_answer_the_same() {
 /// is not simple (a POST with a body) and a simple one again, on the same connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_and_mixed_requests_on_one_connection() {
-    let (backend, fast_lb, _direct_lb) = setup().await;
+    let (backend, fast_lb, _direct_lb) = setup("", "").await;
     let shapes = shapes();
     for shape in ["length", "chunked-extensions"] {
         let shape = shapes.iter().find(|s| s.name == shape).expect("shape");

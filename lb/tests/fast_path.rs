@@ -1175,12 +1175,12 @@ fn intended(shape: &Shape, fast: &mut Outcome, direct: &mut Outcome) -> Option<&
             }
             Some(CLOSE_DELIMITED)
         }
-        "chunked-extensions" | "chunked-trailers"
-            if f.chunked
-                && d.chunked
-                && (!f.extensions.is_empty() || !f.trailers.is_empty())
-                && d.extensions.is_empty()
-                && d.trailers.is_empty() =>
+        name if name.starts_with("chunked")
+            && f.chunked
+            && d.chunked
+            && (!f.extensions.is_empty() || !f.trailers.is_empty())
+            && d.extensions.is_empty()
+            && d.trailers.is_empty() =>
         {
             // Exactly what the backend sent.
             let sent = lossy(&shape.body);

@@ -104,11 +104,13 @@ fn is_per_try_timeout(ctx: &RequestCtx, e: &Error) -> bool {
 /// one (see the module doc); at most once per request, counted when it is.
 pub(crate) fn reconnect_stale(ctx: &mut RequestCtx, resendable: bool, e: &Error) -> bool {
     // A try given up because its backend went down is not upkeep: it goes elsewhere.
+    // Nor is an answer the lb could not use (a malformed head): the backend did answer.
     let stale = resendable
         && !ctx.response_started
         && !ctx.reconnected
         && !is_timeout(e)
-        && e.etype() != &BACKEND_DOWN;
+        && e.etype() != &BACKEND_DOWN
+        && e.etype() != &ErrorType::InvalidHTTPHeader;
     if stale {
         ctx.reconnected = true;
         count_retry(ctx, true, RetryReason::StaleConnection);

@@ -6,7 +6,8 @@
 //! backend that desynchronises the connection: anything not strictly chunked is an error,
 //! and the connection is dropped rather than reused.
 //!
-//! Strict on purpose: sizes are 1–15 hex digits (no sign, no spaces, no overflow), every
+//! Strict on purpose: sizes are 1–15 hex digits (no sign, no overflow; whitespace after
+//! them only before a `;`, as RFC 9112's grammar allows), every
 //! line ends in CRLF (a bare LF is refused), a chunk's data is followed by exactly CRLF,
 //! and a size line's extensions and each trailer line are bounded (`LINE_MAX`) so a backend
 //! cannot make the lb scan without end.
@@ -23,6 +24,11 @@ enum State {
     Size {
         size: u64,
         digits: u8,
+    },
+    /// Whitespace after the size, which only a `;` may follow (RFC 9112 §7.1.1's BWS).
+    SizeSpace {
+        size: u64,
+        len: usize,
     },
     /// After `;`: extensions up to CR.
     Extension {
@@ -118,8 +124,14 @@ fn step(state: State, b: u8) -> Result<State, Invalid> {
             },
             (_, Some(_)) => return Err(Invalid("chunk size too long")),
             (b';', None) if digits > 0 => State::Extension { size, len: 0 },
+            (b' ' | b'\t', None) if digits > 0 => State::SizeSpace { size, len: 1 },
             (b'\r', None) if digits > 0 => State::SizeLf { size },
             _ => return Err(Invalid("bad chunk size")),
+        },
+        State::SizeSpace { size, len } => match b {
+            b';' => State::Extension { size, len },
+            b' ' | b'\t' if len < LINE_MAX => State::SizeSpace { size, len: len + 1 },
+            _ => return Err(Invalid("whitespace after a chunk size not before `;`")),
         },
         State::Extension { size, len } => match b {
             b'\r' => State::SizeLf { size },
@@ -217,6 +229,7 @@ mod tests {
         assert_eq!(end(b"A;ext=1\r\n0123456789\r\n0\r\n\r\n"), Ok(Some(26)));
         assert_eq!(end(b"1\r\nx\r\n0\r\nEtag: x\r\n\r\n"), Ok(Some(20)));
         assert_eq!(end(b"00000F\r\n0123456789abcde\r\n0\r\n\r\n"), Ok(Some(30)));
+        assert_eq!(end(b"5 \t;x=1\r\nhello\r\n0\r\n\r\n"), Ok(Some(21)));
         assert_eq!(end(b"5\r\nhel"), Ok(None));
     }
 

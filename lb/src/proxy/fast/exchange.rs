@@ -41,6 +41,9 @@ pub(crate) struct Progress {
     pub(crate) status: u16,
     /// Body bytes written to the client.
     pub(crate) bytes_out: usize,
+    /// The response head went to the client (with the body's first bytes): from here on
+    /// a failure can only cut the response, not replace it with the lb's 502.
+    pub(crate) head_written: bool,
 }
 
 /// Proxy the request and write the whole response. `Ok(keepalive)`: whether the client's
@@ -101,22 +104,26 @@ async fn try_backend(
     };
     let mut out = Vec::with_capacity(1024);
     let (mut upstream, mut buf, parsed) = match keepalive::take(addr) {
-        Some(stream) => match exchange_head(stream, prepared, pool, down, &ours, &mut out).await {
-            Ok(answer) => answer,
-            Err(e) if failover::reconnect_stale(ctx, true, &e) => {
-                tracing::debug!(backend = %addr, error = %e, "reused connection was closed, reconnecting");
-                out.clear();
-                connect_and_exchange(ctx, addr, prepared, pool, down, &ours, &mut out).await?
+        Some(stream) => {
+            match exchange_head(stream, prepared, pool, down, &ours, &mut out, state).await {
+                Ok(answer) => answer,
+                Err(e) if failover::reconnect_stale(ctx, true, &e) => {
+                    tracing::debug!(backend = %addr, error = %e, "reused connection was closed, reconnecting");
+                    out.clear();
+                    connect_and_exchange(ctx, addr, prepared, pool, down, &ours, &mut out, state)
+                        .await?
+                }
+                Err(e) => return Err(failover::failed_after_send(ctx, true, e)),
             }
-            Err(e) => return Err(failover::failed_after_send(ctx, true, e)),
-        },
-        None => connect_and_exchange(ctx, addr, prepared, pool, down, &ours, &mut out).await?,
+        }
+        None => {
+            connect_and_exchange(ctx, addr, prepared, pool, down, &ours, &mut out, state).await?
+        }
     };
 
     // The backend answered: no retry from here on; the answer counts for or against it.
     ctx.response_started = true;
     ctx.try_answered(parsed.status);
-    progress.status = parsed.status;
     buf.advance(parsed.head_len);
     let read_timeout = pool.spec.timeouts.read;
     let reusable = body(
@@ -149,11 +156,12 @@ async fn connect_and_exchange(
     down: Option<(&BackendState, u64)>,
     ours: &Ours<'_>,
     out: &mut Vec<u8>,
+    state: &LbState,
 ) -> Result<(Stream, BytesMut, Parsed), Decided> {
     let stream = direct::connect(addr, pool.spec.timeouts.connect)
         .await
         .map_err(|e| failover::connect_failed(ctx, e))?;
-    exchange_head(stream, prepared, pool, down, ours, out)
+    exchange_head(stream, prepared, pool, down, ours, out, state)
         .await
         .map_err(|e| failover::failed_after_send(ctx, true, e))
 }
@@ -162,7 +170,9 @@ async fn connect_and_exchange(
 /// head goes into `out`. Until the head arrives each read waits at most `per_try` if the
 /// pool sets it, else `read`. If `down` (the backend's state, and its down marks when
 /// the try began) is marked down meanwhile, the try gives up with
-/// [`failover::BACKEND_DOWN`]. Every error is the upstream's.
+/// [`failover::BACKEND_DOWN`]. Every error is the upstream's. Whether the client's
+/// connection stays open is settled when the head arrives: the lb may have begun to stop
+/// while the request waited.
 async fn exchange_head(
     mut stream: Stream,
     prepared: &Prepared,
@@ -170,6 +180,7 @@ async fn exchange_head(
     down: Option<(&BackendState, u64)>,
     ours: &Ours<'_>,
     out: &mut Vec<u8>,
+    state: &LbState,
 ) -> Result<(Stream, BytesMut, Parsed)> {
     let timeouts = &pool.spec.timeouts;
     let went_down = down.map(|(s, _)| s.went_down());
@@ -210,26 +221,35 @@ async fn exchange_head(
             )
             .into_up());
         }
-        let parsed = response_head::parse(&buf, prepared.is_head, ours, out)
-            .map_err(|u| Error::explain(ErrorType::InvalidHTTPHeader, u.0).into_up())?;
-        match parsed {
-            None if buf.len() >= RESPONSE_HEAD_MAX => {
-                return Err(
-                    Error::explain(ErrorType::InvalidHTTPHeader, "response head too large")
-                        .into_up(),
-                )
+        // One read may hold an interim answer and the final head: parse until the buffer
+        // needs more.
+        loop {
+            let now = Ours {
+                keepalive: ours.keepalive && !state.is_closing(),
+                ..*ours
+            };
+            let parsed = response_head::parse(&buf, prepared.is_head, &now, out)
+                .map_err(|u| Error::explain(ErrorType::InvalidHTTPHeader, u.0).into_up())?;
+            match parsed {
+                None if buf.len() >= RESPONSE_HEAD_MAX => {
+                    return Err(Error::explain(
+                        ErrorType::InvalidHTTPHeader,
+                        "response head too large",
+                    )
+                    .into_up())
+                }
+                None => break,
+                Some(p) if p.status == 101 => {
+                    return Err(Error::explain(
+                        ErrorType::InvalidHTTPHeader,
+                        "101 answer to a request that asked for no upgrade",
+                    )
+                    .into_up())
+                }
+                // Interim answers: a simple request has no use for them.
+                Some(p) if p.status < 200 => buf.advance(p.head_len),
+                Some(p) => return Ok((stream, buf, p)),
             }
-            None => {}
-            Some(p) if p.status == 101 => {
-                return Err(Error::explain(
-                    ErrorType::InvalidHTTPHeader,
-                    "101 answer to a request that asked for no upgrade",
-                )
-                .into_up())
-            }
-            // Interim answers: a simple request has no use for them.
-            Some(p) if p.status < 200 => buf.advance(p.head_len),
-            Some(p) => return Ok((stream, buf, p)),
         }
     }
 }
@@ -248,9 +268,15 @@ async fn body(
 ) -> Result<bool> {
     let head_len = out.len();
     let mut reusable = parsed.reusable;
+    // The head leaves with the first write below, whatever follows.
+    let head = |progress: &mut Progress| {
+        progress.head_written = true;
+        progress.status = parsed.status;
+    };
     match parsed.framing {
         Framing::Empty => {
             reusable &= buf.is_empty();
+            head(progress);
             write_client(client, &out).await?;
         }
         Framing::Length(total) => {
@@ -259,6 +285,7 @@ async fn body(
             out.extend_from_slice(&buf[..take]);
             left -= take as u64;
             reusable &= buf.len() == take;
+            head(progress);
             write_client(client, &out).await?;
             progress.bytes_out += out.len() - head_len;
             while left > 0 {
@@ -278,6 +305,7 @@ async fn body(
             let mut fed = feed(&mut chunked, &buf)?;
             out.extend_from_slice(&buf[..fed]);
             reusable &= fed == buf.len();
+            head(progress);
             write_client(client, &out).await?;
             progress.bytes_out += out.len() - head_len;
             while !chunked.is_done() {
@@ -293,6 +321,7 @@ async fn body(
         }
         Framing::UntilClose => {
             out.extend_from_slice(&buf);
+            head(progress);
             write_client(client, &out).await?;
             progress.bytes_out += out.len() - head_len;
             loop {

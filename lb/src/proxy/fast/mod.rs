@@ -94,7 +94,9 @@ pub(crate) async fn serve(
             if let Some(reason) = client_errors::Reason::of(e) {
                 client_errors::count(reason);
                 tracing::debug!(error = %e, reason = reason.label(), request_id = ?ctx.request_id, "client error");
-            } else if !ctx.response_started {
+            } else if !progress.head_written {
+                // Nothing reached the client yet (a backend's bad first bytes included):
+                // it gets the lb's answer.
                 if let Some(err) = LbError::from_proxy_error(e) {
                     let answer = errors::raw_response(err, &ctx.request_id, prepared.is_head);
                     if stream.write_all(&answer).await.is_ok() && stream.flush().await.is_ok() {

@@ -51,6 +51,7 @@ pub(crate) struct Parsed {
 pub(crate) struct Unusable(pub(crate) &'static str);
 
 /// What the lb adds to the client's head.
+#[derive(Clone, Copy)]
 pub(crate) struct Ours<'a> {
     pub(crate) request_id: &'a [u8],
     pub(crate) date: &'a [u8],

@@ -18,6 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    service_kit::memory::without_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Healthcheck(check)) => check.run(cli.serve.listen).await,

@@ -21,6 +21,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    service_kit::memory::without_huge_pages();
     let cli = Cli::parse();
 
     // `healthcheck` and `reload` talk to a running lb through its admin listener.

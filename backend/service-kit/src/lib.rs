@@ -9,6 +9,7 @@
 //! - [`logging`]: the one logging contract (`--log-format` / `LOG_FORMAT`, the default
 //!   rule, subscriber setup with `log` bridged in, the per-request field names).
 //! - [`healthcheck`]: the tiny HTTP/1.1 client behind every `healthcheck` subcommand.
+//! - [`memory`]: no transparent huge pages (resident memory of the lb and frontend).
 //!
 //! With the `axum` feature (default; the backend and frontend):
 //! - [`probes`]: `/health` and `/ready`.
@@ -22,6 +23,7 @@
 pub mod fuzzing;
 pub mod healthcheck;
 pub mod logging;
+pub mod memory;
 #[cfg(feature = "axum")]
 pub mod probes;
 #[cfg(feature = "axum")]

@@ -5,12 +5,15 @@
 # with 5,000 requests; the difference over 4,000 cancels startup and shutdown.
 #
 #   benches/callgrind.sh [UPSTREAM_YAML]     e.g. benches/callgrind.sh '    selection: least_requests'
+#   SERVER_YAML='  fast_path: false' benches/callgrind.sh
 #
-# UPSTREAM_YAML: more lines of the `api` upstream (4-space indent). Needs dist/bin (deploy/build.sh),
+# UPSTREAM_YAML: more lines of the `api` upstream (4-space indent). SERVER_YAML: more lines
+# of `server` (2-space indent). Needs dist/bin (deploy/build.sh),
 # valgrind and oha. Uses loopback ports 19001-19003, 19080 and 19081.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRA="${1:-}"
+SERVER_EXTRA="${SERVER_YAML:-}"
 OHA=$(command -v oha || echo ~/.cargo/bin/oha)
 
 run() {
@@ -30,6 +33,7 @@ server:
   shutdown_timeout: 1s
   pid_file: "$d/lb.pid"
   upgrade_sock: "$d/up.sock"
+$SERVER_EXTRA
 routes:
   - { prefix: /, upstream: api }
 upstreams:

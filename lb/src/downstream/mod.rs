@@ -9,7 +9,7 @@
 //! bytes and nothing is copied. HTTP/2 (ALPN `h2`, or the h2c preface) goes to pingora's
 //! own connection handling unchanged.
 
-mod head;
+pub(crate) mod head;
 #[cfg(test)]
 mod pingora_agrees;
 mod read;

@@ -24,6 +24,7 @@
 mod access_log;
 mod chunked;
 mod config;
+mod fast_path;
 mod pem;
 mod request;
 
@@ -35,5 +36,6 @@ mod regressions;
 pub use access_log::{access_line, AccessLine};
 pub use chunked::chunked;
 pub use config::{config, config_field, FIELDS};
+pub use fast_path::{fast_request, fast_response};
 pub use pem::pem;
 pub use request::request;

@@ -484,6 +484,79 @@ proptest! {
     }
 }
 
+/// A backend's response head: a status line, header lines drawn from the framing and
+/// hop-by-hop shapes that matter, the blank line, then a few body bytes.
+fn response_head() -> impl Strategy<Value = Vec<u8>> {
+    let line = prop_oneof![
+        Just("Content-Length: 5".to_string()),
+        Just("Content-Length: 0".to_string()),
+        Just("Content-Length: 05".to_string()),
+        Just("Content-Length: 5, 5".to_string()),
+        Just("Content-Length: -1".to_string()),
+        Just("Transfer-Encoding: chunked".to_string()),
+        Just("Transfer-Encoding: gzip, chunked".to_string()),
+        Just("Transfer-Encoding: gzip".to_string()),
+        Just("Connection: close".to_string()),
+        Just("Connection: keep-alive".to_string()),
+        Just("Keep-Alive: timeout=5".to_string()),
+        Just("Proxy-Connection: keep-alive".to_string()),
+        Just("X-Request-Id: theirs".to_string()),
+        Just("Date: yesterday".to_string()),
+        Just("Strict-Transport-Security: max-age=1".to_string()),
+        "[A-Za-z-]{1,12}: [ -~]{0,20}",
+    ];
+    (
+        prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0"), Just("HTTP/2.0")],
+        prop_oneof![
+            Just(200u16), Just(204), Just(304), Just(100), Just(101), Just(404), Just(502),
+            100u16..1000
+        ],
+        "[ -~]{0,12}",
+        vec(line, 0..8),
+        vec(any::<u8>(), 0..8),
+        any::<u8>(),
+    )
+        .prop_map(|(version, status, reason, lines, body, flags)| {
+            let mut head = vec![flags];
+            head.extend_from_slice(format!("{version} {status} {reason}\r\n").as_bytes());
+            for l in lines {
+                head.extend_from_slice(l.as_bytes());
+                head.extend_from_slice(b"\r\n");
+            }
+            head.extend_from_slice(b"\r\n");
+            head.extend_from_slice(&body);
+            head
+        })
+}
+
+proptest! {
+    #[test]
+    fn backend_heads_are_framed_or_refused(
+        data in prop_oneof![4 => response_head(), 1 => any::<Vec<u8>>()]
+    ) {
+        super::fast_response(&data);
+    }
+}
+
+/// The fast path takes a simple request on the fuzz lb without the HTTPS redirect, declines
+/// it on plaintext with the redirect, and takes it over TLS there: the request properties
+/// above are not vacuous for it.
+#[test]
+fn the_fast_path_takes_a_simple_request() {
+    let simple = b"GET /static/a?b=1 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n";
+    let states = super::request::states();
+    let peer = Some(std::net::IpAddr::from([192, 0, 2, 7]));
+    let take = |i: usize, tls: bool| {
+        crate::proxy::fast::request_head::prepare(simple, peer, tls, &states[i].snapshot())
+    };
+    let p = take(0, false).expect("simple, no redirect");
+    assert!(String::from_utf8_lossy(&p.upstream_head)
+        .contains("x-forwarded-for: 1.2.3.4, 192.0.2.7\r\n"));
+    assert!(take(1, false).is_none(), "the redirect answers plaintext");
+    assert!(take(1, true).is_some(), "no redirect over TLS");
+    super::fast_request(simple);
+}
+
 proptest! {
     #[test]
     fn config_files_are_refused_or_start(

@@ -31,7 +31,7 @@ const REDIRECT: &str = "\n  https_redirect: { port: 8443, exclude: [/api/] }";
 /// The lb's answers to a request it does not proxy.
 const ANSWERS: [u16; 4] = [308, 400, 404, 413];
 
-fn states() -> &'static [Arc<LbState>] {
+pub(super) fn states() -> &'static [Arc<LbState>] {
     static STATES: OnceLock<Vec<Arc<LbState>>> = OnceLock::new();
     STATES.get_or_init(|| {
         let redirect = CONFIG.replace(
@@ -64,10 +64,12 @@ thread_local! {
 }
 
 /// `data` as one client connection's bytes, through both lbs.
+/// The same bytes also go through the fast path's request stage (`super::fast_request`).
 pub fn request(data: &[u8]) {
     for state in states() {
         RUNTIME.with(|rt| rt.block_on(one(state, data)));
     }
+    super::fast_request(data);
 }
 
 async fn one(state: &LbState, data: &[u8]) {

@@ -22,8 +22,8 @@
 
 pub(crate) mod chunked;
 mod exchange;
-mod request_head;
-mod response_head;
+pub(crate) mod request_head;
+pub(crate) mod response_head;
 
 use std::net::IpAddr;
 

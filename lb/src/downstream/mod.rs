@@ -24,6 +24,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
+use tokio::io::AsyncWriteExt;
 
 use head::Refusal;
 
@@ -35,6 +36,10 @@ use crate::state::LbState;
 use read::NoHead;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How long a TLS connection the fast path closes may take to send its close_notify (a
+/// client that reads nothing must not hold the task).
+const CLOSE_NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(crate) struct EdgeApp {
     proxy: Arc<HttpProxy<LbProxy>>,
@@ -112,7 +117,15 @@ impl ServerApp for EdgeApp {
                         first = false;
                         continue;
                     }
-                    Served::Close => return None,
+                    Served::Close => {
+                        if link.tls_version.is_some() {
+                            // As pingora's engine ends a connection it will not reuse: over
+                            // TLS the close_notify tells a whole answer from a cut one.
+                            let _ =
+                                tokio::time::timeout(CLOSE_NOTIFY_WAIT, stream.shutdown()).await;
+                        }
+                        return None;
+                    }
                     Served::Engine(untouched) => head = untouched,
                 }
             }

@@ -88,7 +88,9 @@ fn upstream_head(p: &request_head::Prepared, client: &[u8], tls: bool) {
     for name in NEVER_FORWARDED {
         assert!(values(name).is_empty(), "{name} forwarded");
     }
-    assert!(values("content-length").iter().all(|v| v.trim_ascii() == b"0"));
+    assert!(values("content-length")
+        .iter()
+        .all(|v| v.trim_ascii() == b"0"));
 }
 
 /// `data`: the first byte chooses whether the request was a HEAD and whether the client's
@@ -96,8 +98,8 @@ fn upstream_head(p: &request_head::Prepared, client: &[u8], tls: bool) {
 /// lies within the bytes, and unless it is interim the client's head it wrote is one
 /// complete response head with one `X-Request-Id` (ours), one `Date`, one `Connection`
 /// (saying what `keepalive` says), none of `Keep-Alive`/`Proxy-Connection`, the
-/// backend's status, and the framing it announced: a `Content-Length` of exactly the
-/// length it reads, or `Transfer-Encoding` ending in `chunked` and no `Content-Length`.
+/// backend's status, and the framing it announced: `Content-Length` values (or lists of
+/// them) of exactly the length it reads, or `Transfer-Encoding` ending in `chunked` and no `Content-Length`.
 pub fn fast_response(data: &[u8]) {
     let Some((&flags, backend)) = data.split_first() else {
         return;
@@ -139,7 +141,11 @@ pub fn fast_response(data: &[u8]) {
     };
     assert_eq!(values("x-request-id"), vec![b"fuzz-id".as_slice()]);
     assert_eq!(values("date").len(), 1);
-    let connection: &[u8] = if parsed.keepalive { b"keep-alive" } else { b"close" };
+    let connection: &[u8] = if parsed.keepalive {
+        b"keep-alive"
+    } else {
+        b"close"
+    };
     assert_eq!(values("connection"), vec![connection]);
     assert!(ours.keepalive || !parsed.keepalive);
     assert!(values("keep-alive").is_empty() && values("proxy-connection").is_empty());
@@ -150,8 +156,10 @@ pub fn fast_response(data: &[u8]) {
         Framing::Length(n) => {
             let lengths = values("content-length");
             assert!(!lengths.is_empty());
-            for v in lengths {
-                assert_eq!(std::str::from_utf8(v.trim_ascii()).ok().and_then(|v| v.parse().ok()), Some(n));
+            // Each value may be a list of one repeated length (`5, 5`).
+            for v in lengths.iter().flat_map(|v| v.split(|&b| b == b',')) {
+                let v = std::str::from_utf8(v.trim_ascii()).ok();
+                assert_eq!(v.and_then(|v| v.parse().ok()), Some(n));
             }
             assert!(values("transfer-encoding").is_empty());
         }

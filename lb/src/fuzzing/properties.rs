@@ -508,7 +508,13 @@ fn response_head() -> impl Strategy<Value = Vec<u8>> {
     (
         prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0"), Just("HTTP/2.0")],
         prop_oneof![
-            Just(200u16), Just(204), Just(304), Just(100), Just(101), Just(404), Just(502),
+            Just(200u16),
+            Just(204),
+            Just(304),
+            Just(100),
+            Just(101),
+            Just(404),
+            Just(502),
             100u16..1000
         ],
         "[ -~]{0,12}",

@@ -106,6 +106,16 @@ impl RequestCtx {
         self.in_flight = state.map(InFlight::start);
     }
 
+    /// The current try's backend and how often it was marked down so far, when its pool
+    /// marks backends down (health checks or outlier ejection): a try watches for a new mark
+    /// while it waits for the response head (`super::direct`, `super::fast`).
+    pub(crate) fn down_watch(&self) -> Option<(Arc<BackendState>, u64)> {
+        let t = self.in_flight.as_ref()?;
+        self.pool()
+            .filter(|p| p.table.marks_down())
+            .map(|_| (t.state().clone(), t.state().downs()))
+    }
+
     /// The current try got a response head: a 5xx counts against the backend for outlier
     /// detection, anything else clears its streak.
     pub(crate) fn try_answered(&self, status: u16) {

@@ -163,11 +163,7 @@ async fn try_backend(
     let timeouts = &pool.spec.timeouts;
     let request = upstream_request(session, ctx)?;
     // The backend's down marks so far: one that comes while connecting is seen in `send`.
-    let watched = ctx
-        .in_flight
-        .as_ref()
-        .filter(|_| pool.table.marks_down())
-        .map(|t| (t.state().clone(), t.state().downs()));
+    let watched = ctx.down_watch();
     let down = watched.as_ref().map(|(s, n)| (&**s, *n));
     let mut upstream = match keepalive::take(addr) {
         Some(stream) => match send(stream, request, pool, down).await {

@@ -86,11 +86,7 @@ async fn try_backend(
     state: &LbState,
     progress: &mut Progress,
 ) -> Result<bool, Decided> {
-    let watched = ctx
-        .in_flight
-        .as_ref()
-        .filter(|_| pool.table.marks_down())
-        .map(|t| (t.state().clone(), t.state().downs()));
+    let watched = ctx.down_watch();
     let down = watched.as_ref().map(|(s, n)| (&**s, *n));
     // `closing` is read per response: it may have turned on while this request waited.
     let date = pingora::protocols::http::date::get_cached_date();
@@ -102,23 +98,25 @@ async fn try_backend(
         keepalive: !prepared.close && !state.is_closing(),
         hsts: hsts.as_ref().map(|h| h.as_bytes()),
     };
+    let attempt = Attempt {
+        prepared,
+        pool,
+        down,
+        ours: &ours,
+        state,
+    };
     let mut out = Vec::with_capacity(1024);
     let (mut upstream, mut buf, parsed) = match keepalive::take(addr) {
-        Some(stream) => {
-            match exchange_head(stream, prepared, pool, down, &ours, &mut out, state).await {
-                Ok(answer) => answer,
-                Err(e) if failover::reconnect_stale(ctx, true, &e) => {
-                    tracing::debug!(backend = %addr, error = %e, "reused connection was closed, reconnecting");
-                    out.clear();
-                    connect_and_exchange(ctx, addr, prepared, pool, down, &ours, &mut out, state)
-                        .await?
-                }
-                Err(e) => return Err(failover::failed_after_send(ctx, true, e)),
+        Some(stream) => match exchange_head(stream, &attempt, &mut out).await {
+            Ok(answer) => answer,
+            Err(e) if failover::reconnect_stale(ctx, true, &e) => {
+                tracing::debug!(backend = %addr, error = %e, "reused connection was closed, reconnecting");
+                out.clear();
+                connect_and_exchange(ctx, addr, &attempt, &mut out).await?
             }
-        }
-        None => {
-            connect_and_exchange(ctx, addr, prepared, pool, down, &ours, &mut out, state).await?
-        }
+            Err(e) => return Err(failover::failed_after_send(ctx, true, e)),
+        },
+        None => connect_and_exchange(ctx, addr, &attempt, &mut out).await?,
     };
 
     // The backend answered: no retry from here on; the answer counts for or against it.
@@ -136,7 +134,14 @@ async fn try_backend(
         progress,
     )
     .await
-    .map_err(Decided::final_error)?;
+    .map_err(|e| {
+        if !progress.head_written {
+            // Unusable from its first bytes (a bad chunk): the client gets the lb's 502,
+            // and the backend's answer counts against it after all.
+            ctx.try_failed();
+        }
+        Decided::final_error(e)
+    })?;
     if reusable {
         keepalive::put(
             addr,
@@ -148,20 +153,26 @@ async fn try_backend(
     Ok(parsed.keepalive)
 }
 
+/// What one try sends and watches, the same on a reused and on a new connection.
+struct Attempt<'a> {
+    prepared: &'a Prepared,
+    pool: &'a Pool,
+    /// The backend's state and its down marks when the try began.
+    down: Option<(&'a BackendState, u64)>,
+    ours: &'a Ours<'a>,
+    state: &'a LbState,
+}
+
 async fn connect_and_exchange(
     ctx: &RequestCtx,
     addr: SocketAddr,
-    prepared: &Prepared,
-    pool: &Pool,
-    down: Option<(&BackendState, u64)>,
-    ours: &Ours<'_>,
+    attempt: &Attempt<'_>,
     out: &mut Vec<u8>,
-    state: &LbState,
 ) -> Result<(Stream, BytesMut, Parsed), Decided> {
-    let stream = direct::connect(addr, pool.spec.timeouts.connect)
+    let stream = direct::connect(addr, attempt.pool.spec.timeouts.connect)
         .await
         .map_err(|e| failover::connect_failed(ctx, e))?;
-    exchange_head(stream, prepared, pool, down, ours, out, state)
+    exchange_head(stream, attempt, out)
         .await
         .map_err(|e| failover::failed_after_send(ctx, true, e))
 }
@@ -175,20 +186,24 @@ async fn connect_and_exchange(
 /// while the request waited.
 async fn exchange_head(
     mut stream: Stream,
-    prepared: &Prepared,
-    pool: &Pool,
-    down: Option<(&BackendState, u64)>,
-    ours: &Ours<'_>,
+    attempt: &Attempt<'_>,
     out: &mut Vec<u8>,
-    state: &LbState,
 ) -> Result<(Stream, BytesMut, Parsed)> {
+    let Attempt {
+        prepared,
+        pool,
+        down,
+        ours,
+        state,
+    } = *attempt;
     let timeouts = &pool.spec.timeouts;
     let went_down = down.map(|(s, _)| s.went_down());
     if down.is_some_and(|(s, seen)| s.downs() != seen) {
-        return Error::e_explain(
+        return Err(Error::explain(
             failover::BACKEND_DOWN,
             "backend marked down while connecting to it",
-        );
+        )
+        .into_up());
     }
     write(&mut stream, &prepared.upstream_head, timeouts.write)
         .await
@@ -211,7 +226,7 @@ async fn exchange_head(
                 Ok(Ok(n)) => n,
             },
             () = &mut went_down => {
-                return Error::e_explain(failover::BACKEND_DOWN, "backend marked down while the request waited for it");
+                return Err(Error::explain(failover::BACKEND_DOWN, "backend marked down while the request waited for it").into_up());
             }
         };
         if n == 0 {
@@ -247,7 +262,7 @@ async fn exchange_head(
                     .into_up())
                 }
                 // Interim answers: a simple request has no use for them.
-                Some(p) if p.status < 200 => buf.advance(p.head_len),
+                Some(p) if (100..200).contains(&p.status) => buf.advance(p.head_len),
                 Some(p) => return Ok((stream, buf, p)),
             }
         }

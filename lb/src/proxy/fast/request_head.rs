@@ -23,6 +23,7 @@ use std::ops::Range;
 use http::HeaderValue;
 use httparse::Status;
 
+use super::response_head::push_line;
 use crate::config::defaults::{ACME_CHALLENGE_PREFIX, HEADERS_MAX};
 use crate::config::Selection;
 use crate::state::Snapshot;
@@ -182,10 +183,10 @@ pub(crate) fn prepare(
     let mut xff = Vec::new();
     for h in req.headers.iter() {
         match kind(h.name) {
-            Kind::Copy | Kind::ContentLength => line(&mut out, h.name.as_bytes(), h.value),
+            Kind::Copy | Kind::ContentLength => push_line(&mut out, h.name.as_bytes(), h.value),
             Kind::Host => {
                 let value = pool.spec.host.as_deref().map_or(h.value, str::as_bytes);
-                line(&mut out, h.name.as_bytes(), value);
+                push_line(&mut out, h.name.as_bytes(), value);
             }
             Kind::ForwardedFor => {
                 xff.extend_from_slice(h.value);
@@ -197,19 +198,19 @@ pub(crate) fn prepare(
     if let Some(ip) = peer {
         use std::io::Write;
         let _ = write!(xff, "{ip}");
-        line(&mut out, b"x-forwarded-for", &xff);
+        push_line(&mut out, b"x-forwarded-for", &xff);
     } else if forwarded_for > 0 {
         // No peer address to add (not an IP socket): keep what the client sent, joined.
         xff.truncate(xff.len() - 2);
-        line(&mut out, b"x-forwarded-for", &xff);
+        push_line(&mut out, b"x-forwarded-for", &xff);
     }
-    line(
+    push_line(
         &mut out,
         b"x-forwarded-proto",
         if tls { b"https" } else { b"http" },
     );
-    line(&mut out, b"x-forwarded-host", host);
-    line(&mut out, request_id::NAME.as_bytes(), request_id.as_bytes());
+    push_line(&mut out, b"x-forwarded-host", host);
+    push_line(&mut out, request_id::NAME.as_bytes(), request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
 
     let path_start = target.as_ptr() as usize - buf.as_ptr() as usize;
@@ -222,13 +223,6 @@ pub(crate) fn prepare(
         request_id,
         upstream_head: out,
     })
-}
-
-fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use std::mem::MaybeUninit;
 
 use httparse::Status;
 
-/// How many header lines a backend's response may have.
-const RESPONSE_HEADERS_MAX: usize = 128;
+/// How many header lines a backend's response may have (pingora's client takes as many).
+const RESPONSE_HEADERS_MAX: usize = 256;
 
 /// Where the body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,19 +83,22 @@ pub(crate) fn parse(
         Err(_) => return Err(Unusable("malformed response head")),
     };
     let status = resp.code.ok_or(Unusable("no status"))?;
+    if status < 100 {
+        // Neither interim nor final: a client could read what follows as its body.
+        return Err(Unusable("status below 100"));
+    }
     let mut reusable = resp.version == Some(1);
     let (mut length, mut chunked, mut encoded) = (None::<u64>, false, false);
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let v = h.value.trim_ascii();
-            let n = (!v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit))
-                .then(|| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
-                .flatten()
-                .ok_or(Unusable("Content-Length is not a number"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Unusable("Content-Lengths disagree"));
+            // A list of one repeated value (`5, 5`) is one length, as pingora reads it.
+            for v in h.value.split(|&b| b == b',') {
+                let n = content_length(v.trim_ascii())?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(Unusable("Content-Lengths disagree"));
+                }
+                length = Some(n);
             }
-            length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             encoded = true;
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
@@ -182,6 +185,14 @@ fn write_client_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// A `Content-Length` value: 1 to 19 digits, nothing else.
+fn content_length(v: &[u8]) -> Result<u64, Unusable> {
+    (!v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit))
+        .then(|| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+        .flatten()
+        .ok_or(Unusable("Content-Length is not a number"))
+}
+
 fn request_id_name() -> &'static [u8] {
     service_kit::request_id::NAME.as_bytes()
 }
@@ -232,6 +243,10 @@ mod tests {
             Ok((Framing::Length(5), true))
         );
         assert_eq!(
+            ok("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"),
+            Ok((Framing::Length(5), true))
+        );
+        assert_eq!(
             ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
             Ok((Framing::Chunked, true))
         );
@@ -267,6 +282,9 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 1 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5,\r\n\r\n",
+            "HTTP/1.1 099 Below\r\nContent-Length: 0\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
         ] {

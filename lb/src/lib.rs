@@ -15,8 +15,10 @@
 //!   certificates a reload swaps in place; `acme` orders and renews `acme` certificates
 //!   from an ACME CA, answers its http-01 challenges and swaps them in the same way.
 //! - **Request path**: `downstream` reads each HTTP/1 request head within the client
-//!   deadlines and limits and refuses ambiguous framing, then hands the connection to
-//!   pingora; `proxy`, one module per stage: request (snapshot, request id,
+//!   deadlines and limits and refuses ambiguous framing, offers it to the fast path
+//!   (`proxy::fast`: a simple `GET`/`HEAD` proxied on the client's own bytes, below
+//!   pingora's HTTP session), and hands anything else to pingora; `proxy`, one module per
+//!   stage: request (snapshot, request id,
 //!   route) → upstream (backend choice, request headers) → failover (retry policy) →
 //!   response (response headers) → access log. Body-less `GET`/`HEAD` take the direct path
 //!   (`proxy::direct`) through the same stages; `errors` are the lb's own JSON answers.

@@ -126,13 +126,19 @@ const USUAL_URI_BYTES: [bool; 256] = {
     table
 };
 
+/// An origin-form target of only [`USUAL_URI_BYTES`]: every URI parser reads it as it is,
+/// and its path is the target up to `?` (the fast path relies on that too).
+pub(crate) fn usual_origin_target(target: &str) -> bool {
+    target.starts_with('/') && target.bytes().all(|b| USUAL_URI_BYTES[usize::from(b)])
+}
+
 /// Pingora builds an `http::Uri` from the target and checks the target's authority against
 /// `Host`, refusing the request (with its bare 400) when either fails: for a `"` in a query,
 /// say, or an absolute-form target it finds ambiguous. An origin-form target of only the
 /// usual URI bytes always passes; any other goes through pingora's own two steps here, so
 /// that what it would refuse gets the lb's answer instead.
 fn target_parses(req: &httparse::Request, target: &str) -> Result<(), Refusal> {
-    if target.starts_with('/') && target.bytes().all(|b| USUAL_URI_BYTES[usize::from(b)]) {
+    if usual_origin_target(target) {
         return Ok(());
     }
     let method = req.method.unwrap_or("");

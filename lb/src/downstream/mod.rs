@@ -103,32 +103,29 @@ impl ServerApp for EdgeApp {
         loop {
             let client = self.state.client_limits();
             let read = read::head(&mut stream, &client, first, &mut closing, carry.take()).await;
-            let mut head = match read {
+            let head = match read {
                 Ok(head) => head,
                 Err(no_head) => {
                     refused(stream, no_head).await;
                     return None;
                 }
             };
-            {
-                match fast::serve(&self.state, &mut stream, head, &link).await {
-                    Served::Next(rest) => {
-                        carry = Some(rest);
-                        first = false;
-                        continue;
-                    }
-                    Served::Close => {
-                        if link.tls_version.is_some() {
-                            // As pingora's engine ends a connection it will not reuse: over
-                            // TLS the close_notify tells a whole answer from a cut one.
-                            let _ =
-                                tokio::time::timeout(CLOSE_NOTIFY_WAIT, stream.shutdown()).await;
-                        }
-                        return None;
-                    }
-                    Served::Engine(untouched) => head = untouched,
+            let head = match fast::serve(&self.state, &mut stream, head, &link).await {
+                Served::Next(rest) => {
+                    carry = Some(rest);
+                    first = false;
+                    continue;
                 }
-            }
+                Served::Close => {
+                    if link.tls_version.is_some() {
+                        // As pingora's engine ends a connection it will not reuse: over TLS
+                        // the close_notify tells a whole answer from a cut one.
+                        let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, stream.shutdown()).await;
+                    }
+                    return None;
+                }
+                Served::Engine(untouched) => untouched,
+            };
             let mut session = ServerSession::new_http1(stream);
             match persistent.take() {
                 Some(settings) => settings.apply_to_session(&mut session),

@@ -70,13 +70,7 @@ fn upstream_head(p: &request_head::Prepared, client: &[u8], tls: bool) {
     assert_eq!(method, if p.is_head { "HEAD" } else { "GET" });
     assert!(client.starts_with(method.as_bytes()));
     assert!(req.path.expect("target").starts_with('/'));
-    let values = |name: &str| -> Vec<&[u8]> {
-        req.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-            .collect()
-    };
+    let values = |name: &str| values(req.headers, name);
     assert_eq!(values("host").len(), 1);
     assert_eq!(values("x-request-id"), vec![p.request_id.as_bytes()]);
     let proto: &[u8] = if tls { b"https" } else { b"http" };
@@ -132,13 +126,7 @@ pub fn fast_response(data: &[u8]) {
         String::from_utf8_lossy(&out)
     );
     assert_eq!(resp.code, Some(parsed.status));
-    let values = |name: &str| -> Vec<&[u8]> {
-        resp.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-            .collect()
-    };
+    let values = |name: &str| values(resp.headers, name);
     assert_eq!(values("x-request-id"), vec![b"fuzz-id".as_slice()]);
     assert_eq!(values("date").len(), 1);
     let connection: &[u8] = if parsed.keepalive {
@@ -173,4 +161,13 @@ pub fn fast_response(data: &[u8]) {
         Framing::UntilClose => assert!(!parsed.keepalive && !parsed.reusable),
         Framing::Empty => {}
     }
+}
+
+/// Every value of the header `name` in a parsed head.
+fn values<'b>(headers: &[httparse::Header<'b>], name: &str) -> Vec<&'b [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+        .collect()
 }

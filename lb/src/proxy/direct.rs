@@ -53,10 +53,23 @@ pub(crate) fn eligible(session: &Session, ctx: &RequestCtx) -> bool {
 /// `Connection: keep-alive` / `close` only; any other token nominates a header to strip,
 /// which the engine path's request policy handles.
 fn only_persistence_tokens(v: &http::HeaderValue) -> bool {
-    v.as_bytes().split(|&b| b == b',').all(|t| {
-        let t = t.trim_ascii();
-        t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
-    })
+    persistence(v.as_bytes()).is_some()
+}
+
+/// A `Connection` value's tokens: `Some(close)` when they are only `keep-alive` and
+/// `close` (`close`: one of them is `close`), `None` when another token is named. Both
+/// the direct path and the fast path take only such requests.
+pub(crate) fn persistence(value: &[u8]) -> Option<bool> {
+    let mut close = false;
+    for token in value.split(|&b| b == b',') {
+        let token = token.trim_ascii();
+        if token.eq_ignore_ascii_case(b"close") {
+            close = true;
+        } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+            return None;
+        }
+    }
+    Some(close)
 }
 
 /// Proxy the request and write the response. An `Err` is a final failure, answered by

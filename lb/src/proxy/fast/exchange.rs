@@ -41,9 +41,14 @@ pub(crate) struct Progress {
     pub(crate) status: u16,
     /// Body bytes written to the client.
     pub(crate) bytes_out: usize,
-    /// The response head went to the client (with the body's first bytes): from here on
-    /// a failure can only cut the response, not replace it with the lb's 502.
-    pub(crate) head_written: bool,
+}
+
+impl Progress {
+    /// The response head went to the client (with the body's first bytes): from here on a
+    /// failure can only cut the response, not replace it with the lb's 502.
+    pub(crate) fn head_written(&self) -> bool {
+        self.status != 0
+    }
 }
 
 /// Proxy the request and write the whole response. `Ok(keepalive)`: whether the client's
@@ -68,8 +73,7 @@ pub(crate) async fn proxy(
             Err(failed) if failed.retry() => continue,
             Err(failed) => {
                 let e = failed.into_error();
-                let method = if prepared.is_head { "HEAD" } else { "GET" };
-                direct::report_final(pool, addr, &e, ctx, method, path);
+                direct::report_final(pool, addr, &e, ctx, prepared.method(), path);
                 return Err(e);
             }
         }
@@ -88,14 +92,15 @@ async fn try_backend(
 ) -> Result<bool, Decided> {
     let watched = ctx.down_watch();
     let down = watched.as_ref().map(|(s, n)| (&**s, *n));
-    // `closing` is read per response: it may have turned on while this request waited.
     let date = pingora::protocols::http::date::get_cached_date();
     let request_id = ctx.request_id.clone();
     let hsts = ctx.route().and_then(|r| r.hsts.clone()).filter(|_| ctx.tls);
     let ours = Ours {
         request_id: request_id.as_bytes(),
         date: date.as_bytes(),
-        keepalive: !prepared.close && !state.is_closing(),
+        // The client's wish; whether the lb is stopping is read when the head arrives
+        // (`exchange_head`).
+        keepalive: !prepared.close,
         hsts: hsts.as_ref().map(|h| h.as_bytes()),
     };
     let attempt = Attempt {
@@ -135,7 +140,7 @@ async fn try_backend(
     )
     .await
     .map_err(|e| {
-        if !progress.head_written {
+        if !progress.head_written() {
             // Unusable from its first bytes (a bad chunk): the client gets the lb's 502,
             // and the backend's answer counts against it after all.
             ctx.try_failed();
@@ -281,87 +286,78 @@ async fn body(
     read_timeout: Duration,
     progress: &mut Progress,
 ) -> Result<bool> {
-    let head_len = out.len();
-    let mut reusable = parsed.reusable;
-    // The head leaves with the first write below, whatever follows.
-    let head = |progress: &mut Progress| {
-        progress.head_written = true;
-        progress.status = parsed.status;
-    };
-    match parsed.framing {
-        Framing::Empty => {
-            reusable &= buf.is_empty();
-            head(progress);
-            write_client(client, &out).await?;
+    let mut rest = Rest::new(parsed.framing);
+    // Framing is checked before the head leaves: a body bad from its first bytes still
+    // gets the lb's 502.
+    let take = rest.take(&buf)?;
+    let mut reusable = parsed.reusable && take == buf.len();
+    out.extend_from_slice(&buf[..take]);
+    progress.status = parsed.status;
+    write_client(client, &out).await?;
+    progress.bytes_out += take;
+    while !rest.is_done() {
+        buf.clear();
+        buf.reserve(BODY_READ);
+        match read_body(upstream, &mut buf, read_timeout).await {
+            Err(e) if rest.to_close() && e.etype() == &ErrorType::ConnectionClosed => break,
+            read => read?,
         }
-        Framing::Length(total) => {
-            let mut left = total;
-            let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            out.extend_from_slice(&buf[..take]);
-            left -= take as u64;
-            reusable &= buf.len() == take;
-            head(progress);
-            write_client(client, &out).await?;
-            progress.bytes_out += out.len() - head_len;
-            while left > 0 {
-                buf.clear();
-                buf.reserve(BODY_READ);
-                read_body(upstream, &mut buf, read_timeout).await?;
-                let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                reusable &= buf.len() == take;
-                left -= take as u64;
-                write_client(client, &buf[..take]).await?;
-                progress.bytes_out += take;
-            }
-            return Ok(reusable);
-        }
-        Framing::Chunked => {
-            let mut chunked = Chunked::new();
-            let mut fed = feed(&mut chunked, &buf)?;
-            out.extend_from_slice(&buf[..fed]);
-            reusable &= fed == buf.len();
-            head(progress);
-            write_client(client, &out).await?;
-            progress.bytes_out += out.len() - head_len;
-            while !chunked.is_done() {
-                buf.clear();
-                buf.reserve(BODY_READ);
-                read_body(upstream, &mut buf, read_timeout).await?;
-                fed = feed(&mut chunked, &buf)?;
-                reusable &= fed == buf.len();
-                write_client(client, &buf[..fed]).await?;
-                progress.bytes_out += fed;
-            }
-            return Ok(reusable);
-        }
-        Framing::UntilClose => {
-            out.extend_from_slice(&buf);
-            head(progress);
-            write_client(client, &out).await?;
-            progress.bytes_out += out.len() - head_len;
-            loop {
-                buf.clear();
-                buf.reserve(BODY_READ);
-                match read_body(upstream, &mut buf, read_timeout).await {
-                    Ok(()) => {}
-                    Err(e) if e.etype() == &ErrorType::ConnectionClosed => break,
-                    Err(e) => return Err(e),
-                }
-                write_client(client, &buf).await?;
-                progress.bytes_out += buf.len();
-            }
-            return Ok(false);
-        }
+        let take = rest.take(&buf)?;
+        reusable &= take == buf.len();
+        write_client(client, &buf[..take]).await?;
+        progress.bytes_out += take;
     }
     Ok(reusable)
 }
 
-/// How much of `input` is the chunked body's (all of it, or up to its end).
-fn feed(chunked: &mut Chunked, input: &[u8]) -> Result<usize> {
-    match chunked.feed(input) {
-        Ok(Some(end)) => Ok(end),
-        Ok(None) => Ok(input.len()),
-        Err(invalid) => Err(Error::explain(BAD_CHUNK, invalid.0).into_up()),
+/// What is left of the body, by its framing.
+enum Rest {
+    /// This many bytes (none for an empty body).
+    Length(u64),
+    Chunked(Chunked),
+    /// Everything until the backend closes.
+    ToClose,
+}
+
+impl Rest {
+    fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Empty => Rest::Length(0),
+            Framing::Length(n) => Rest::Length(n),
+            Framing::Chunked => Rest::Chunked(Chunked::new()),
+            Framing::UntilClose => Rest::ToClose,
+        }
+    }
+
+    /// How many of `input`'s bytes are body: all of them, or up to its end.
+    fn take(&mut self, input: &[u8]) -> Result<usize> {
+        match self {
+            Rest::Length(left) => {
+                let take = input
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= take as u64;
+                Ok(take)
+            }
+            Rest::Chunked(chunked) => match chunked.feed(input) {
+                Ok(Some(end)) => Ok(end),
+                Ok(None) => Ok(input.len()),
+                Err(invalid) => Err(Error::explain(BAD_CHUNK, invalid.0).into_up()),
+            },
+            Rest::ToClose => Ok(input.len()),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            Rest::Length(left) => *left == 0,
+            Rest::Chunked(chunked) => chunked.is_done(),
+            Rest::ToClose => false,
+        }
+    }
+
+    fn to_close(&self) -> bool {
+        matches!(self, Rest::ToClose)
     }
 }
 

@@ -94,7 +94,7 @@ pub(crate) async fn serve(
             if let Some(reason) = client_errors::Reason::of(e) {
                 client_errors::count(reason);
                 tracing::debug!(error = %e, reason = reason.label(), request_id = ?ctx.request_id, "client error");
-            } else if !progress.head_written {
+            } else if !progress.head_written() {
                 // Nothing reached the client yet (a backend's bad first bytes included):
                 // it gets the lb's answer.
                 if let Some(err) = LbError::from_proxy_error(e) {
@@ -109,7 +109,7 @@ pub(crate) async fn serve(
     };
     let exchange = Exchange {
         client_ip: link.peer,
-        method: if prepared.is_head { "HEAD" } else { "GET" },
+        method: prepared.method(),
         path,
         status: progress.status,
         bytes_in: 0,

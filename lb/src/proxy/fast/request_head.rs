@@ -26,6 +26,8 @@ use httparse::Status;
 use super::response_head::push_line;
 use crate::config::defaults::{ACME_CHALLENGE_PREFIX, HEADERS_MAX};
 use crate::config::Selection;
+use crate::downstream::head::usual_origin_target;
+use crate::proxy::direct::persistence;
 use crate::state::Snapshot;
 use service_kit::request_id;
 
@@ -43,6 +45,16 @@ pub(crate) struct Prepared {
     pub(crate) request_id: HeaderValue,
     /// The whole head for the backend.
     pub(crate) upstream_head: Vec<u8>,
+}
+
+impl Prepared {
+    pub(crate) fn method(&self) -> &'static str {
+        if self.is_head {
+            "HEAD"
+        } else {
+            "GET"
+        }
+    }
 }
 
 /// What one header line is to the fast path.
@@ -85,29 +97,6 @@ fn kind(name: &str) -> Kind {
     }
 }
 
-/// The bytes of an origin-form target every URI parser takes as they are (the same set
-/// the head check uses, `crate::downstream`).
-fn usual_target(target: &str) -> bool {
-    target.starts_with('/')
-        && target
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b))
-}
-
-/// `Connection` tokens: `Some(close)` when they are only `keep-alive`/`close`.
-fn persistence(value: &[u8]) -> Option<bool> {
-    let mut close = false;
-    for token in value.split(|&b| b == b',') {
-        let token = token.trim_ascii();
-        if token.eq_ignore_ascii_case(b"close") {
-            close = true;
-        } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
-            return None;
-        }
-    }
-    Some(close)
-}
-
 /// The request in `buf` (a complete head the head check accepted) if it is simple, with
 /// its route and upstream head; `None` sends it to pingora.
 pub(crate) fn prepare(
@@ -131,7 +120,9 @@ pub(crate) fn prepare(
         _ => return None,
     };
     let target = req.path?;
-    if req.version != Some(1) || !usual_target(target) || target.starts_with(ACME_CHALLENGE_PREFIX)
+    if req.version != Some(1)
+        || !usual_origin_target(target)
+        || target.starts_with(ACME_CHALLENGE_PREFIX)
     {
         return None;
     }
@@ -147,22 +138,39 @@ pub(crate) fn prepare(
         return None;
     }
 
-    // One pass over the headers: classify, refuse, and note what the lb replaces.
+    // One pass over the headers: refuse, copy, and note what the lb replaces. The head is
+    // written as it goes; a refusal (rare) only wastes the buffer.
+    let mut out = Vec::with_capacity(head_len + 192);
+    out.extend_from_slice(if is_head { b"HEAD " } else { b"GET " });
+    match route.rewrite(target) {
+        Some(rewritten) => out.extend_from_slice(rewritten.as_bytes()),
+        None => out.extend_from_slice(target.as_bytes()),
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
     let (mut host, mut close, mut ids, mut id) = (None, false, 0, None);
-    let mut forwarded_for = 0;
+    let (mut xff, mut forwarded_for) = (Vec::new(), 0);
     for h in req.headers.iter() {
         match kind(h.name) {
             Kind::Refuse => return None,
             Kind::Host if host.is_some() => return None,
-            Kind::Host => host = Some(h.value),
+            Kind::Host => {
+                host = Some(h.value);
+                let value = pool.spec.host.as_deref().map_or(h.value, str::as_bytes);
+                push_line(&mut out, h.name.as_bytes(), value);
+            }
             Kind::Connection => close |= persistence(h.value)?,
             Kind::ContentLength if h.value.trim_ascii() != b"0" => return None,
+            Kind::Copy | Kind::ContentLength => push_line(&mut out, h.name.as_bytes(), h.value),
             Kind::RequestId => {
                 ids += 1;
                 id = Some(h.value);
             }
-            Kind::ForwardedFor => forwarded_for += 1,
-            Kind::Copy | Kind::Drop | Kind::ContentLength => {}
+            Kind::ForwardedFor => {
+                forwarded_for += 1;
+                xff.extend_from_slice(h.value);
+                xff.extend_from_slice(b", ");
+            }
+            Kind::Drop => {}
         }
     }
     let host = host?;
@@ -172,29 +180,6 @@ pub(crate) fn prepare(
         }
         _ => request_id::generate(),
     };
-
-    let mut out = Vec::with_capacity(head_len + 192);
-    out.extend_from_slice(if is_head { b"HEAD " } else { b"GET " });
-    match route.rewrite(target) {
-        Some(rewritten) => out.extend_from_slice(rewritten.as_bytes()),
-        None => out.extend_from_slice(target.as_bytes()),
-    }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut xff = Vec::new();
-    for h in req.headers.iter() {
-        match kind(h.name) {
-            Kind::Copy | Kind::ContentLength => push_line(&mut out, h.name.as_bytes(), h.value),
-            Kind::Host => {
-                let value = pool.spec.host.as_deref().map_or(h.value, str::as_bytes);
-                push_line(&mut out, h.name.as_bytes(), value);
-            }
-            Kind::ForwardedFor => {
-                xff.extend_from_slice(h.value);
-                xff.extend_from_slice(b", ");
-            }
-            Kind::Drop | Kind::RequestId | Kind::Connection | Kind::Refuse => {}
-        }
-    }
     if let Some(ip) = peer {
         use std::io::Write;
         let _ = write!(xff, "{ip}");
@@ -240,11 +225,22 @@ mod tests {
 
     #[test]
     fn usual_targets_only() {
-        assert!(usual_target("/api/hello?x=1&y=%20"));
-        assert!(!usual_target("http://a/b"));
-        assert!(!usual_target("*"));
-        assert!(!usual_target("/a\"b"));
-        assert!(!usual_target("/a#frag"));
-        assert!(!usual_target("/a b"));
+        assert!(usual_origin_target("/api/hello?x=1&y=%20"));
+        assert!(!usual_origin_target("http://a/b"));
+        assert!(!usual_origin_target("*"));
+        assert!(!usual_origin_target("/a\"b"));
+        assert!(!usual_origin_target("/a#frag"));
+        assert!(!usual_origin_target("/a b"));
+    }
+
+    /// Every header the direct path drops as hop-by-hop is never copied here either.
+    #[test]
+    fn hop_by_hop_headers_are_never_copied() {
+        for name in &crate::proxy::direct::HOP_BY_HOP {
+            assert!(
+                !matches!(kind(name.as_str()), Kind::Copy | Kind::ContentLength),
+                "{name}"
+            );
+        }
     }
 }

@@ -2,20 +2,18 @@
 //! refused at accept time, before any TLS handshake or HTTP parsing.
 //!
 //! # How open connections are counted
-//! Pingora's [`ConnectionFilter`] is asked once per accepted socket, with the peer address
-//! only, and never hears when the connection ends. So the count is kept here in two steps:
+//! The accept loop (`crate::accept`) asks once per accepted socket, with the peer address
+//! only. So the count is kept here in two steps:
 //! 1. [`AcceptFilter`] admits the connection against the limits and counts it as
 //!    *pending*, keyed by its peer `IP:port`;
-//! 2. after the TLS handshake (none on plaintext), pingora hands the connection to the
-//!    proxy app, which [`Counted`] wraps: it claims the pending entry as a [`Guard`] and
-//!    serves every request of the connection (pingora's keep-alive loop, run here) before
-//!    dropping it, which releases the count.
+//! 2. after the TLS handshake (none on plaintext), the connection reaches the proxy app,
+//!    which [`Counted`] wraps: it claims the pending entry as a [`Guard`] and serves every
+//!    request of the connection before dropping it, which releases the count.
 //!
-//! A connection whose TLS handshake fails never reaches the app: pingora logs
-//! `Downstream handshake error from ADDR`, and `crate::quiet_log` releases its entry by
-//! that address ([`handshake_failed`]). A handshake that times out is logged without an
-//! address; pingora's handshake deadline is a fixed 60 s, so a pending entry older than
-//! [`PENDING_MAX`] belongs to a connection that is gone and is released.
+//! A connection whose TLS handshake fails or times out never reaches the app: the accept
+//! loop releases its entry by its address ([`handshake_failed`]). A pending entry older than
+//! [`PENDING_MAX`] (longer than any handshake may take) belongs to a connection that is
+//! gone and is released too, as a safety net.
 //!
 //! The per-IP limit goes by the socket peer only: at accept time no request has been read,
 //! and a proxy's connection carries many clients' requests. Peers in
@@ -29,18 +27,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
-use pingora::listeners::ConnectionFilter;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use pingora::services::listening::Service;
 
 use crate::client_ip::{self, ClientKey};
 use crate::config::ConnectionLimits;
 use crate::state::LbState;
 
-/// Pingora's TLS handshake deadline (`services/listening.rs`, fixed at 60 s in 0.9.1) and
-/// a second of slack: a connection still pending after this has failed its handshake.
-const PENDING_MAX: Duration = Duration::from_secs(61);
+/// The TLS handshake deadline and a second of slack: a connection still pending after this
+/// has failed its handshake.
+const PENDING_MAX: Duration = crate::accept::HANDSHAKE_MAX.saturating_add(Duration::from_secs(1));
 /// How often pending entries are checked for age (on an accept or a scrape).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -232,8 +228,8 @@ impl Drop for Guard {
     }
 }
 
-/// The process's table: one server per process, and `crate::quiet_log` (a global log
-/// filter) reports failed handshakes to it.
+/// The process's table: one server per process (the accept loops report failed handshakes
+/// to it by address).
 pub(crate) fn connections() -> &'static Arc<Connections> {
     static CONNECTIONS: LazyLock<Arc<Connections>> = LazyLock::new(|| Arc::new(Connections::new()));
     &CONNECTIONS
@@ -249,7 +245,7 @@ fn limits(state: &LbState) -> Option<ConnectionLimits> {
     state.snapshot().config.server.connection_limits
 }
 
-/// Admits or refuses each accepted socket (pingora's `connection_filter` feature).
+/// Admits or refuses each accepted socket.
 pub(crate) struct AcceptFilter {
     state: Arc<LbState>,
     conns: Arc<Connections>,
@@ -261,16 +257,15 @@ impl std::fmt::Debug for AcceptFilter {
     }
 }
 
-#[async_trait]
-impl ConnectionFilter for AcceptFilter {
-    async fn should_accept(&self, addr: Option<&SocketAddr>) -> bool {
-        let Some(peer) = addr else { return true };
+impl AcceptFilter {
+    /// True when the connection from `peer` may be served (it is then counted as pending).
+    pub(crate) fn admits(&self, peer: SocketAddr) -> bool {
         let snapshot = self.state.snapshot();
         let Some(limits) = snapshot.config.server.connection_limits else {
             return true;
         };
         let exempt = client_ip::is_trusted(peer.ip(), &snapshot.config.server.trusted_proxies);
-        match self.conns.admit(*peer, &limits, exempt, Instant::now()) {
+        match self.conns.admit(peer, &limits, exempt, Instant::now()) {
             Ok(()) => true,
             Err(reason) => {
                 tracing::debug!(peer = %peer, reason = reason.label(), "connection refused: over server.connection_limits");
@@ -280,7 +275,7 @@ impl ConnectionFilter for AcceptFilter {
     }
 }
 
-/// The proxy app, holding a [`Guard`] for as long as pingora serves the connection.
+/// The proxy app, holding a [`Guard`] for as long as the connection is served.
 pub(crate) struct Counted<A> {
     inner: Arc<A>,
     state: Arc<LbState>,
@@ -289,9 +284,8 @@ pub(crate) struct Counted<A> {
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for Counted<A> {
-    /// Pingora calls the app once per request of a keep-alive connection (its
-    /// `handle_event` loop); this loop is the same, inside the guard's life, and returns
-    /// `None` so pingora's ends at once.
+    /// The app is called once per request of a keep-alive connection; this loop calls it
+    /// inside the guard's life, and returns `None` so the caller's loop ends at once.
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -313,23 +307,20 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Counted<A> {
     }
 }
 
-/// The proxy service: `app` behind the accept filter, counted.
-pub(crate) fn service<A: ServerApp + Send + Sync + 'static>(
-    name: &str,
-    app: A,
-    state: Arc<LbState>,
-) -> Service<Counted<A>> {
+/// `app`, holding each connection's count while it serves it, and the filter that admits
+/// connections against the same table.
+pub(crate) fn counted<A>(app: A, state: Arc<LbState>) -> (Counted<A>, AcceptFilter) {
     let conns = connections().clone();
-    let mut service = Service::new(
-        name.to_string(),
-        Counted {
-            inner: Arc::new(app),
-            state: state.clone(),
-            conns: conns.clone(),
-        },
-    );
-    service.set_connection_filter(Arc::new(AcceptFilter { state, conns }));
-    service
+    let filter = AcceptFilter {
+        state: state.clone(),
+        conns: conns.clone(),
+    };
+    let app = Counted {
+        inner: Arc::new(app),
+        state,
+        conns,
+    };
+    (app, filter)
 }
 
 #[cfg(test)]

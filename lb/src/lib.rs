@@ -14,7 +14,8 @@
 //!   the current snapshot; `tls` holds each TLS listener's SNI certificate resolver, whose
 //!   certificates a reload swaps in place; `acme` orders and renews `acme` certificates
 //!   from an ACME CA, answers its http-01 challenges and swaps them in the same way.
-//! - **Request path**: `downstream` reads each HTTP/1 request head within the client
+//! - **Request path**: `accept` takes each client connection on the thread that serves it
+//!   (a `SO_REUSEPORT` socket per thread; TLS handshake); `downstream` reads each HTTP/1 request head within the client
 //!   deadlines and limits and refuses ambiguous framing, offers it to the fast path
 //!   (`proxy::fast`: a simple `GET`/`HEAD` proxied on the client's own bytes, below
 //!   pingora's HTTP session), and hands anything else to pingora; `proxy`, one module per
@@ -51,6 +52,7 @@ pub mod fuzzing;
 pub mod quiet_log;
 pub mod server;
 
+mod accept;
 mod acme;
 mod admin;
 mod admin_auth;

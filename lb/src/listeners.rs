@@ -3,8 +3,8 @@
 //! `tls listening on ADDR` (`tls_listen`) or `admin listening on ADDR`, and shown in
 //! `/status` under `listening`.
 //!
-//! pingora binds the proxy listeners itself and does not say which port a `:0` address
-//! got, so they are read back from the kernel: this process's listening TCP sockets
+//! The proxy's listeners are bound by their own service (`crate::accept`), which does not
+//! report back, so the port a `:0` address got is read back from the kernel: this process's listening TCP sockets
 //! (`/proc/self/fd` → socket inodes → `/proc/self/net/tcp` and `tcp6`). Linux only, like
 //! the rest of the lb's deployment.
 
@@ -98,11 +98,13 @@ fn resolve(
     admin: SocketAddr,
     bound: &[SocketAddr],
 ) -> Option<Vec<SocketAddr>> {
-    let mut free: Vec<SocketAddr> = bound
-        .iter()
-        .copied()
-        .filter(|a| *a != admin && !configured.contains(a))
-        .collect();
+    // One address per port: each proxy thread holds its own socket on it.
+    let mut free: Vec<SocketAddr> = Vec::new();
+    for a in bound {
+        if *a != admin && !configured.contains(a) && !free.contains(a) {
+            free.push(*a);
+        }
+    }
     configured
         .iter()
         .map(|want| {

@@ -70,8 +70,10 @@ pub(crate) struct Metrics {
     last_reload_success: Gauge,
     config_info: IntGaugeVec,
     tls_expiry: IntGaugeVec,
-    /// Mirrors [`crate::quiet_log::handshake_failures`] at scrape time.
+    /// Mirrors [`crate::accept::handshake_failures`] at scrape time.
     tls_handshake_failures: IntCounter,
+    /// Mirrors [`crate::accept::accept_errors`] at scrape time.
+    accept_errors: IntCounter,
     /// Mirrors [`crate::client_errors::counts`] at scrape time.
     client_errors: IntCounterVec,
     /// `lb_requests_by_protocol_total`, resolved: `[h1, h2][plaintext, TLS 1.2, TLS 1.3]`.
@@ -233,6 +235,12 @@ impl Metrics {
         )
         .expect("valid metric definition");
         register(&registry, tls_handshake_failures.clone());
+        let accept_errors = IntCounter::new(
+            "lb_accept_errors_total",
+            "accept() calls on a proxy listener that failed: out of file descriptors (the listener then pauses for a second, with a WARN line), or a connection reset while it waited in the queue.",
+        )
+        .expect("valid metric definition");
+        register(&registry, accept_errors.clone());
         let queue_waiting = IntGaugeVec::new(
             Opts::new(
                 "lb_queue_waiting",
@@ -348,6 +356,7 @@ impl Metrics {
             config_info,
             tls_expiry,
             tls_handshake_failures,
+            accept_errors,
             client_errors,
             by_protocol,
             rate_limited,
@@ -473,10 +482,16 @@ impl Metrics {
 
     /// Everything in the Prometheus text format (version 0.0.4).
     pub(crate) fn encode(&self) -> String {
-        let failures = crate::quiet_log::handshake_failures();
-        let counted = self.tls_handshake_failures.get();
-        if failures > counted {
-            self.tls_handshake_failures.inc_by(failures - counted);
+        for (counter, n) in [
+            (
+                &self.tls_handshake_failures,
+                crate::accept::handshake_failures(),
+            ),
+            (&self.accept_errors, crate::accept::accept_errors()),
+        ] {
+            if n > counter.get() {
+                counter.inc_by(n - counter.get());
+            }
         }
         for (reason, n) in crate::client_errors::counts() {
             let counter = self.client_errors.with_label_values(&[reason.label()]);

@@ -1,8 +1,6 @@
 //! Pingora logs some client misbehaviour at ERROR, once per connection, from code the lb
 //! has no hook in: anyone on the internet could fill the log with these lines. They are
 //! dropped ([`quiet`], given to `service_kit::logging::init_quieting`) and counted instead:
-//! - `Downstream handshake error ...` (plaintext HTTP, garbage, a handshake cut half-way,
-//!   an unknown SNI name, TLS 1.0 only on a TLS listener): `lb_tls_handshake_failures_total`;
 //! - `Fail to proxy: ..., downstream session type: ...` (the request head could not be
 //!   read: the client closed or reset the connection mid-head):
 //!   `lb_client_errors_total{reason="request_head"}` (`crate::client_errors`);
@@ -17,12 +15,9 @@
 //! otherwise write one `Fail to proxy` line per request.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::field::{Field, Visit};
 
-/// The module whose `log` records carry pingora's per-connection handshake errors.
-const PINGORA_LISTENING: &str = "pingora_core::services::listening";
 /// The module that logs a request head it could not read.
 const PINGORA_PROXY: &str = "pingora_proxy";
 /// The module that logs a failed downstream h2 handshake.
@@ -30,15 +25,7 @@ const PINGORA_APPS: &str = "pingora_core::apps";
 /// The module that logs a pooled upstream connection it could not take.
 const PINGORA_CONNECTORS: &str = "pingora_core::connectors";
 
-static HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
-
-/// TLS handshakes that failed since the start.
-pub(crate) fn handshake_failures() -> u64 {
-    HANDSHAKE_FAILURES.load(Ordering::Relaxed)
-}
-
-/// True (drop the event) for pingora's per-connection handshake error lines and its
-/// unreadable-request-head lines, and for library WARN/ERROR lines the throttle holds back.
+/// True (drop the event) for pingora's unreadable-request-head and h2 handshake lines, and for library WARN/ERROR lines the throttle holds back.
 pub fn quiet(event: &tracing::Event<'_>) -> bool {
     // Bridged `log` records all share the target `log`; the record's own target is the
     // `log.target` field.
@@ -57,13 +44,6 @@ pub fn quiet(event: &tracing::Event<'_>) -> bool {
 
 /// The ERROR lines dropped here, counted.
 fn dropped(seen: &Seen) -> bool {
-    if seen.listening && seen.handshake {
-        HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
-        if let Some(peer) = seen.handshake_peer {
-            crate::connection_limits::handshake_failed(peer);
-        }
-        return true;
-    }
     if seen.proxy && seen.request_head {
         crate::client_errors::count(crate::client_errors::Reason::RequestHead);
         return true;
@@ -78,11 +58,6 @@ fn dropped(seen: &Seen) -> bool {
 /// What a bridged record says: which module it is from, and what about.
 #[derive(Default)]
 struct Seen {
-    listening: bool,
-    handshake: bool,
-    /// `Downstream handshake error from ADDR: ...`: the connection's count is released
-    /// (`crate::connection_limits`).
-    handshake_peer: Option<std::net::SocketAddr>,
     proxy: bool,
     request_head: bool,
     apps: bool,
@@ -99,14 +74,11 @@ impl Seen {
         match field.name() {
             "log.target" => {
                 self.module = value.to_string();
-                self.listening = value == PINGORA_LISTENING;
                 self.proxy = value == PINGORA_PROXY;
                 self.apps = value == PINGORA_APPS;
                 self.connectors = value == PINGORA_CONNECTORS;
             }
             "message" => {
-                self.handshake = value.starts_with("Downstream handshake");
-                self.handshake_peer = handshake_peer(value);
                 // pingora_proxy's line when `read_request` fails other than on a malformed
                 // head (which it answers with 400 at DEBUG).
                 self.request_head = value.starts_with("Fail to proxy: ")
@@ -120,12 +92,6 @@ impl Seen {
     }
 }
 
-/// The peer in pingora's `Downstream handshake error from ADDR: ERROR` line.
-fn handshake_peer(message: &str) -> Option<std::net::SocketAddr> {
-    let rest = message.strip_prefix("Downstream handshake error from ")?;
-    rest.split_once(": ")?.0.parse().ok()
-}
-
 impl Visit for Seen {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if matches!(field.name(), "log.target" | "message") {
@@ -135,24 +101,5 @@ impl Visit for Seen {
 
     fn record_str(&mut self, field: &Field, value: &str) {
         self.field(field, value);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_peer_of_a_failed_handshake_is_read_from_pingoras_line() {
-        assert_eq!(
-            handshake_peer("Downstream handshake error from 192.0.2.1:4711: TLS alert"),
-            "192.0.2.1:4711".parse().ok()
-        );
-        assert_eq!(
-            handshake_peer("Downstream handshake error from [2001:db8::1]:80: x: y"),
-            "[2001:db8::1]:80".parse().ok()
-        );
-        assert_eq!(handshake_peer("Downstream handshake error: x"), None);
-        assert_eq!(handshake_peer("Downstream handshake timeout"), None);
     }
 }

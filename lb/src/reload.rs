@@ -178,6 +178,12 @@ pub(crate) fn not_in_place(old: &ServerSettings, new: &ServerSettings) -> Vec<St
         new.work_stealing.to_string(),
     );
     check(
+        "per_thread_accept",
+        old.per_thread_accept == new.per_thread_accept,
+        old.per_thread_accept.to_string(),
+        new.per_thread_accept.to_string(),
+    );
+    check(
         "grace_period",
         old.grace_period == new.grace_period,
         format!("{:?}", old.grace_period),

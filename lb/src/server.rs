@@ -1,5 +1,5 @@
-//! From a validated [`Config`] to a running pingora server: `ServerConf`, the proxy service
-//! on every `listen` and `tls_listen` address, the pool supervisor and the admin listener.
+//! From a validated [`Config`] to a running pingora server: `ServerConf`, the proxy's
+//! accept loops on every `listen` and `tls_listen` address, the pool supervisor and the admin listener.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use pingora::server::configuration::Opt;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
+use crate::accept::{AcceptService, Endpoint};
 use crate::admin::AdminService;
 use crate::config::LoadedConfig;
 use crate::downstream::EdgeApp;
@@ -33,7 +34,13 @@ pub struct RunOptions {
 pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let config = &loaded.config;
     let conf = config.server_conf(opts.daemon);
-    let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
+    let listen_addrs = config.server.listen.clone();
+    let listen: Vec<String> = listen_addrs.iter().map(|a| a.to_string()).collect();
+    let (threads, per_thread_accept, work_stealing) = (
+        config.server.threads,
+        config.server.per_thread_accept,
+        config.server.work_stealing,
+    );
     let admin_addr = config.server.admin;
     let tls_listen = config.server.tls_listen.clone();
     let h2c = config.server.h2c;
@@ -83,20 +90,30 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
     h2.max_header_list_size(u32::try_from(head_size).unwrap_or(u32::MAX));
     http.h2_options = Some(h2);
-    // Every listener's connections counted against `server.connection_limits`.
-    let mut proxy = crate::connection_limits::service(
-        "proxy",
-        EdgeApp::new(http, state.clone()),
-        state.clone(),
-    );
-    for addr in &listen {
-        proxy.add_tcp(addr);
-    }
+    // Every listener's connections counted against `server.connection_limits`, each
+    // accepted on the thread that serves it (`crate::accept`).
+    let (app, filter) =
+        crate::connection_limits::counted(EdgeApp::new(http, state.clone()), state.clone());
+    let mut endpoints: Vec<Endpoint> = listen_addrs
+        .iter()
+        .map(|&addr| Endpoint { addr, tls: None })
+        .collect();
     for (i, listener) in tls_listen.iter().enumerate() {
         let settings = state.tls.settings(i, listener)?;
-        proxy.add_tls_with_settings(&listener.address.to_string(), None, settings);
+        endpoints.push(Endpoint {
+            addr: listener.address,
+            tls: Some(Arc::new(settings.build())),
+        });
     }
-    server.add_service(proxy);
+    server.add_service(AcceptService::new(
+        "proxy",
+        app,
+        filter,
+        endpoints,
+        threads,
+        per_thread_accept,
+        work_stealing,
+    ));
     server.add_service(background_service(
         "pools",
         PoolSupervisor::new(state.clone()),

@@ -74,6 +74,31 @@ async fn binary_upgrade_under_load_loses_nothing() {
     )
     .await;
 
+    // Beside it, a new connection per request: each lands on one of the per-thread
+    // listening sockets, which must all be handed over (a socket left behind would be
+    // closed with the old process, and the connections queued on it reset).
+    let fresh = {
+        let (stop, url) = (stop.clone(), url.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failures) = (0usize, Vec::new());
+            while !stop.load(Ordering::Relaxed) && ok + failures.len() < 2000 {
+                let client = support::fresh_connection_client();
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => match r.bytes().await {
+                        Ok(_) => ok += 1,
+                        Err(e) => failures.push(format!("new connection: body: {e}")),
+                    },
+                    Ok(r) => failures.push(format!("new connection: status {}", r.status())),
+                    Err(e) => failures.push(format!("new connection: {e}")),
+                }
+                tokio::time::sleep(PAUSE).await;
+            }
+            (ok, failures)
+        })
+    };
+    let sockets = old.listening_sockets();
+    assert_eq!(sockets.len(), 2, "a listening socket per thread");
+
     let mut new = old.start_upgrade("  access_log: false", &body);
     let sock = old.config_path().with_file_name("upgrade.sock");
     support::eventually(
@@ -96,7 +121,12 @@ async fn binary_upgrade_under_load_loses_nothing() {
     .await;
     stop.store(true, Ordering::Relaxed);
 
-    let (mut ok, mut failures) = (0, Vec::new());
+    let (fresh_ok, mut failures) = fresh.await.expect("new-connection task");
+    assert!(
+        fresh_ok > 50,
+        "new connections ran through the hand-over ({fresh_ok})"
+    );
+    let mut ok = 0;
     for t in tasks {
         let (o, f) = t.await.expect("load task");
         ok += o;
@@ -123,8 +153,14 @@ async fn binary_upgrade_under_load_loses_nothing() {
         old.log()
     );
 
-    // The new process serves on the same ports, admin included.
+    // The new process serves on the same ports, admin included, with the very sockets
+    // the old one listened on.
     new.wait_ready().await;
+    assert_eq!(
+        new.listening_sockets(),
+        sockets,
+        "every listening socket handed over"
+    );
     let resp = support::client()
         .get(new.url("/after"))
         .send()

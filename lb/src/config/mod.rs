@@ -137,6 +137,10 @@ pub(crate) struct ServerSettings {
     /// single-threaded runtime per thread, each connection staying on the thread that
     /// accepted it (false).
     pub(crate) work_stealing: bool,
+    /// Each thread accepts on its own `SO_REUSEPORT` socket per address and serves what it
+    /// accepts (true), or one accept loop per address hands connections to random threads
+    /// (false, as pingora's listener) (`crate::accept`).
+    pub(crate) per_thread_accept: bool,
     pub(crate) grace_period: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) access_log: bool,

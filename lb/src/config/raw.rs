@@ -29,6 +29,7 @@ pub(crate) struct RawServer {
     pub(crate) admin: Option<String>,
     pub(crate) threads: Option<i64>,
     pub(crate) work_stealing: Option<bool>,
+    pub(crate) per_thread_accept: Option<bool>,
     pub(crate) grace_period: Option<Value>,
     pub(crate) shutdown_timeout: Option<Value>,
     pub(crate) access_log: Option<bool>,

@@ -117,7 +117,8 @@ pub fn fast_response(data: &[u8]) {
         assert!(out.is_empty());
         return;
     }
-    let mut headers = [httparse::EMPTY_HEADER; 160];
+    // Room for every header the fast path accepts from a backend, and the four it adds.
+    let mut headers = [httparse::EMPTY_HEADER; response_head::RESPONSE_HEADERS_MAX + 4];
     let mut resp = httparse::Response::new(&mut headers);
     assert_eq!(
         resp.parse(&out).ok(),

@@ -185,6 +185,12 @@ impl Lb {
         }
     }
 
+    /// The inodes of the listening TCP sockets this process holds on its proxy port (one
+    /// per proxy thread with `per_thread_accept`), sorted.
+    pub(crate) fn listening_sockets(&self) -> Vec<u64> {
+        listening_sockets(self.child.id(), self.port)
+    }
+
     pub(crate) fn signal(&self, sig: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), sig).expect("kill");
     }
@@ -278,4 +284,43 @@ impl Drop for Lb {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The inodes of the listening TCP sockets process `pid` holds on `port`, sorted: its
+/// `/proc/PID/fd` links to `socket:[INODE]`, matched against `/proc/PID/net/tcp{,6}`
+/// (state `0A` is LISTEN).
+pub(crate) fn listening_sockets(pid: u32, port: u16) -> Vec<u64> {
+    let held: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|t| {
+                    let t = t.to_string_lossy().into_owned();
+                    t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let local_port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if *state == "0A" && local_port == Some(port) {
+                if let Ok(inode) = inode.parse() {
+                    if held.contains(&inode) {
+                        found.push(inode);
+                    }
+                }
+            }
+        }
+    }
+    found.sort_unstable();
+    found
 }

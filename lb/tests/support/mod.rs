@@ -140,6 +140,16 @@ pub(crate) async fn until_serving(
     .await;
 }
 
+/// A client that opens a new connection for every request (it keeps none idle).
+pub(crate) fn fresh_connection_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
 /// One load connection: a client that keeps one keep-alive connection.
 pub(crate) fn load_client() -> reqwest::Client {
     reqwest::Client::builder()

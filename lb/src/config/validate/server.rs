@@ -42,6 +42,7 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
         admin,
         threads: errs.count("server.threads", raw.threads, cpus, 1, Some(1024)),
         work_stealing: raw.work_stealing.unwrap_or(defaults::WORK_STEALING),
+        per_thread_accept: raw.per_thread_accept.unwrap_or(true),
         grace_period: errs.duration(
             "server.grace_period",
             raw.grace_period.as_ref(),
@@ -189,6 +190,7 @@ mod tests {
                     admin: addr("127.0.0.1:9901"),
                     threads: cpus,
                     work_stealing: false,
+                    per_thread_accept: true,
                     grace_period: Duration::from_secs(3),
                     shutdown_timeout: Duration::from_secs(3),
                     access_log: true,
@@ -247,6 +249,7 @@ log_throttle: 0s
                     admin: addr("127.0.0.1:3"),
                     threads: 4,
                     work_stealing: true,
+                    per_thread_accept: true,
                     grace_period: Duration::from_secs(5),
                     shutdown_timeout: Duration::from_secs(6),
                     access_log: false,

@@ -17,7 +17,7 @@ use std::mem::MaybeUninit;
 use httparse::Status;
 
 /// How many header lines a backend's response may have (pingora's client takes as many).
-const RESPONSE_HEADERS_MAX: usize = 256;
+pub(crate) const RESPONSE_HEADERS_MAX: usize = 256;
 
 /// Where the body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

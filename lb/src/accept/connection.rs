@@ -1,0 +1,71 @@
+//! One accepted connection, from the socket to the proxy app: what pingora's listener did
+//! between `accept` and the app.
+
+use std::net::SocketAddr;
+use std::os::unix::io::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::Stream;
+use pingora::protocols::{GetSocketDigest, SocketDigest};
+use pingora::server::ShutdownWatch;
+use tokio::net::TcpStream;
+
+/// A TLS handshake not done by then fails: pingora's fixed deadline, kept (and the one
+/// `crate::connection_limits` assumes for a connection still pending).
+pub(crate) const HANDSHAKE_MAX: Duration = Duration::from_secs(60);
+
+/// Serve `tcp` (from `peer`): TLS handshake when `tls`, then every request on it.
+pub(super) async fn serve<A: ServerApp + Send + Sync + 'static>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<Acceptor>>,
+    app: Arc<A>,
+    shutdown: ShutdownWatch,
+) {
+    let Some(l4) = l4_stream(tcp, peer) else {
+        // The client is already gone (setting TCP_NODELAY failed).
+        crate::connection_limits::handshake_failed(peer);
+        return;
+    };
+    let stream: Stream = match tls {
+        None => Box::new(l4),
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_MAX, acceptor.tls_handshake(l4)).await {
+                Ok(Ok(tls)) => Box::new(tls),
+                failed => {
+                    // A client's doing (plaintext on a TLS port, an unknown name, a
+                    // handshake cut short): counted, logged at debug only.
+                    super::HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+                    crate::connection_limits::handshake_failed(peer);
+                    match failed {
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        _ => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    // The app returns the stream while the connection may carry another request.
+    let mut next = app.process_new(stream, &shutdown).await;
+    while let Some(stream) = next {
+        next = app.process_new(stream, &shutdown).await;
+    }
+}
+
+/// Pingora's stream over `tcp`, as its listener makes it: no delay on small writes, and the
+/// peer recorded for the request path (client address, access log, limits).
+fn l4_stream(tcp: TcpStream, peer: SocketAddr) -> Option<L4Stream> {
+    let mut stream = L4Stream::from(tcp);
+    stream.set_nodelay().ok()?;
+    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+    // A fresh digest's cell is empty, so this cannot fail.
+    let _ = digest.peer_addr.set(Some(peer.into()));
+    stream.set_socket_digest(digest);
+    Some(stream)
+}

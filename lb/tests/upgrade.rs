@@ -169,3 +169,45 @@ async fn binary_upgrade_under_load_loses_nothing() {
     assert_eq!(resp.status(), 200);
     assert!(new.is_running());
 }
+
+/// Pingora's new process takes at most 32 descriptors from the old one (more and it fails
+/// to start while the old one stops): 20 addresses × 2 threads would be 40 sockets, so the
+/// lb binds one per address here, and the upgrade goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_hands_over_within_pingoras_descriptor_limit() {
+    let stub = Stub::start("a", "127.0.0.1:0").await;
+    let listen: Vec<String> = (1..=20).map(|i| format!("\"127.0.0.{i}:0\"")).collect();
+    let server = format!("  listen: [{}]\n  access_log: false", listen.join(", "));
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [\"{}\"] }}\n",
+        stub.addr
+    );
+    let mut old = Lb::start(&server, &body);
+    old.wait_ready().await;
+    let sockets = old.listening_sockets();
+    assert_eq!(sockets.len(), 1, "one socket per address within the budget");
+
+    let mut new = old.start_upgrade(&server, &body);
+    let sock = old.config_path().with_file_name("upgrade.sock");
+    support::eventually(Duration::from_secs(10), "new process waiting", || {
+        let exists = sock.exists();
+        async move { exists }
+    })
+    .await;
+    old.signal(Signal::SIGQUIT);
+    let exit = old.wait_exit(Duration::from_secs(20)).await;
+    assert!(
+        exit.is_some_and(|e| e.success()),
+        "old: {exit:?}\n{}",
+        old.log()
+    );
+    assert!(new.is_running(), "the new process runs:\n{}", new.log());
+    new.wait_ready().await;
+    assert_eq!(new.listening_sockets(), sockets);
+    let resp = support::client()
+        .get(new.url("/after"))
+        .send()
+        .await
+        .expect("get via the new process");
+    assert_eq!(resp.status(), 200);
+}

@@ -24,9 +24,20 @@
 //!
 //! # Binary upgrade
 //! Every listening socket is kept in pingora's fd table under [`sockets::key`], so `lb -u`
-//! hands all of them to the new process, which takes them over without a moment when the
-//! port is closed. Pingora closes inherited sockets no service claims (a per-thread socket
-//! left over when `threads` shrank would otherwise hold connections no one accepts).
+//! hands them to the new process, which takes them over: the same sockets, their queues
+//! included. Pingora's new process takes at most 32 descriptors, so the sockets per
+//! address are capped to fit ([`sockets::HANDED_OVER_MAX`]; threads beyond share one).
+//! Pingora closes inherited sockets no service claims; connections still queued on such a
+//! socket (when the new process has fewer threads) are reset unless the kernel moves them
+//! (`net.ipv4.tcp_migrate_req = 1`, Linux 5.14+). A first socket handed over by an lb that
+//! set no `SO_REUSEPORT` (an older one) cannot be joined: it is served by one loop that hands
+//! connections out, until a restart.
+//!
+//! # What pingora's listener did that is not done here
+//! Pingora gives each accepted stream a 64 KiB read buffer and a 1,460-byte write buffer
+//! (`set_buffer`, private to pingora-core); the streams here are unbuffered. The fast path
+//! and the direct path read into their own buffers and write whole heads, so only TLS
+//! records and pingora's engine path see the difference (measured in `benches/README.md`).
 
 mod connection;
 mod sockets;
@@ -44,6 +55,7 @@ use pingora::apps::ServerApp;
 use pingora::listeners::tls::Acceptor;
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::Service;
+use tokio::runtime::Handle;
 
 use crate::connection_limits::AcceptFilter;
 
@@ -105,13 +117,14 @@ impl<A> AcceptService<A> {
         }
     }
 
-    /// Sockets per address.
+    /// Sockets per address: one per thread, within what an upgrade can hand over
+    /// ([`sockets::HANDED_OVER_MAX`] for all addresses together).
     fn sockets_per_address(&self) -> usize {
-        if self.per_thread {
-            self.threads.max(1)
-        } else {
-            1
+        if !self.per_thread {
+            return 1;
         }
+        let budget = sockets::HANDED_OVER_MAX / self.endpoints.len().max(1);
+        self.threads.min(budget).max(1)
     }
 }
 
@@ -127,36 +140,44 @@ impl<A: ServerApp + Send + Sync + 'static> Service for AcceptService<A> {
             tracing::error!(service = %self.name, "started twice; the second start does nothing");
             return;
         };
-        let handles = if self.per_thread {
-            threads::each_thread(self.threads, self.work_stealing).await
-        } else {
-            vec![tokio::runtime::Handle::current()]
-        };
-        let mut loops = Vec::new();
+        // Every address is bound (or taken over) before any is served: a failure stops the
+        // lb before it answers anything, also in the middle of an upgrade.
+        let mut inherited = sockets::Inherited::from_table(fds.as_ref());
+        let mut bound = Vec::with_capacity(self.endpoints.len());
         for endpoint in &self.endpoints {
-            let sockets = match sockets::bind(
-                endpoint.addr,
-                self.sockets_per_address(),
-                fds.as_ref(),
-            )
-            .await
-            {
-                Ok(sockets) => sockets,
+            match sockets::bind(endpoint.addr, self.sockets_per_address(), &mut inherited).await {
+                Ok(b) => bound.push(b),
                 Err(e) => {
-                    // Nothing is in flight yet; a proxy that cannot listen must not
-                    // look healthy.
+                    // A proxy that cannot listen must not look healthy.
                     tracing::error!(address = %endpoint.addr, "cannot listen: {e:#}");
                     eprintln!("lb: cannot listen on {}: {e:#}", endpoint.addr);
                     std::process::exit(1);
                 }
-            };
-            for (socket, handle) in sockets.into_iter().zip(handles.iter().cycle()) {
+            }
+        }
+        if let Some(table) = &fds {
+            for b in &bound {
+                sockets::record(table, b);
+            }
+        }
+        let mut handles = if self.per_thread {
+            threads::each_thread(self.threads, self.work_stealing).await
+        } else {
+            Vec::new()
+        };
+        if handles.is_empty() {
+            handles.push(tokio::runtime::Handle::current());
+        }
+        let mut loops = Vec::new();
+        for (endpoint, b) in self.endpoints.iter().zip(bound) {
+            let sockets: Vec<_> = b.sockets.into_iter().map(|(_, s)| s).collect();
+            for (socket, handle, local) in assign(sockets, &handles, self.per_thread) {
                 let accept = Loop {
                     app: app.clone(),
                     filter: self.filter.clone(),
                     tls: endpoint.tls.clone(),
                     shutdown: shutdown.clone(),
-                    local: self.per_thread,
+                    local,
                 };
                 loops.push(handle.spawn(accept.run(socket)));
             }
@@ -181,6 +202,41 @@ impl<A: ServerApp + Send + Sync + 'static> Service for AcceptService<A> {
                 .collect(),
         )
     }
+}
+
+/// Which thread runs an accept loop on which socket, and whether it serves what it accepts
+/// itself (`true`) or hands each connection to a random thread. One socket for several
+/// threads: one loop, handing out (as pingora's listener). A socket per thread: a loop on
+/// each, serving locally. Fewer sockets than threads (the hand-over budget): the threads
+/// beyond them share one (both wake for its connections; one gets each).
+fn assign(
+    mut sockets: Vec<std::net::TcpListener>,
+    handles: &[Handle],
+    per_thread: bool,
+) -> Vec<(std::net::TcpListener, Handle, bool)> {
+    let n = sockets.len();
+    if n == 1 && (handles.len() > 1 || !per_thread) {
+        return sockets
+            .drain(..)
+            .map(|socket| (socket, Handle::current(), false))
+            .collect();
+    }
+    let mut shared = Vec::new();
+    for (t, handle) in handles.iter().enumerate().skip(n) {
+        let Some(socket) = sockets.get(t % n.max(1)) else {
+            break; // no socket at all
+        };
+        match socket.try_clone() {
+            Ok(socket) => shared.push((socket, handle.clone(), true)),
+            Err(e) => tracing::warn!("thread {t} runs no accept loop: {e}"),
+        }
+    }
+    sockets
+        .into_iter()
+        .zip(handles.iter().cycle())
+        .map(|(socket, handle)| (socket, handle.clone(), true))
+        .chain(shared)
+        .collect()
 }
 
 /// One accept loop: one listening socket, on one thread.

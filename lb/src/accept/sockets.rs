@@ -1,6 +1,7 @@
 //! The listening sockets of one address: bound here, or taken over from the process this
 //! one upgrades (`lb -u`) through pingora's fd table.
 
+use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
@@ -18,6 +19,11 @@ const BACKLOG: u32 = 65535;
 const BIND_TRIES: usize = 30;
 const BIND_PAUSE: Duration = Duration::from_secs(1);
 
+/// Pingora's receiving side of an upgrade takes at most this many descriptors
+/// (`server/transfer_fd`, `MAX_FDS`); with more, the new process fails to start while the
+/// old one stops. The proxy's sockets must fit in it, all addresses together.
+pub(super) const HANDED_OVER_MAX: usize = 32;
+
 /// The fd-table key of socket `i` of `addr`: the address itself for the first, which is the
 /// key pingora's own listener uses (so an lb started with `per_thread_accept: false`, or an
 /// older lb, hands its socket over), and `ADDR#i` for the others.
@@ -29,74 +35,111 @@ pub(super) fn key(addr: SocketAddr, i: usize) -> String {
     }
 }
 
-/// `count` listening sockets on `addr`, in the fd table under [`key`], non-blocking and
-/// not yet registered with any thread. Each is taken from the table when an upgrade handed
-/// it over, else bound. Several are bound with `SO_REUSEPORT` on one port (the port the
-/// first got, for `:0`); one that cannot be (the first came from a process that did not set
-/// `SO_REUSEPORT`) shares the first socket instead.
+/// The descriptors an upgrade handed over, read once before anything is bound, so a socket
+/// this process binds (and records) is never mistaken for one it inherited; each is taken
+/// at most once.
+pub(super) struct Inherited(HashMap<String, RawFd>);
+
+impl Inherited {
+    pub(super) fn from_table(fds: Option<&ListenFds>) -> Self {
+        let (keys, fds) = fds.map(|t| t.lock().serialize()).unwrap_or_default();
+        Self(keys.into_iter().zip(fds).collect())
+    }
+
+    fn take(&mut self, key: &str) -> Option<RawFd> {
+        self.0.remove(key)
+    }
+}
+
+/// The sockets of one address, each with its fd-table key.
+pub(super) struct Bound {
+    pub(super) sockets: Vec<(String, std::net::TcpListener)>,
+    /// Keys whose handed-over descriptor could not be used (it is closed now): the table
+    /// must not send that number on.
+    stale: Vec<String>,
+}
+
+/// Up to `count` listening sockets on `addr`, non-blocking and not yet registered with any
+/// thread. The first is the one handed over under its key, else bound fresh (after
+/// [`exclusive_probe`]); every other one is taken over likewise, else bound with
+/// `SO_REUSEPORT` on the first one's port (the port `:0` got). A socket that cannot join
+/// the port (the first came from an lb that set no `SO_REUSEPORT`) is left out: fewer
+/// sockets than asked is not an error, none is.
 pub(super) async fn bind(
     addr: SocketAddr,
     count: usize,
-    fds: Option<&ListenFds>,
-) -> anyhow::Result<Vec<std::net::TcpListener>> {
-    let sockets = bind_with(addr, count, |key| {
-        fds.and_then(|t| t.lock().get(key).copied())
-    })
-    .await?;
-    if let Some(table) = fds {
-        let mut table = table.lock();
-        for (i, socket) in sockets.iter().enumerate() {
-            if table.get(&key(addr, i)).is_none() {
-                table.add(key(addr, i), socket.as_raw_fd());
-            }
-        }
-    }
-    Ok(sockets)
+    inherited: &mut Inherited,
+) -> anyhow::Result<Bound> {
+    bind_with(addr, count, |key| inherited.take(key), BIND_TRIES).await
 }
 
-/// [`bind`], with `inherited(key)` saying which descriptor was handed over for a key.
 async fn bind_with(
     addr: SocketAddr,
     count: usize,
-    inherited: impl Fn(&str) -> Option<RawFd>,
-) -> anyhow::Result<Vec<std::net::TcpListener>> {
-    let count = count.max(1);
-    let first = match inherited(&key(addr, 0)) {
-        Some(fd) => take_over(fd).with_context(|| format!("the socket handed over for {addr}"))?,
+    mut inherited: impl FnMut(&str) -> Option<RawFd>,
+    tries: usize,
+) -> anyhow::Result<Bound> {
+    let mut stale = Vec::new();
+    let first_key = key(addr, 0);
+    let handed_over = inherited(&first_key).and_then(|fd| match take_over(fd) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            tracing::warn!(address = %addr, "the socket handed over is unusable ({e}); binding anew");
+            stale.push(first_key.clone());
+            None
+        }
+    });
+    let first = match handed_over {
+        Some(socket) => socket,
         None => {
             // A second lb on this address must fail here, as without `SO_REUSEPORT`,
             // not quietly take a share of its connections.
             if addr.port() != 0 {
-                exclusive_probe(addr).await?;
+                exclusive_probe(addr, tries).await?;
             }
-            fresh(addr, count > 1).with_context(|| format!("bind {addr}"))?
+            fresh(addr).with_context(|| format!("bind {addr}"))?
         }
     };
-    let port = first.local_addr().context("the bound address")?.port();
-    let bound = SocketAddr::new(addr.ip(), port);
-    let mut sockets = vec![first];
-    for i in 1..count {
-        let socket = match inherited(&key(addr, i)) {
-            Some(fd) => take_over(fd),
-            None => fresh(bound, true),
+    let mut bound = addr; // keeps an IPv6 scope
+    bound.set_port(first.local_addr().context("the bound address")?.port());
+    let mut sockets = vec![(first_key, first)];
+    for i in 1..count.max(1) {
+        let key = key(addr, i);
+        let socket = match inherited(&key) {
+            Some(fd) => take_over(fd).inspect_err(|_| stale.push(key.clone())),
+            None => fresh(bound),
         };
-        let socket = match socket {
-            Ok(socket) => socket,
-            Err(e) => {
-                tracing::warn!(
-                    address = %bound,
-                    "a per-thread socket could not be bound ({e}); this thread shares the first socket (a restart binds them all)"
-                );
-                sockets[0].try_clone().context("sharing the first socket")?
-            }
-        };
-        sockets.push(socket);
+        match socket {
+            Ok(socket) => sockets.push((key, socket)),
+            Err(e) => tracing::warn!(
+                address = %bound,
+                "a per-thread socket could not be bound ({e}); fewer sockets than threads (a restart binds them all)"
+            ),
+        }
     }
-    Ok(sockets)
+    Ok(Bound { sockets, stale })
 }
 
-/// A new listening socket on `addr`.
-fn fresh(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+/// Record `bound` in pingora's fd table, so an upgrade hands every socket on. A stale key is
+/// pointed at the first socket (any live one will do; its old number may be reused).
+pub(super) fn record(table: &ListenFds, bound: &Bound) {
+    let mut table = table.lock();
+    for (key, socket) in &bound.sockets {
+        table.add(key.clone(), socket.as_raw_fd());
+    }
+    if let Some((_, first)) = bound.sockets.first() {
+        for key in &bound.stale {
+            if !bound.sockets.iter().any(|(k, _)| k == key) {
+                table.add(key.clone(), first.as_raw_fd());
+            }
+        }
+    }
+}
+
+/// A new listening socket on `addr`, always with `SO_REUSEPORT` (so per-thread sockets can
+/// join it, also after an upgrade that adds threads; [`exclusive_probe`] keeps other
+/// processes out).
+fn fresh(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -104,9 +147,7 @@ fn fresh(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpLis
     };
     // As pingora: restarts do not wait for TIME_WAIT connections.
     socket.set_reuseaddr(true)?;
-    if reuse_port {
-        socket.set_reuseport(true)?;
-    }
+    socket.set_reuseport(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)?.into_std()
 }
@@ -126,9 +167,10 @@ fn take_over(fd: RawFd) -> std::io::Result<std::net::TcpListener> {
 
 /// Fails while another socket listens on `addr`, whatever its options: a socket without
 /// `SO_REUSEPORT` cannot be bound beside a listening one. It is bound only, never listens,
-/// and is closed at once. Retried for a while, as pingora does.
-async fn exclusive_probe(addr: SocketAddr) -> anyhow::Result<()> {
-    let mut tries = 0;
+/// and is closed at once. Tried `tries` times a second apart, as pingora does. Two lbs
+/// started in the same instant could both pass it; that race is not closed here.
+async fn exclusive_probe(addr: SocketAddr, tries: usize) -> anyhow::Result<()> {
+    let mut tried = 1;
     loop {
         let probe = if addr.is_ipv4() {
             TcpSocket::new_v4()
@@ -139,8 +181,8 @@ async fn exclusive_probe(addr: SocketAddr) -> anyhow::Result<()> {
         probe.set_reuseaddr(true)?;
         match probe.bind(addr) {
             Ok(()) => return Ok(()),
-            Err(e) if e.kind() == ErrorKind::AddrInUse && tries + 1 < BIND_TRIES => {
-                tries += 1;
+            Err(e) if e.kind() == ErrorKind::AddrInUse && tried < tries => {
+                tried += 1;
                 tracing::warn!(address = %addr, "address in use; trying again in a second");
                 tokio::time::sleep(BIND_PAUSE).await;
             }
@@ -151,7 +193,6 @@ async fn exclusive_probe(addr: SocketAddr) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::os::unix::io::IntoRawFd;
 
     use super::*;
@@ -167,9 +208,15 @@ mod tests {
             .ino()
     }
 
+    async fn fresh_sockets(addr: SocketAddr, count: usize) -> Vec<std::net::TcpListener> {
+        let bound = bind_with(addr, count, |_| None, 1).await.expect("bind");
+        assert!(bound.stale.is_empty());
+        bound.sockets.into_iter().map(|(_, s)| s).collect()
+    }
+
     #[tokio::test]
     async fn one_port_many_sockets_and_each_accepts() {
-        let sockets = bind_with(loopback(), 3, |_| None).await.expect("bind");
+        let sockets = fresh_sockets(loopback(), 3).await;
         assert_eq!(sockets.len(), 3);
         let port = sockets[0].local_addr().expect("addr").port();
         assert_ne!(port, 0);
@@ -178,7 +225,7 @@ mod tests {
         }
         let inodes: std::collections::HashSet<u64> = sockets.iter().map(inode).collect();
         assert_eq!(inodes.len(), 3, "three sockets, not one shared");
-        // The kernel spreads connections over the group: enough of them reach each socket.
+        // The kernel spreads connections over the group: some reach each socket.
         let listeners: Vec<_> = sockets
             .into_iter()
             .map(|s| tokio::net::TcpListener::from_std(s).expect("register"))
@@ -204,51 +251,66 @@ mod tests {
 
     #[tokio::test]
     async fn handed_over_sockets_are_taken_by_key() {
-        let old = bind_with(loopback(), 2, |_| None).await.expect("bind");
         let addr = loopback();
-        let (inodes, fds): (Vec<u64>, HashMap<String, RawFd>) = {
-            let inodes = old.iter().map(inode).collect();
-            let fds = old
-                .into_iter()
-                .enumerate()
-                .map(|(i, s)| (key(addr, i), s.into_raw_fd()))
-                .collect();
-            (inodes, fds)
-        };
-        let new = bind_with(addr, 2, |k| fds.get(k).copied())
-            .await
-            .expect("take over");
-        assert_eq!(new.iter().map(inode).collect::<Vec<_>>(), inodes);
-    }
-
-    /// A first socket from an lb that set no `SO_REUSEPORT` (`per_thread_accept: false`):
-    /// no second socket can join its port, so the threads share it.
-    #[tokio::test]
-    async fn a_plain_handed_over_socket_is_shared() {
-        let addr = loopback();
-        let plain = bind_with(addr, 1, |_| None).await.expect("bind").remove(0);
-        let plain_inode = inode(&plain);
-        let fd = plain.into_raw_fd();
-        let new = bind_with(addr, 2, |k| (k == key(addr, 0)).then_some(fd))
-            .await
-            .expect("take over");
-        assert_eq!(new.len(), 2);
-        assert!(new.iter().all(|s| inode(s) == plain_inode));
-    }
-
-    #[tokio::test]
-    async fn an_address_someone_listens_on_is_refused_by_the_probe() {
-        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = taken.local_addr().expect("addr");
-        let probe = TcpSocket::new_v4().expect("socket");
-        probe.set_reuseaddr(true).expect("reuseaddr");
+        let old = fresh_sockets(addr, 2).await;
+        let inodes: Vec<u64> = old.iter().map(inode).collect();
+        let fds: HashMap<String, RawFd> = old
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (key(addr, i), s.into_raw_fd()))
+            .collect();
+        let mut inherited = Inherited(fds);
+        let new = bind(addr, 2, &mut inherited).await.expect("take over");
         assert_eq!(
-            probe.bind(addr).map_err(|e| e.kind()),
-            Err(ErrorKind::AddrInUse)
+            new.sockets
+                .iter()
+                .map(|(k, s)| (k.clone(), inode(s)))
+                .collect::<Vec<_>>(),
+            vec![(key(addr, 0), inodes[0]), (key(addr, 1), inodes[1])]
         );
-        // And a free one passes at once.
-        drop(taken);
-        exclusive_probe(addr).await.expect("free again");
+        assert!(inherited.0.is_empty(), "each taken once");
+    }
+
+    /// A first socket from an lb that set no `SO_REUSEPORT` (an older lb): no other socket
+    /// can join its port, so there is one (the accept loop then hands connections out).
+    #[tokio::test]
+    async fn a_plain_handed_over_socket_stays_alone() {
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let plain_inode = inode(&plain);
+        let addr = loopback();
+        let fd = plain.into_raw_fd();
+        let new = bind_with(addr, 2, |k| (k == key(addr, 0)).then_some(fd), 1)
+            .await
+            .expect("take over");
+        assert_eq!(new.sockets.len(), 1);
+        assert_eq!(inode(&new.sockets[0].1), plain_inode);
+    }
+
+    /// The probe is what keeps a second process out of a `SO_REUSEPORT` group: it must
+    /// fail against one (and it sets no `SO_REUSEPORT` itself, or it would join).
+    #[tokio::test]
+    async fn the_probe_refuses_an_address_a_group_listens_on() {
+        let group = fresh_sockets(loopback(), 2).await;
+        let addr = group[0].local_addr().expect("addr");
+        let e = exclusive_probe(addr, 2).await.expect_err("in use");
+        assert!(format!("{e:#}").contains("in use"), "{e:#}");
+        let e = bind_with(addr, 2, |_| None, 1).await.err().expect("in use");
+        assert!(format!("{e:#}").contains("in use"), "{e:#}");
+        drop(group);
+        exclusive_probe(addr, 1).await.expect("free again");
+    }
+
+    #[tokio::test]
+    async fn an_unusable_handed_over_socket_is_replaced_and_its_key_repointed() {
+        // A descriptor that is no socket (a file): taking it over fails.
+        let file = tempfile::tempfile().expect("file");
+        let fd = file.into_raw_fd();
+        let addr = loopback();
+        let bound = bind_with(addr, 2, |k| (k == key(addr, 1)).then_some(fd), 1)
+            .await
+            .expect("bind");
+        assert_eq!(bound.sockets.len(), 1, "{:?}", bound.stale);
+        assert_eq!(bound.stale, vec![key(addr, 1)]);
     }
 
     #[test]

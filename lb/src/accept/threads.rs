@@ -42,3 +42,32 @@ pub(super) async fn each_thread(threads: usize, work_stealing: bool) -> Vec<Hand
     }
     found.into_iter().map(|(_, handle)| handle).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Under pingora's runtime (one single-threaded runtime per thread, as the proxy runs),
+    /// every thread gets a handle, and each handle runs its tasks on its own thread.
+    #[test]
+    fn every_thread_is_found() {
+        let rt = pingora_runtime::Runtime::new_no_steal(3, "probe");
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.get_handle().spawn(async move {
+            let mut ran_on = Vec::new();
+            for handle in each_thread(3, false).await {
+                let thread = handle.spawn(async { std::thread::current().id() }).await;
+                ran_on.push(thread.ok());
+            }
+            let _ = tx.send(ran_on);
+        });
+        let ran_on = rx.recv_timeout(Duration::from_secs(10)).expect("answer");
+        rt.shutdown_timeout(Duration::from_secs(1));
+        assert_eq!(ran_on.len(), 3);
+        let distinct: HashSet<_> = ran_on.iter().flatten().collect();
+        assert_eq!(distinct.len(), 3, "{ran_on:?}");
+    }
+}

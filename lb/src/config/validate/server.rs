@@ -33,6 +33,7 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             format!("\"{admin}\" is also a proxy listen address"),
         );
     }
+    listen_addresses_are_distinct(errs, &listen);
     let tls_listen = super::tls::tls_listen(errs, raw.tls_listen.as_deref().unwrap_or_default());
     tls_addresses_are_distinct(errs, &tls_listen, &listen, admin);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -109,6 +110,22 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
 /// reported by matching the process's sockets to the configured IPs (`crate::listeners`),
 /// so a TLS `:0` address needs an IP no other `:0` address uses, or the plaintext and TLS
 /// ports could be reported the wrong way round.
+/// One listener per `listen` entry: a repeated address would only fail at bind time, and
+/// two `:0` entries on one IP share the key under which an upgrade hands their sockets over
+/// (`crate::accept`), so the new process could not tell them apart.
+fn listen_addresses_are_distinct(errs: &mut Errors, listen: &[SocketAddr]) {
+    for (i, a) in listen.iter().enumerate() {
+        if listen[..i].contains(a) {
+            let why = if a.port() == 0 {
+                "repeats port 0 on the same IP; an upgrade could not tell the two apart (use another IP or a fixed port)"
+            } else {
+                "is listed twice"
+            };
+            errs.push(format!("server.listen[{i}]"), format!("\"{a}\" {why}"));
+        }
+    }
+}
+
 fn tls_addresses_are_distinct(
     errs: &mut Errors,
     tls: &[TlsListener],
@@ -426,6 +443,17 @@ log_throttle: 0s
             vec![
                 "server.pid_file: must not be empty",
                 "server.upgrade_sock: must not be empty",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_listen_address_is_listed_once() {
+        assert_eq!(
+            errors(r#"{ listen: ["127.0.0.1:80", "127.0.0.1:80", "127.0.0.1:0", "127.0.0.2:0", "127.0.0.1:0"] }"#),
+            vec![
+                "server.listen[1]: \"127.0.0.1:80\" is listed twice",
+                "server.listen[4]: \"127.0.0.1:0\" repeats port 0 on the same IP; an upgrade could not tell the two apart (use another IP or a fixed port)",
             ]
         );
     }

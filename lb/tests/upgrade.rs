@@ -99,18 +99,7 @@ async fn binary_upgrade_under_load_loses_nothing() {
     let sockets = old.listening_sockets();
     assert_eq!(sockets.len(), 2, "a listening socket per thread");
 
-    let mut new = old.start_upgrade("  access_log: false", &body);
-    let sock = old.config_path().with_file_name("upgrade.sock");
-    support::eventually(
-        Duration::from_secs(10),
-        "new process waiting on upgrade_sock",
-        || {
-            let exists = sock.exists();
-            async move { exists }
-        },
-    )
-    .await;
-    old.signal(Signal::SIGQUIT);
+    let mut new = hand_over(&mut old, "  access_log: false", &body).await;
     let exit = old.wait_exit(Duration::from_secs(20)).await;
     let at_exit = served.load(Ordering::Relaxed);
     support::eventually(
@@ -153,8 +142,31 @@ async fn binary_upgrade_under_load_loses_nothing() {
         old.log()
     );
 
-    // The new process serves on the same ports, admin included, with the very sockets
-    // the old one listened on.
+    serves_on_the_same_sockets(&mut new, &sockets).await;
+}
+
+/// Start `lb -u` beside `old` and, once it waits on the upgrade socket, tell `old` to hand
+/// its listening sockets over (SIGQUIT).
+async fn hand_over(old: &mut Lb, server_extra: &str, body: &str) -> Lb {
+    let new = old.start_upgrade(server_extra, body);
+    let sock = old.config_path().with_file_name("upgrade.sock");
+    support::eventually(
+        Duration::from_secs(10),
+        "new process waiting on upgrade_sock",
+        || {
+            let exists = sock.exists();
+            async move { exists }
+        },
+    )
+    .await;
+    old.signal(Signal::SIGQUIT);
+    new
+}
+
+/// The new process serves on the same ports, admin included, with the very sockets the old
+/// one listened on (`sockets`, their inodes).
+async fn serves_on_the_same_sockets(new: &mut Lb, sockets: &[u64]) {
+    assert!(new.is_running(), "the new process runs:\n{}", new.log());
     new.wait_ready().await;
     assert_eq!(
         new.listening_sockets(),
@@ -167,7 +179,6 @@ async fn binary_upgrade_under_load_loses_nothing() {
         .await
         .expect("get via the new process");
     assert_eq!(resp.status(), 200);
-    assert!(new.is_running());
 }
 
 /// Pingora's new process takes at most 32 descriptors from the old one (more and it fails
@@ -187,27 +198,12 @@ async fn an_upgrade_hands_over_within_pingoras_descriptor_limit() {
     let sockets = old.listening_sockets();
     assert_eq!(sockets.len(), 1, "one socket per address within the budget");
 
-    let mut new = old.start_upgrade(&server, &body);
-    let sock = old.config_path().with_file_name("upgrade.sock");
-    support::eventually(Duration::from_secs(10), "new process waiting", || {
-        let exists = sock.exists();
-        async move { exists }
-    })
-    .await;
-    old.signal(Signal::SIGQUIT);
+    let mut new = hand_over(&mut old, &server, &body).await;
     let exit = old.wait_exit(Duration::from_secs(20)).await;
     assert!(
         exit.is_some_and(|e| e.success()),
         "old: {exit:?}\n{}",
         old.log()
     );
-    assert!(new.is_running(), "the new process runs:\n{}", new.log());
-    new.wait_ready().await;
-    assert_eq!(new.listening_sockets(), sockets);
-    let resp = support::client()
-        .get(new.url("/after"))
-        .send()
-        .await
-        .expect("get via the new process");
-    assert_eq!(resp.status(), 200);
+    serves_on_the_same_sockets(&mut new, &sockets).await;
 }

@@ -24,7 +24,8 @@ const NEVER_FORWARDED: [&str; 11] = [
 
 /// `data` as a client's bytes, through the lb's head check and then the fast path's request
 /// stage, against each of the fuzz lbs (`super::request`'s config). When it takes the
-/// request, the head it took is a complete HTTP/1.1 GET or HEAD within `data`, and the
+/// request, the head it took is a complete HTTP/1.1 GET or HEAD within `data` (after any
+/// empty lines), and the
 /// upstream head is one complete request head, HTTP/1.1, same method, a target starting
 /// with `/`, exactly one `Host`, `X-Request-Id` (the request's id), `X-Forwarded-Proto` and
 /// `X-Forwarded-Host`, at most one `X-Forwarded-For` (ending in the peer), no hop-by-hop
@@ -68,7 +69,12 @@ fn upstream_head(p: &request_head::Prepared, client: &[u8], tls: bool) {
     assert_eq!(req.version, Some(1));
     let method = req.method.expect("method");
     assert_eq!(method, if p.is_head { "HEAD" } else { "GET" });
-    assert!(client.starts_with(method.as_bytes()));
+    // Empty lines before the request line are skipped (RFC 9112, 2.2), as httparse does.
+    let request_line = &client[client
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(client.len())..];
+    assert!(request_line.starts_with(method.as_bytes()));
     assert!(req.path.expect("target").starts_with('/'));
     let values = |name: &str| values(req.headers, name);
     assert_eq!(values("host").len(), 1);

@@ -106,10 +106,6 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
     }
 }
 
-/// A TLS address must not be bound twice. `:0` is fine, with one limit: the bound ports are
-/// reported by matching the process's sockets to the configured IPs (`crate::listeners`),
-/// so a TLS `:0` address needs an IP no other `:0` address uses, or the plaintext and TLS
-/// ports could be reported the wrong way round.
 /// One listener per `listen` entry: a repeated address would only fail at bind time, and
 /// two `:0` entries on one IP share the key under which an upgrade hands their sockets over
 /// (`crate::accept`), so the new process could not tell them apart.
@@ -126,6 +122,10 @@ fn listen_addresses_are_distinct(errs: &mut Errors, listen: &[SocketAddr]) {
     }
 }
 
+/// A TLS address must not be bound twice. `:0` is fine, with one limit: the bound ports are
+/// reported by matching the process's sockets to the configured IPs (`crate::listeners`),
+/// so a TLS `:0` address needs an IP no other `:0` address uses, or the plaintext and TLS
+/// ports could be reported the wrong way round.
 fn tls_addresses_are_distinct(
     errs: &mut Errors,
     tls: &[TlsListener],

@@ -11,7 +11,7 @@
 //!    request of the connection before dropping it, which releases the count.
 //!
 //! A connection whose TLS handshake fails or times out never reaches the app: the accept
-//! loop releases its entry by its address ([`handshake_failed`]). A pending entry older than
+//! loop releases its entry by its address ([`never_served`]). A pending entry older than
 //! [`PENDING_MAX`] (longer than any handshake may take) belongs to a connection that is
 //! gone and is released too, as a safety net.
 //!
@@ -154,8 +154,9 @@ impl Connections {
         })
     }
 
-    /// Pingora gave up on the TLS handshake of `peer`: release its pending count.
-    pub(crate) fn handshake_failed(&self, peer: SocketAddr) {
+    /// The connection from `peer` ended before it reached the app (its TLS handshake
+    /// failed, or it was gone at once): release its pending count.
+    pub(crate) fn never_served(&self, peer: SocketAddr) {
         let mut t = self.lock();
         if t.take_pending(peer) {
             t.remove(ClientKey::of(peer.ip()), 1);
@@ -235,9 +236,9 @@ pub(crate) fn connections() -> &'static Arc<Connections> {
     &CONNECTIONS
 }
 
-/// See [`Connections::handshake_failed`].
-pub(crate) fn handshake_failed(peer: SocketAddr) {
-    connections().handshake_failed(peer);
+/// See [`Connections::never_served`].
+pub(crate) fn never_served(peer: SocketAddr) {
+    connections().never_served(peer);
 }
 
 /// The limits in force now (they follow reloads).
@@ -382,8 +383,8 @@ mod tests {
             .expect("admit");
         c.admit(addr("192.0.2.1:2"), &LIMITS, false, start)
             .expect("admit");
-        c.handshake_failed(addr("192.0.2.1:1"));
-        c.handshake_failed(addr("192.0.2.1:1"));
+        c.never_served(addr("192.0.2.1:1"));
+        c.never_served(addr("192.0.2.1:1"));
         assert_eq!(c.open(), 1, "released once, not twice");
         // The handshake deadline passed: the entry is gone.
         let later = start + PENDING_MAX + SWEEP_EVERY;

@@ -29,7 +29,7 @@ pub(super) async fn serve<A: ServerApp + Send + Sync + 'static>(
 ) {
     let Some(l4) = l4_stream(tcp, peer) else {
         // The client is already gone (setting TCP_NODELAY failed).
-        crate::connection_limits::handshake_failed(peer);
+        crate::connection_limits::never_served(peer);
         return;
     };
     let stream: Stream = match tls {
@@ -41,7 +41,7 @@ pub(super) async fn serve<A: ServerApp + Send + Sync + 'static>(
                     // A client's doing (plaintext on a TLS port, an unknown name, a
                     // handshake cut short): counted, logged at debug only.
                     super::HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
-                    crate::connection_limits::handshake_failed(peer);
+                    crate::connection_limits::never_served(peer);
                     match failed {
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                         _ => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -143,9 +143,10 @@ impl<A: ServerApp + Send + Sync + 'static> Service for AcceptService<A> {
         // Every address is bound (or taken over) before any is served: a failure stops the
         // lb before it answers anything, also in the middle of an upgrade.
         let mut inherited = sockets::Inherited::from_table(fds.as_ref());
+        let per_address = self.sockets_per_address();
         let mut bound = Vec::with_capacity(self.endpoints.len());
         for endpoint in &self.endpoints {
-            match sockets::bind(endpoint.addr, self.sockets_per_address(), &mut inherited).await {
+            match sockets::bind(endpoint.addr, per_address, &mut inherited).await {
                 Ok(b) => bound.push(b),
                 Err(e) => {
                     // A proxy that cannot listen must not look healthy.
@@ -166,7 +167,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service for AcceptService<A> {
             Vec::new()
         };
         if handles.is_empty() {
-            handles.push(tokio::runtime::Handle::current());
+            handles.push(Handle::current());
         }
         let mut loops = Vec::new();
         for (endpoint, b) in self.endpoints.iter().zip(bound) {
@@ -210,14 +211,14 @@ impl<A: ServerApp + Send + Sync + 'static> Service for AcceptService<A> {
 /// each, serving locally. Fewer sockets than threads (the hand-over budget): the threads
 /// beyond them share one (both wake for its connections; one gets each).
 fn assign(
-    mut sockets: Vec<std::net::TcpListener>,
+    sockets: Vec<std::net::TcpListener>,
     handles: &[Handle],
     per_thread: bool,
 ) -> Vec<(std::net::TcpListener, Handle, bool)> {
     let n = sockets.len();
     if n == 1 && (handles.len() > 1 || !per_thread) {
         return sockets
-            .drain(..)
+            .into_iter()
             .map(|socket| (socket, Handle::current(), false))
             .collect();
     }

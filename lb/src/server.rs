@@ -92,8 +92,8 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     http.h2_options = Some(h2);
     // Every listener's connections counted against `server.connection_limits`, each
     // accepted on the thread that serves it (`crate::accept`).
-    let (app, filter) =
-        crate::connection_limits::counted(EdgeApp::new(http, state.clone()), state.clone());
+    let app = EdgeApp::new(http, state.clone());
+    let filter = crate::connection_limits::AcceptFilter::new(state.clone());
     let mut endpoints: Vec<Endpoint> = listen_addrs
         .iter()
         .map(|&addr| Endpoint { addr, tls: None })

@@ -15,22 +15,24 @@ use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::server::ShutdownWatch;
 use tokio::net::TcpStream;
 
-/// A TLS handshake not done by then fails: pingora's fixed deadline, kept (and the one
-/// `crate::connection_limits` assumes for a connection still pending).
-pub(crate) const HANDSHAKE_MAX: Duration = Duration::from_secs(60);
+use crate::connection_limits::Guard;
 
-/// Serve `tcp` (from `peer`): TLS handshake when `tls`, then every request on it.
+/// A TLS handshake not done by then fails: pingora's fixed deadline, kept.
+pub(super) const HANDSHAKE_MAX: Duration = Duration::from_secs(60);
+
+/// Serve `tcp` (from `peer`): TLS handshake when `tls`, then every request on it. `_counted`
+/// holds the connection's place in `server.connection_limits` until this returns, however
+/// it ends.
 pub(super) async fn serve<A: ServerApp + Send + Sync + 'static>(
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<Arc<Acceptor>>,
     app: Arc<A>,
     shutdown: ShutdownWatch,
+    _counted: Option<Guard>,
 ) {
     let Some(l4) = l4_stream(tcp, peer) else {
-        // The client is already gone (setting TCP_NODELAY failed).
-        crate::connection_limits::never_served(peer);
-        return;
+        return; // the client is already gone (setting TCP_NODELAY failed)
     };
     let stream: Stream = match tls {
         None => Box::new(l4),
@@ -41,7 +43,6 @@ pub(super) async fn serve<A: ServerApp + Send + Sync + 'static>(
                     // A client's doing (plaintext on a TLS port, an unknown name, a
                     // handshake cut short): counted, logged at debug only.
                     super::HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
-                    crate::connection_limits::never_served(peer);
                     match failed {
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                         _ => tracing::debug!(%peer, "TLS handshake timed out"),

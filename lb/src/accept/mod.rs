@@ -43,8 +43,6 @@ mod connection;
 mod sockets;
 mod threads;
 
-pub(crate) use connection::HANDSHAKE_MAX;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -273,15 +271,16 @@ impl<A: ServerApp + Send + Sync + 'static> Loop<A> {
             };
             match accepted {
                 Ok((tcp, peer)) => {
-                    if !self.filter.admits(peer) {
-                        continue; // dropped: closed at once
-                    }
+                    let Ok(counted) = self.filter.admit(peer) else {
+                        continue; // refused: dropped, so closed at once
+                    };
                     let serve = connection::serve(
                         tcp,
                         peer,
                         self.tls.clone(),
                         self.app.clone(),
                         self.shutdown.clone(),
+                        counted,
                     );
                     if self.local {
                         tokio::spawn(serve);

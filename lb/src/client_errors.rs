@@ -20,8 +20,10 @@ pub(crate) enum Reason {
     Closed,
     /// Reading from the client failed (reset, or a read timeout).
     Read,
-    /// Writing to the client failed (reset, or a write timeout).
+    /// Writing to the client failed (reset).
     Write,
+    /// The client took no response bytes for `client_timeouts.response_write`.
+    WriteTimeout,
     /// The client broke the protocol (a bad h2 frame, a malformed body).
     Protocol,
     /// The request head took longer than `client_timeouts.request_head` (408).
@@ -43,11 +45,12 @@ pub(crate) enum Reason {
 }
 
 impl Reason {
-    pub(crate) const ALL: [Reason; 13] = [
+    pub(crate) const ALL: [Reason; 14] = [
         Reason::RequestHead,
         Reason::Closed,
         Reason::Read,
         Reason::Write,
+        Reason::WriteTimeout,
         Reason::Protocol,
         Reason::HeadTimeout,
         Reason::BodyTimeout,
@@ -65,6 +68,7 @@ impl Reason {
             Reason::Closed => "closed",
             Reason::Read => "read",
             Reason::Write => "write",
+            Reason::WriteTimeout => "write_timeout",
             Reason::Protocol => "protocol",
             Reason::HeadTimeout => "head_timeout",
             Reason::BodyTimeout => "body_timeout",
@@ -93,7 +97,8 @@ impl Reason {
             // Request heads are read by `crate::downstream`; pingora reads only bodies.
             ErrorType::ReadTimedout => Reason::BodyTimeout,
             ErrorType::ReadError => Reason::Read,
-            ErrorType::WriteError | ErrorType::WriteTimedout => Reason::Write,
+            ErrorType::WriteError => Reason::Write,
+            ErrorType::WriteTimedout => Reason::WriteTimeout,
             _ => Reason::Protocol,
         })
     }
@@ -127,6 +132,7 @@ mod tests {
         assert_eq!(down(ErrorType::ReadTimedout), Some(Reason::BodyTimeout));
         assert_eq!(down(ErrorType::ReadError), Some(Reason::Read));
         assert_eq!(down(ErrorType::WriteError), Some(Reason::Write));
+        assert_eq!(down(ErrorType::WriteTimedout), Some(Reason::WriteTimeout));
         assert_eq!(down(ErrorType::H2Error), Some(Reason::Protocol));
         assert_eq!(
             Reason::of(&Error::new_up(ErrorType::ConnectionClosed)),

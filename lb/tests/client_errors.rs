@@ -152,3 +152,62 @@ async fn a_backend_failure_is_still_an_error() {
     .await;
     assert_eq!(client_errors(&lb, "closed").await, 0.0);
 }
+
+/// A client that asks for a large answer and stops reading is cut off after
+/// `client_timeouts.response_write`, on the fast path (a GET) and on pingora's engine path
+/// (a POST), counted as `write_timeout`, and not logged at ERROR; others are still served.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() {
+    // Far more than the socket buffers between the lb and the client can hold.
+    const BODY: usize = 16 << 20;
+    let stub = Stub::start("web", "127.0.0.1:0").await;
+    let mut lb = Lb::start("  client_timeouts: { response_write: 1s }\n", &body(&stub));
+    lb.wait_ready().await;
+    let requests = [
+        format!("GET /bytes?n={BODY} HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+        format!("POST /bytes?n={BODY} HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2\r\n\r\nhi"),
+    ];
+    for (i, request) in requests.iter().enumerate() {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        // A small window, so that the lb's writes stall soon.
+        socket.set_recv_buffer_size(4096).expect("rcvbuf");
+        let mut conn = socket
+            .connect(([127, 0, 0, 1], lb.port).into())
+            .await
+            .expect("connect");
+        conn.write_all(request.as_bytes()).await.expect("request");
+        let expected = (i + 1) as f64;
+        support::eventually(Duration::from_secs(15), "a write_timeout counted", || {
+            let lb = &lb;
+            async move { client_errors(lb, "write_timeout").await >= expected }
+        })
+        .await;
+        // What the buffers held arrives, then the end: the answer was cut short.
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got += n,
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "request {i}: the lb did not close the connection"
+        );
+        assert!(
+            got < BODY,
+            "request {i}: the whole answer arrived ({got} bytes)"
+        );
+    }
+    let ok = support::client()
+        .get(lb.url("/api/hello"))
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(ok.status(), 200);
+    assert_eq!(errors_logged(&lb), Vec::<String>::new());
+}

@@ -99,7 +99,8 @@ pub(crate) mod defaults {
     pub(crate) const SLOW_START_MAX: Duration = Duration::from_secs(600);
     pub(crate) const STICKY_COOKIE: &str = "lb_sticky";
     pub(crate) const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
-    /// Upper bound on the three client timeouts: a connection held longer is an attack.
+    pub(crate) const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Upper bound on the client timeouts: a connection held longer is an attack.
     pub(crate) const CLIENT_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
     pub(crate) const HEAD_SIZE: usize = 32 << 10;
     /// Pingora reads at most 1 MiB of request head.

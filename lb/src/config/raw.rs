@@ -60,6 +60,7 @@ pub(crate) struct RawClientTimeouts {
     pub(crate) request_head: Option<Value>,
     pub(crate) keepalive: Option<Value>,
     pub(crate) request_body: Option<Value>,
+    pub(crate) response_write: Option<Value>,
 }
 
 /// `server.request_limits`: sizes are bytes, or strings such as `32KiB`.

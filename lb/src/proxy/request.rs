@@ -20,6 +20,9 @@ pub(crate) async fn request_filter(
     ctx.request_id = request_id::keep_or_generate(&req.headers);
     ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let snapshot = state.snapshot();
+    // Every write of this request's answer (the lb's own included) must be taken by the
+    // client in time: one that stops reading is cut off, not waited for.
+    session.set_write_timeout(Some(snapshot.config.server.client.response_write_timeout));
     if session.is_http2() {
         // HTTP/1 heads were checked before pingora parsed them (`crate::downstream`); an h2
         // request's target and header count are checked here, with the same limits.

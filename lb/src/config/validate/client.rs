@@ -41,6 +41,11 @@ pub(super) fn client_limits(
             t.request_body.as_ref(),
             defaults::REQUEST_BODY_TIMEOUT,
         );
+        client.response_write_timeout = timeout(
+            "response_write",
+            t.response_write.as_ref(),
+            defaults::RESPONSE_WRITE_TIMEOUT,
+        );
     }
     if let Some(l) = limits {
         // A head smaller than 1 KiB refuses ordinary browser requests (cookies alone).
@@ -95,6 +100,7 @@ mod tests {
         assert_eq!(client.request_head_timeout, Duration::from_secs(10));
         assert_eq!(client.keepalive_timeout, Duration::from_secs(30));
         assert_eq!(client.request_body_timeout, Duration::from_secs(60));
+        assert_eq!(client.response_write_timeout, Duration::from_secs(60));
         assert_eq!(client.head_size, 32 * 1024);
         assert_eq!(client.headers, 100);
         assert_eq!(client.uri_length, 8 * 1024);
@@ -103,13 +109,14 @@ mod tests {
     #[test]
     fn values_are_read_with_units() {
         let (client, errs) = check(
-            "{ request_head: 2s, keepalive: 500ms, request_body: 1m }",
+            "{ request_head: 2s, keepalive: 500ms, request_body: 1m, response_write: 5s }",
             "{ head_size: 64KiB, headers: 50, uri_length: 2048 }",
         );
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(client.request_head_timeout, Duration::from_secs(2));
         assert_eq!(client.keepalive_timeout, Duration::from_millis(500));
         assert_eq!(client.request_body_timeout, Duration::from_secs(60));
+        assert_eq!(client.response_write_timeout, Duration::from_secs(5));
         assert_eq!(
             (client.head_size, client.headers, client.uri_length),
             (65536, 50, 2048)
@@ -119,7 +126,7 @@ mod tests {
     #[test]
     fn bad_values_are_reported_with_their_path() {
         let (_, errs) = check(
-            "{ request_head: 0s, keepalive: 2h, request_body: 5 }",
+            "{ request_head: 0s, keepalive: 2h, request_body: 5, response_write: 0ms }",
             "{ head_size: 2MiB, headers: 300, uri_length: 31KiB }",
         );
         assert_eq!(
@@ -128,6 +135,7 @@ mod tests {
                 "server.client_timeouts.request_head: \"0s\" must be greater than zero",
                 "server.client_timeouts.keepalive: 7200s is longer than the maximum 3600s",
                 "server.client_timeouts.request_body: 5 is not a duration (write a unit, e.g. \"5s\" or \"5ms\")",
+                "server.client_timeouts.response_write: \"0ms\" must be greater than zero",
                 "server.request_limits.head_size: \"2MiB\" must be between 1024 and 1048576 bytes",
                 "server.request_limits.headers: 300 must be at most 256",
             ]

@@ -128,25 +128,20 @@ async fn try_backend(
     ctx.response_started = true;
     ctx.try_answered(parsed.status);
     buf.advance(parsed.head_len);
-    let read_timeout = pool.spec.timeouts.read;
-    let reusable = body(
-        client,
-        &mut upstream,
-        buf,
-        &parsed,
-        out,
-        read_timeout,
-        progress,
-    )
-    .await
-    .map_err(|e| {
-        if !progress.head_written() {
-            // Unusable from its first bytes (a bad chunk): the client gets the lb's 502,
-            // and the backend's answer counts against it after all.
-            ctx.try_failed();
-        }
-        Decided::final_error(e)
-    })?;
+    let waits = Waits {
+        read: pool.spec.timeouts.read,
+        write: state.client_limits().response_write_timeout,
+    };
+    let reusable = body(client, &mut upstream, buf, &parsed, out, waits, progress)
+        .await
+        .map_err(|e| {
+            if !progress.head_written() {
+                // Unusable from its first bytes (a bad chunk): the client gets the lb's 502,
+                // and the backend's answer counts against it after all.
+                ctx.try_failed();
+            }
+            Decided::final_error(e)
+        })?;
     if reusable {
         keepalive::put(
             addr,
@@ -274,6 +269,15 @@ async fn exchange_head(
     }
 }
 
+/// How long the body's copy waits on each side.
+#[derive(Clone, Copy)]
+struct Waits {
+    /// Each read from the backend (the pool's `timeouts.read`).
+    read: Duration,
+    /// Each write to the client (`client_timeouts.response_write`).
+    write: Duration,
+}
+
 /// Copy the body (its first bytes are in `buf`) behind the client's head (`out`), as the
 /// backend framed it. `Ok(true)`: the message ended exactly where its framing says and the
 /// backend lets the connection be reused.
@@ -283,7 +287,7 @@ async fn body(
     mut buf: BytesMut,
     parsed: &Parsed,
     mut out: Vec<u8>,
-    read_timeout: Duration,
+    waits: Waits,
     progress: &mut Progress,
 ) -> Result<bool> {
     let mut rest = Rest::new(parsed.framing);
@@ -293,18 +297,18 @@ async fn body(
     let mut reusable = parsed.reusable && take == buf.len();
     out.extend_from_slice(&buf[..take]);
     progress.status = parsed.status;
-    write_client(client, &out).await?;
+    write_client(client, &out, waits.write).await?;
     progress.bytes_out += take;
     while !rest.is_done() {
         buf.clear();
         buf.reserve(BODY_READ);
-        match read_body(upstream, &mut buf, read_timeout).await {
+        match read_body(upstream, &mut buf, waits.read).await {
             Err(e) if rest.to_close() && e.etype() == &ErrorType::ConnectionClosed => break,
             read => read?,
         }
         let take = rest.take(&buf)?;
         reusable &= take == buf.len();
-        write_client(client, &buf[..take]).await?;
+        write_client(client, &buf[..take], waits.write).await?;
         progress.bytes_out += take;
     }
     Ok(reusable)
@@ -378,15 +382,21 @@ async fn read_body(upstream: &mut Stream, buf: &mut BytesMut, limit: Duration) -
     }
 }
 
-/// Write to the client: its failure is the client's.
-async fn write_client(client: &mut Stream, bytes: &[u8]) -> Result<()> {
-    client.write_all(bytes).await.map_err(|e| {
-        Error::because(ErrorType::WriteError, "writing the response", e).into_down()
-    })?;
-    client
-        .flush()
-        .await
-        .map_err(|e| Error::because(ErrorType::WriteError, "writing the response", e).into_down())
+/// Write to the client within `limit`: its failure, or a client that stops reading, is the
+/// client's.
+async fn write_client(client: &mut Stream, bytes: &[u8], limit: Duration) -> Result<()> {
+    let sent = async {
+        client.write_all(bytes).await?;
+        client.flush().await
+    };
+    match tokio::time::timeout(limit, sent).await {
+        Err(_) => Error::e_explain(ErrorType::WriteTimedout, "writing the response")
+            .map_err(|e: Box<Error>| e.into_down()),
+        Ok(Err(e)) => {
+            Err(Error::because(ErrorType::WriteError, "writing the response", e).into_down())
+        }
+        Ok(Ok(())) => Ok(()),
+    }
 }
 
 /// Write the whole request head to the backend within `limit`.

@@ -63,6 +63,7 @@ pub(crate) async fn serve(
     link: &Link<'_>,
 ) -> Served {
     let snapshot = state.snapshot();
+    let write_limit = snapshot.config.server.client.response_write_timeout;
     let tls = link.tls_version.is_some();
     let Some(prepared) = request_head::prepare(&buf, link.peer, tls, &snapshot) else {
         return Served::Engine(buf);
@@ -99,7 +100,11 @@ pub(crate) async fn serve(
                 // it gets the lb's answer.
                 if let Some(err) = LbError::from_proxy_error(e) {
                     let answer = errors::raw_response(err, &ctx.request_id, prepared.is_head);
-                    if stream.write_all(&answer).await.is_ok() && stream.flush().await.is_ok() {
+                    let sent = async {
+                        stream.write_all(&answer).await?;
+                        stream.flush().await
+                    };
+                    if let Ok(Ok(())) = tokio::time::timeout(write_limit, sent).await {
                         progress.status = err.status();
                     }
                 }

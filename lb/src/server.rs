@@ -93,7 +93,6 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     // Every listener's connections counted against `server.connection_limits`, each
     // accepted on the thread that serves it (`crate::accept`).
     let app = EdgeApp::new(http, state.clone());
-    let filter = crate::connection_limits::AcceptFilter::new(state.clone());
     let mut endpoints: Vec<Endpoint> = listen_addrs
         .iter()
         .map(|&addr| Endpoint { addr, tls: None })
@@ -108,7 +107,7 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
     server.add_service(AcceptService::new(
         "proxy",
         app,
-        filter,
+        state.clone(),
         endpoints,
         threads,
         per_thread_accept,

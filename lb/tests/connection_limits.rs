@@ -220,6 +220,30 @@ async fn a_failed_tls_handshake_frees_its_place_at_once() {
     );
 }
 
+/// A TLS client that never finishes its handshake is closed after `request_head`, not
+/// pingora's 60 s, and its place freed: one address cannot park connections in handshakes.
+#[tokio::test]
+async fn a_silent_tls_client_is_closed_after_request_head() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stub = Stub::start("web", "127.0.0.1:0").await;
+    let server = limits(100, 1)
+        + "  client_timeouts: { request_head: 1s }\n"
+        + &local_ca_listener("127.0.0.73", &dir.path().join("ca"));
+    let mut lb = Lb::start(&server, &body(&stub));
+    lb.wait_ready().await;
+    let tls = support::tls_addr(&lb, 0).await;
+    let failures = || async { metric(&scrape(&lb).await, "lb_tls_handshake_failures_total{}") };
+    let before = failures().await;
+    // Connected, and silent: no ClientHello, no close.
+    let mut conn = connect_from("127.0.0.74", tls).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "still open after 20 s");
+    assert!(rest.is_empty(), "nothing is answered: {rest:?}");
+    assert_eq!(failures().await, before + 1.0);
+    open_is(&lb, 0).await;
+}
+
 #[tokio::test]
 async fn limits_off_refuse_nothing() {
     let stub = Stub::start("web", "127.0.0.1:0").await;

@@ -17,16 +17,20 @@ use tokio::net::TcpStream;
 
 use crate::connection_limits::Guard;
 
-/// A TLS handshake not done by then fails: pingora's fixed deadline, kept.
-pub(super) const HANDSHAKE_MAX: Duration = Duration::from_secs(60);
+/// A TLS listener's handshake for one connection: `deadline` is the connection's
+/// `client_timeouts.request_head` when it was accepted (pingora's own is a fixed 60 s).
+pub(super) struct Handshake {
+    pub(super) acceptor: Arc<Acceptor>,
+    pub(super) deadline: Duration,
+}
 
-/// Serve `tcp` (from `peer`): TLS handshake when `tls`, then every request on it. `_counted`
+/// Serve `tcp` (from `peer`): the TLS handshake when `tls`, then every request on it. `_counted`
 /// holds the connection's place in `server.connection_limits` until this returns, however
 /// it ends.
 pub(super) async fn serve<A: ServerApp + Send + Sync + 'static>(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: Option<Arc<Acceptor>>,
+    tls: Option<Handshake>,
     app: Arc<A>,
     shutdown: ShutdownWatch,
     _counted: Option<Guard>,
@@ -36,8 +40,8 @@ pub(super) async fn serve<A: ServerApp + Send + Sync + 'static>(
     };
     let stream: Stream = match tls {
         None => Box::new(l4),
-        Some(acceptor) => {
-            match tokio::time::timeout(HANDSHAKE_MAX, acceptor.tls_handshake(l4)).await {
+        Some(Handshake { acceptor, deadline }) => {
+            match tokio::time::timeout(deadline, acceptor.tls_handshake(l4)).await {
                 Ok(Ok(tls)) => Box::new(tls),
                 failed => {
                     // A client's doing (plaintext on a TLS port, an unknown name, a

@@ -20,7 +20,8 @@
 //! Around the loop, what pingora's listener did is done here, once per connection
 //! ([`connection`]): `server.connection_limits` is asked before anything else, `TCP_NODELAY`
 //! is set, the peer address is recorded for the request path, a TLS listener's handshake
-//! runs within [`connection::HANDSHAKE_MAX`], and the proxy app then serves the connection.
+//! runs within `client_timeouts.request_head` (pingora's listener allows a fixed 60 s), and the
+//! proxy app then serves the connection.
 //!
 //! # Binary upgrade
 //! Every listening socket is kept in pingora's fd table under [`sockets::key`], so `lb -u`
@@ -56,6 +57,7 @@ use pingora::services::Service;
 use tokio::runtime::Handle;
 
 use crate::connection_limits::AcceptFilter;
+use crate::state::LbState;
 
 /// How long an accept loop rests after `EMFILE`/`ENFILE` (out of file descriptors), as
 /// pingora does: `accept` would fail again at once and spin.
@@ -85,6 +87,7 @@ pub(crate) struct AcceptService<A> {
     name: String,
     app: Option<Arc<A>>,
     filter: Arc<AcceptFilter>,
+    state: Arc<LbState>,
     endpoints: Vec<Endpoint>,
     /// The runtime's threads (`server.threads`).
     threads: usize,
@@ -93,12 +96,12 @@ pub(crate) struct AcceptService<A> {
 }
 
 impl<A> AcceptService<A> {
-    /// `app` serves each admitted connection; `filter` admits it. `per_thread`: one socket
+    /// `app` serves each connection `state`'s `connection_limits` admit. `per_thread`: one socket
     /// and accept loop per thread and address (else one per address).
     pub(crate) fn new(
         name: &str,
         app: A,
-        filter: AcceptFilter,
+        state: Arc<LbState>,
         endpoints: Vec<Endpoint>,
         threads: usize,
         per_thread: bool,
@@ -107,7 +110,8 @@ impl<A> AcceptService<A> {
         Self {
             name: name.to_string(),
             app: Some(Arc::new(app)),
-            filter: Arc::new(filter),
+            filter: Arc::new(AcceptFilter::new(state.clone())),
+            state,
             endpoints,
             threads,
             per_thread,
@@ -174,6 +178,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service for AcceptService<A> {
                 let accept = Loop {
                     app: app.clone(),
                     filter: self.filter.clone(),
+                    state: self.state.clone(),
                     tls: endpoint.tls.clone(),
                     shutdown: shutdown.clone(),
                     local,
@@ -242,6 +247,7 @@ fn assign(
 struct Loop<A> {
     app: Arc<A>,
     filter: Arc<AcceptFilter>,
+    state: Arc<LbState>,
     tls: Option<Arc<Acceptor>>,
     shutdown: ShutdownWatch,
     /// Serve each connection on this thread (else on a random one).
@@ -274,10 +280,16 @@ impl<A: ServerApp + Send + Sync + 'static> Loop<A> {
                     let Ok(counted) = self.filter.admit(peer) else {
                         continue; // refused: dropped, so closed at once
                     };
+                    // The handshake gets `request_head` as a head does (read now, so that
+                    // reloads apply); the first head's own deadline starts after it.
+                    let tls = self.tls.as_ref().map(|acceptor| connection::Handshake {
+                        acceptor: acceptor.clone(),
+                        deadline: self.state.client_limits().request_head_timeout,
+                    });
                     let serve = connection::serve(
                         tcp,
                         peer,
-                        self.tls.clone(),
+                        tls,
                         self.app.clone(),
                         self.shutdown.clone(),
                         counted,

@@ -97,11 +97,20 @@ impl Reason {
             // Request heads are read by `crate::downstream`; pingora reads only bodies.
             ErrorType::ReadTimedout => Reason::BodyTimeout,
             ErrorType::ReadError => Reason::Read,
+            ErrorType::WriteError if timed_out(e) => Reason::WriteTimeout,
             ErrorType::WriteError => Reason::Write,
             ErrorType::WriteTimedout => Reason::WriteTimeout,
             _ => Reason::Protocol,
         })
     }
+}
+
+/// A write that failed because the client took nothing for `response_write`: pingora
+/// reports the stream's error as a plain write error, with it as the cause.
+fn timed_out(e: &Error) -> bool {
+    e.root_cause()
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
 }
 
 static COUNTS: [AtomicU64; Reason::ALL.len()] = [const { AtomicU64::new(0) }; Reason::ALL.len()];
@@ -133,6 +142,10 @@ mod tests {
         assert_eq!(down(ErrorType::ReadError), Some(Reason::Read));
         assert_eq!(down(ErrorType::WriteError), Some(Reason::Write));
         assert_eq!(down(ErrorType::WriteTimedout), Some(Reason::WriteTimeout));
+        let stalled = std::io::Error::new(std::io::ErrorKind::TimedOut, "stalled");
+        let mut e = Error::because(ErrorType::WriteError, "writing", stalled);
+        e.as_down();
+        assert_eq!(Reason::of(&e), Some(Reason::WriteTimeout));
         assert_eq!(down(ErrorType::H2Error), Some(Reason::Protocol));
         assert_eq!(
             Reason::of(&Error::new_up(ErrorType::ConnectionClosed)),

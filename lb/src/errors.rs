@@ -96,7 +96,7 @@ impl LbError {
                     _ => LbError::BadGateway,
                 },
                 ErrorSource::Downstream => match e.etype() {
-                    WriteError | ReadError | ConnectionClosed => return None,
+                    WriteError | WriteTimedout | ReadError | ConnectionClosed => return None,
                     ReadTimedout => LbError::RequestTimeout,
                     _ => LbError::BadRequest,
                 },
@@ -154,11 +154,16 @@ pub(crate) async fn respond_with(
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;
+    // A client that fails to take the answer is the client's (`crate::client_errors`).
     session
         .write_response_header(Box::new(resp), head_only)
-        .await?;
+        .await
+        .map_err(|e| e.into_down())?;
     if !head_only {
-        session.write_response_body(Some(body), true).await?;
+        session
+            .write_response_body(Some(body), true)
+            .await
+            .map_err(|e| e.into_down())?;
     }
     Ok(())
 }

@@ -127,8 +127,15 @@ pub(crate) async fn answer(session: &mut Session, config: &Config) -> pingora::R
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
+    // A client that fails to take the answer is the client's (`crate::client_errors`).
+    session
+        .write_response_header(Box::new(resp), false)
+        .await
+        .map_err(|e| e.into_down())?;
+    session
+        .write_response_body(Some(body), true)
+        .await
+        .map_err(|e| e.into_down())?;
     Ok(true)
 }
 

@@ -14,6 +14,7 @@ pub(crate) mod head;
 mod pingora_agrees;
 mod read;
 mod reject;
+mod write_deadline;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ use crate::proxy::fast::{self, Served};
 use crate::proxy::LbProxy;
 use crate::state::LbState;
 use read::NoHead;
+use write_deadline::WriteDeadline;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -82,6 +84,8 @@ impl ServerApp for EdgeApp {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         if self.is_h2(&mut stream).await? {
+            let limit = self.state.client_limits().response_write_timeout;
+            let stream = WriteDeadline::wrap(stream, limit);
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
         let mut persistent: Option<HttpPersistentSettings> = None;
@@ -126,6 +130,9 @@ impl ServerApp for EdgeApp {
                 }
                 Served::Engine(untouched) => untouched,
             };
+            // Pingora's engine writes to the client itself: its writes are bounded by the
+            // wrapper (the fast path's own are timed where they are made).
+            stream = WriteDeadline::wrap(stream, client.response_write_timeout);
             let mut session = ServerSession::new_http1(stream);
             match persistent.take() {
                 Some(settings) => settings.apply_to_session(&mut session),

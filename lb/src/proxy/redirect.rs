@@ -40,10 +40,15 @@ pub(crate) async fn respond(
     if !keepalive {
         session.set_keepalive(None);
     }
-    session.write_response_header(Box::new(resp), true).await?;
+    // A client that fails to take the answer is the client's (`crate::client_errors`).
+    session
+        .write_response_header(Box::new(resp), true)
+        .await
+        .map_err(|e| e.into_down())?;
     session
         .write_response_body(Some(Bytes::new()), true)
-        .await?;
+        .await
+        .map_err(|e| e.into_down())?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::server::ShutdownWatch;
 use tokio::net::TcpStream;
 
+use super::plain::PlainStream;
 use crate::connection_limits::Guard;
 
 /// A TLS listener's handshake for one connection: `deadline` is the connection's
@@ -35,12 +36,13 @@ pub(super) async fn serve<A: ServerApp + Send + Sync + 'static>(
     shutdown: ShutdownWatch,
     _counted: Option<Guard>,
 ) {
-    let Some(l4) = l4_stream(tcp, peer) else {
-        return; // the client is already gone (setting TCP_NODELAY failed)
-    };
     let stream: Stream = match tls {
-        None => Box::new(l4),
+        // `TCP_NODELAY` comes when the connection first needs it (`super::plain`).
+        None => Box::new(PlainStream::new(tcp, peer)),
         Some(Handshake { acceptor, deadline }) => {
+            let Some(l4) = l4_stream(tcp, peer) else {
+                return; // the client is already gone (setting TCP_NODELAY failed)
+            };
             match tokio::time::timeout(deadline, acceptor.tls_handshake(l4)).await {
                 Ok(Ok(tls)) => Box::new(tls),
                 failed => {

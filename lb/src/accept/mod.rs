@@ -41,8 +41,11 @@
 //! records and pingora's engine path see the difference (measured in `benches/README.md`).
 
 mod connection;
+mod plain;
 mod sockets;
 mod threads;
+
+pub(crate) use plain::no_delay;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

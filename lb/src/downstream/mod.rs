@@ -85,6 +85,7 @@ impl ServerApp for EdgeApp {
     ) -> Option<Stream> {
         if self.is_h2(&mut stream).await? {
             let limit = self.state.client_limits().response_write_timeout;
+            crate::accept::no_delay(&stream);
             let stream = WriteDeadline::wrap(stream, limit);
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
@@ -116,6 +117,9 @@ impl ServerApp for EdgeApp {
             };
             let head = match fast::serve(&self.state, &mut stream, head, &link).await {
                 Served::Next(rest) => {
+                    // Kept for another request: from here small writes must not wait on
+                    // acknowledgements (a pipelined answer's, the next one's).
+                    crate::accept::no_delay(&stream);
                     carry = Some(rest);
                     first = false;
                     continue;
@@ -132,6 +136,7 @@ impl ServerApp for EdgeApp {
             };
             // Pingora's engine writes to the client itself: its writes are bounded by the
             // wrapper (the fast path's own are timed where they are made).
+            crate::accept::no_delay(&stream);
             stream = WriteDeadline::wrap(stream, client.response_write_timeout);
             let mut session = ServerSession::new_http1(stream);
             match persistent.take() {

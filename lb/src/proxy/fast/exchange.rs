@@ -299,6 +299,10 @@ async fn body(
     progress.status = parsed.status;
     write_client(client, &out, waits.write).await?;
     progress.bytes_out += take;
+    if !rest.is_done() {
+        // More writes follow: none may wait for the previous one's acknowledgement.
+        crate::accept::no_delay(client);
+    }
     while !rest.is_done() {
         buf.clear();
         buf.reserve(BODY_READ);

@@ -290,6 +290,35 @@ async fn h2c_with_prior_knowledge_beside_http1_on_the_plaintext_port() {
     assert_eq!(by("protocol=h2,tls=TLSv1.3"), 0.0);
 }
 
+/// With h2c on, a plaintext connection that sends fewer bytes than the preface is held to
+/// `request_head` while the lb peeks for it, then closed and counted, not kept for ever.
+#[tokio::test]
+async fn the_h2c_peek_is_held_to_request_head() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stub = Stub::start("web", "127.0.0.1:0").await;
+    let mut lb = Lb::start(
+        "  h2c: true\n  client_timeouts: { request_head: 1s }\n",
+        &routes(&stub, ""),
+    );
+    lb.wait_ready().await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", lb.port))
+        .await
+        .expect("connect");
+    conn.write_all(b"PRI * HTTP").await.expect("write");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        conn.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "still open after 20 s");
+    let m = scrape(&lb).await;
+    assert_eq!(
+        metric(&m, "lb_client_errors_total{reason=head_timeout}"),
+        1.0
+    );
+}
+
 #[tokio::test]
 async fn without_h2c_prior_knowledge_is_not_spoken() {
     let stub = Stub::start("web", "127.0.0.1:0").await;

@@ -19,7 +19,8 @@
 //!
 //! Around the loop, what pingora's listener did is done here, once per connection
 //! ([`connection`]): `server.connection_limits` is asked before anything else, `TCP_NODELAY`
-//! is set, the peer address is recorded for the request path, a TLS listener's handshake
+//! is set on TLS connections (plaintext ones get it before their second write: [`plain`]),
+//! the peer address is recorded for the request path, a TLS listener's handshake
 //! runs within `client_timeouts.request_head` (pingora's listener allows a fixed 60 s), and the
 //! proxy app then serves the connection.
 //!

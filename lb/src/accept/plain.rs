@@ -69,7 +69,8 @@ impl PlainStream {
 }
 
 /// Turn `TCP_NODELAY` on for `stream` if it is a [`PlainStream`] without it (others have it
-/// from accept): before a connection's second write.
+/// from accept): before a connection's second write. Call it before the stream is wrapped
+/// for pingora's engine (`downstream::write_deadline`): a wrapped stream is not looked into.
 pub(crate) fn no_delay(stream: &Stream) {
     if let Some(plain) = stream.as_any().downcast_ref::<PlainStream>() {
         plain.set_no_delay();

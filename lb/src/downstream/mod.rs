@@ -66,10 +66,20 @@ impl EdgeApp {
             return Some(false);
         }
         let mut buf = [0u8; H2_PREFACE.len()];
-        match stream.try_peek(&mut buf).await {
-            Ok(peeked) => Some(peeked && buf == H2_PREFACE),
-            Err(e) => {
+        // The peek waits for as many bytes as the preface has: a client that sends fewer is
+        // held to `request_head`, as if it were reading a head.
+        let limit = self.state.client_limits().request_head_timeout;
+        match tokio::time::timeout(limit, stream.try_peek(&mut buf)).await {
+            Ok(Ok(peeked)) => Some(peeked && buf == H2_PREFACE),
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "read error while peeking for the h2c preface");
+                None
+            }
+            Err(_) => {
+                client_errors::count(Reason::HeadTimeout);
+                tracing::debug!(
+                    "no 24 bytes within request_head while peeking for the h2c preface"
+                );
                 None
             }
         }

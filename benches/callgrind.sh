@@ -6,6 +6,8 @@
 #
 #   benches/callgrind.sh [UPSTREAM_YAML]     e.g. benches/callgrind.sh '    selection: least_requests'
 #   SERVER_YAML='  fast_path: false' benches/callgrind.sh
+#   OHA_EXTRA=--disable-keepalive benches/callgrind.sh      a new connection per request
+#   LB_BIN=/tmp/lb-before benches/callgrind.sh               another lb binary
 #
 # UPSTREAM_YAML: more lines of the `api` upstream (4-space indent). SERVER_YAML: more lines
 # of `server` (2-space indent). Needs dist/bin (deploy/build.sh),
@@ -14,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRA="${1:-}"
 SERVER_EXTRA="${SERVER_YAML:-}"
+LB_BIN="${LB_BIN:-dist/bin/lb}"
+OHA_EXTRA="${OHA_EXTRA:-}"
 OHA=$(command -v oha || echo ~/.cargo/bin/oha)
 
 run() {
@@ -41,10 +45,10 @@ upstreams:
     discovery: { static: ["127.0.0.1:19001", "127.0.0.1:19002", "127.0.0.1:19003"] }
 $EXTRA
 YAML
-  valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" dist/bin/lb -c "$d/lb.yaml" >"$d/lb.log" 2>&1 &
+  valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" "$LB_BIN" -c "$d/lb.yaml" >"$d/lb.log" 2>&1 &
   local vg=$!
   for _ in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:19080/api/hello && break; sleep 0.2; done
-  "$OHA" -n "$n" -c 4 --no-tui http://127.0.0.1:19080/api/hello >"$d/oha.txt" 2>&1
+  "$OHA" -n "$n" -c 4 --no-tui $OHA_EXTRA http://127.0.0.1:19080/api/hello >"$d/oha.txt" 2>&1
   grep -q "Success rate:.*100.00%" "$d/oha.txt" || { echo "oha: not every request succeeded ($d)" >&2; exit 1; }
   kill -TERM $vg; wait $vg || true
   kill $(cat "$d/pids") 2>/dev/null || true

@@ -25,13 +25,13 @@
 //!   (`proxy::direct`) through the same stages; `errors` are the lb's own JSON answers.
 //!   Edge protection: `client_ip` (the client behind `trusted_proxies`), `rate_limit`
 //!   (per-route limits per client, checked in `request`), `connection_limits` (concurrent
-//!   connections, refused at accept time; wraps the proxy app in `server`).
+//!   connections, refused at accept time; each connection's task holds its place).
 //! - **Operations**: `admin` (`/ready`, `/health`, `/metrics`, `/status`, `POST /reload`),
 //!   `admin_auth` (its bearer token; the token is read by `config::admin_token`),
 //!   `reload` (hot reload: check, reuse unchanged pools, warm up new ones, swap; `--watch`),
 //!   `metrics` (private Prometheus registry), `observe` (per-pool history) and `status`
 //!   (the `/status` JSON), [`admin_client`] (`lb healthcheck`, `lb reload`), `signals`
-//!   (SIGHUP reloads), `listeners` (the bound addresses, `:0` included).
+//!   (SIGHUP reloads).
 //! - **Plumbing**: [`quiet_log`] (pingora's per-connection TLS handshake and request-head
 //!   errors: counted, not logged), `client_errors` (what clients get wrong, counted),
 //!   `log_throttle` (repeated WARN/ERROR lines: one per window, then a "suppressed N"
@@ -67,7 +67,6 @@ mod errors;
 mod health;
 mod json_line;
 mod line_buffer;
-mod listeners;
 mod log_throttle;
 mod metrics;
 mod observe;

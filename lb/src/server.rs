@@ -143,10 +143,6 @@ pub fn run(loaded: LoadedConfig, opts: RunOptions) -> anyhow::Result<()> {
         "acme",
         crate::acme::AcmeService::new(state.clone()),
     ));
-    server.add_service(background_service(
-        "listen report",
-        crate::listeners::ListenReport::new(state.clone()),
-    ));
     if opts.watch {
         server.add_service(background_service(
             "config watch",

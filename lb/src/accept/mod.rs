@@ -123,6 +123,29 @@ impl<A> AcceptService<A> {
         }
     }
 
+    /// Log and record the address each endpoint got (`listen: ["127.0.0.1:0"]` gets a port
+    /// from the kernel): `proxy listening on ADDR` (plaintext) or `tls listening on ADDR`, in
+    /// configuration order, shown in `/status` under `listening`.
+    fn report(&self, bound: &[sockets::Bound]) {
+        let mut plain = Vec::new();
+        let mut tls = Vec::new();
+        for (endpoint, b) in self.endpoints.iter().zip(bound) {
+            let Some(addr) = b.sockets.first().and_then(|(_, s)| s.local_addr().ok()) else {
+                tracing::warn!(address = %endpoint.addr, "cannot read the bound address back");
+                continue;
+            };
+            if endpoint.tls.is_some() {
+                tracing::info!(%addr, "tls listening on {addr}");
+                tls.push(addr);
+            } else {
+                tracing::info!(%addr, "proxy listening on {addr}");
+                plain.push(addr);
+            }
+        }
+        self.state.set_listening(plain);
+        self.state.set_tls_listening(tls);
+    }
+
     /// Sockets per address: one per thread, within what an upgrade can hand over
     /// ([`sockets::HANDED_OVER_MAX`] for all addresses together).
     fn sockets_per_address(&self) -> usize {
@@ -167,6 +190,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service for AcceptService<A> {
                 sockets::record(table, b);
             }
         }
+        self.report(&bound);
         let mut handles = if self.per_thread {
             threads::each_thread(self.threads, self.work_stealing).await
         } else {

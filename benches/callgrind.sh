@@ -58,8 +58,9 @@ YAML
   grep -q "Success rate:.*100.00%" "$d/oha.txt" || { echo "oha: not every request succeeded ($d)" >&2; exit 1; }
   kill -TERM $vg; wait $vg || true
   kill $(cat "$d/pids") 2>/dev/null || true
-  # Less the startup report of the bound ports, which parses /proc/net/tcp: its cost grows
-  # with the sockets in TIME_WAIT (thousands after a new-connection run), not with requests.
+  # Less the startup report of the bound ports in builds before bf16a83, which parsed
+  # /proc/net/tcp: its cost grew with the sockets in TIME_WAIT (thousands after a
+  # new-connection run), not with requests. Later builds have no such function (0).
   local total report
   total=$(awk '/^(summary|totals):/ {print $2; exit}' "$d/cg.out")
   report=$(callgrind_annotate --inclusive=yes --threshold=100 "$d/cg.out" 2>/dev/null \

@@ -175,6 +175,15 @@ impl RequestCtx {
             .map_or(0, |s| s.config.server.upstream_keepalive_pool_size)
     }
 
+    /// How long each write of the answer may wait for the client
+    /// (`server.client_timeouts.response_write`) under this request's snapshot.
+    pub(crate) fn response_write_timeout(&self) -> std::time::Duration {
+        self.snapshot.as_ref().map_or_else(
+            || crate::config::ClientLimits::default().response_write_timeout,
+            |s| s.config.server.client.response_write_timeout,
+        )
+    }
+
     /// Whether the retry budget of this request's pool allows another try.
     pub(crate) fn retry_allowed(&self) -> bool {
         let retries = self.pool().map_or(0, |p| p.spec.retries);

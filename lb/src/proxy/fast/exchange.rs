@@ -130,7 +130,7 @@ async fn try_backend(
     buf.advance(parsed.head_len);
     let waits = Waits {
         read: pool.spec.timeouts.read,
-        write: state.client_limits().response_write_timeout,
+        write: ctx.response_write_timeout(),
     };
     let reusable = body(client, &mut upstream, buf, &parsed, out, waits, progress)
         .await
@@ -205,9 +205,14 @@ async fn exchange_head(
         )
         .into_up());
     }
-    write(&mut stream, &prepared.upstream_head, timeouts.write)
-        .await
-        .map_err(|e| e.into_up())?;
+    write(
+        &mut stream,
+        &prepared.upstream_head,
+        timeouts.write,
+        "writing the request head",
+    )
+    .await
+    .map_err(|e| e.into_up())?;
     let went_down = async {
         match went_down {
             Some(n) => n.await,
@@ -388,30 +393,27 @@ async fn read_body(upstream: &mut Stream, buf: &mut BytesMut, limit: Duration) -
 
 /// Write to the client within `limit`: its failure, or a client that stops reading, is the
 /// client's.
-async fn write_client(client: &mut Stream, bytes: &[u8], limit: Duration) -> Result<()> {
-    let sent = async {
-        client.write_all(bytes).await?;
-        client.flush().await
-    };
-    match tokio::time::timeout(limit, sent).await {
-        Err(_) => Error::e_explain(ErrorType::WriteTimedout, "writing the response")
-            .map_err(|e: Box<Error>| e.into_down()),
-        Ok(Err(e)) => {
-            Err(Error::because(ErrorType::WriteError, "writing the response", e).into_down())
-        }
-        Ok(Ok(())) => Ok(()),
-    }
+pub(super) async fn write_client(client: &mut Stream, bytes: &[u8], limit: Duration) -> Result<()> {
+    write(client, bytes, limit, "writing the response")
+        .await
+        .map_err(|e| e.into_down())
 }
 
-/// Write the whole request head to the backend within `limit`.
-async fn write(stream: &mut Stream, bytes: &[u8], limit: Duration) -> Result<()> {
+/// Write all of `bytes` within `limit` (`what`: the error's context; the caller says whose
+/// side failed).
+async fn write(
+    stream: &mut Stream,
+    bytes: &[u8],
+    limit: Duration,
+    what: &'static str,
+) -> Result<()> {
     let sent = async {
         stream.write_all(bytes).await?;
         stream.flush().await
     };
     match tokio::time::timeout(limit, sent).await {
-        Err(_) => Error::e_explain(ErrorType::WriteTimedout, "writing the request head"),
-        Ok(Err(e)) => Error::e_because(ErrorType::WriteError, "writing the request head", e),
+        Err(_) => Error::e_explain(ErrorType::WriteTimedout, what),
+        Ok(Err(e)) => Error::e_because(ErrorType::WriteError, what, e),
         Ok(Ok(())) => Ok(()),
     }
 }

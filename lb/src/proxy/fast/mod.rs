@@ -29,7 +29,6 @@ use std::net::IpAddr;
 
 use bytes::{Buf, BytesMut};
 use pingora::protocols::Stream;
-use tokio::io::AsyncWriteExt;
 
 use super::access_log::{self, Exchange, Spoken};
 use super::ctx::RequestCtx;
@@ -63,7 +62,6 @@ pub(crate) async fn serve(
     link: &Link<'_>,
 ) -> Served {
     let snapshot = state.snapshot();
-    let write_limit = snapshot.config.server.client.response_write_timeout;
     let tls = link.tls_version.is_some();
     let Some(prepared) = request_head::prepare(&buf, link.peer, tls, &snapshot) else {
         return Served::Engine(buf);
@@ -100,11 +98,8 @@ pub(crate) async fn serve(
                 // it gets the lb's answer.
                 if let Some(err) = LbError::from_proxy_error(e) {
                     let answer = errors::raw_response(err, &ctx.request_id, prepared.is_head);
-                    let sent = async {
-                        stream.write_all(&answer).await?;
-                        stream.flush().await
-                    };
-                    if let Ok(Ok(())) = tokio::time::timeout(write_limit, sent).await {
+                    let limit = ctx.response_write_timeout();
+                    if exchange::write_client(stream, &answer, limit).await.is_ok() {
                         progress.status = err.status();
                     }
                 }

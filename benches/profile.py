@@ -70,6 +70,11 @@ def parse_args(argv):
     p.add_argument("--site", default=str(run.REPO / "frontend" / "site"))
     p.add_argument("--top", type=int, default=25, help="symbols to list (default 25)")
     p.add_argument("--no-record", action="store_true", help="skip perf record")
+    p.add_argument("--call-graph", default="fp", metavar="MODE",
+                   help="perf record's --call-graph: fp (default) or dwarf (callers through Rust "
+                        "frames without frame pointers; large data, use with --seconds 2)")
+    p.add_argument("--keep-perf-data", metavar="PATH",
+                   help="copy perf record's data here, for `perf report -i PATH` by caller")
     args = p.parse_args(argv)
     if not 1 <= args.seconds <= 120:
         p.error("--seconds must be within 1..120")
@@ -92,9 +97,9 @@ def perf_stat(pids, seconds):
     return counts
 
 
-def perf_record(pids, seconds, out):
+def perf_record(pids, seconds, out, call_graph="fp"):
     subprocess.run(
-        ["perf", "record", "-e", "cpu-clock", "-F", "1999", "-g", "-o", out,
+        ["perf", "record", "-e", "cpu-clock", "-F", "1999", "--call-graph", call_graph, "-o", out,
          "-p", ",".join(map(str, pids)), "--", "sleep", str(seconds)],
         capture_output=True, timeout=seconds + 60, check=True,
     )
@@ -185,13 +190,16 @@ def main(argv):
               f"page faults {per_req.get('page-faults', 0):.3f}")
 
         if not args.no_record:
-            rows, res = load_during(lambda: perf_record(pids, args.seconds, str(tmp / "perf.data")))
+            rows, res = load_during(lambda: perf_record(pids, args.seconds, str(tmp / "perf.data"), args.call_graph))
             print(f"perf record ({res['rps']:,.0f} rps under the profiler): share of samples by component")
             for name, pct in split(rows):
                 print(f"  {pct:5.1f}%  {name}")
             print(f"top {args.top} symbols:")
             for pct, sym in rows[: args.top]:
                 print(f"  {pct:5.1f}%  {sym[:150]}")
+            if args.keep_perf_data:
+                shutil.copy(tmp / "perf.data", args.keep_perf_data)
+                print(f"perf data kept in {args.keep_perf_data}")
     finally:
         stop_all(stack.servers)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -13,6 +13,7 @@
 //! and a proxy's connection carries many clients' requests. Peers in
 //! `server.trusted_proxies` are therefore held to the total only.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,10 +84,23 @@ impl Connections {
         let mut t = self.lock();
         let refusal = if t.open >= limits.total {
             Some(Refusal::Total)
-        } else if !exempt && t.per_ip.get(&key).copied().unwrap_or(0) >= limits.per_ip {
-            Some(Refusal::PerIp)
         } else {
-            None
+            // One hash of the key per connection here and one at its close (this runs for
+            // every accepted connection, under a lock both threads take).
+            match t.per_ip.entry(key) {
+                Entry::Occupied(count) if !exempt && *count.get() >= limits.per_ip => {
+                    Some(Refusal::PerIp)
+                }
+                Entry::Occupied(mut count) => {
+                    *count.get_mut() += 1;
+                    None
+                }
+                Entry::Vacant(_) if !exempt && limits.per_ip == 0 => Some(Refusal::PerIp),
+                Entry::Vacant(slot) => {
+                    slot.insert(1);
+                    None
+                }
+            }
         };
         if let Some(r) = refusal {
             drop(t);
@@ -94,7 +108,6 @@ impl Connections {
             return Err(r);
         }
         t.open += 1;
-        *t.per_ip.entry(key).or_insert(0) += 1;
         Ok(Guard {
             conns: self.clone(),
             key,
@@ -116,10 +129,10 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let mut t = self.conns.lock();
         t.open = t.open.saturating_sub(1);
-        if let Some(count) = t.per_ip.get_mut(&self.key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                t.per_ip.remove(&self.key);
+        if let Entry::Occupied(mut count) = t.per_ip.entry(self.key) {
+            *count.get_mut() = count.get().saturating_sub(1);
+            if *count.get() == 0 {
+                count.remove();
             }
         }
     }

@@ -83,9 +83,18 @@ impl Admission {
         if first {
             if let Some(lb) = self.lb.get().and_then(Weak::upgrade) {
                 lb.backends().set_enable(backend, true);
+                self.table.mirror(backend, lb.backends());
             }
         }
         self.table.check_passed(backend, first);
+    }
+
+    /// A check flipped `backend`'s health: copy pingora's readiness now, not at the end of
+    /// the round, so the request path's first look stops (or starts) choosing it at once.
+    fn health_changed(&self, backend: &Backend) {
+        if let Some(lb) = self.lb.get().and_then(Weak::upgrade) {
+            self.table.mirror(backend, lb.backends());
+        }
     }
 }
 
@@ -166,6 +175,10 @@ impl HealthCheck for GatedHttpCheck {
             self.observer.record_check(*addr, error);
         }
         result
+    }
+
+    async fn health_status_change(&self, target: &Backend, _healthy: bool) {
+        self.admission.health_changed(target);
     }
 
     fn backend_summary(&self, target: &Backend) -> String {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use pingora::lb::{Backend, Extensions};
+use pingora::lb::{Backend, Backends, Extensions};
 use pingora::protocols::l4::socket::SocketAddr as PSocketAddr;
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::Notify;
@@ -65,6 +65,10 @@ pub(crate) struct BackendState {
     pub(super) removed: AtomicBool,
     /// Ready at the last health-check round (to see it go down).
     was_ready: AtomicBool,
+    /// Pingora's readiness of this backend (member, enabled, healthy), copied each time it
+    /// can change ([`BackendTable::mirror`]), for the request path's first look. False
+    /// until the first copy: a backend is never taken for ready before pingora says so.
+    ready: AtomicBool,
     /// Seen by [`BackendTable::membership`] (a backend new to it may ramp up).
     member: AtomicBool,
 }
@@ -84,8 +88,15 @@ impl BackendState {
             downs: AtomicU64::new(0),
             removed: AtomicBool::new(false),
             was_ready: AtomicBool::new(true),
+            ready: AtomicBool::new(false),
             member: AtomicBool::new(false),
         }
+    }
+
+    /// Pingora's readiness as last copied ([`BackendTable::mirror`]).
+    #[inline]
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 
     /// The state discovery attached to `backend`, if any.
@@ -204,6 +215,8 @@ pub(crate) struct BackendTable {
     /// not among them is new, and ramps up even while this pool warms up.
     earlier: Mutex<Option<std::collections::HashSet<SocketAddr>>>,
     pub(super) metrics: OutlierMetrics,
+    /// Held while a readiness is read from pingora and copied ([`BackendTable::mirror`]).
+    mirroring: Mutex<()>,
 }
 
 impl BackendTable {
@@ -220,6 +233,7 @@ impl BackendTable {
             warmed: AtomicBool::new(false),
             earlier: Mutex::new(None),
             metrics,
+            mirroring: Mutex::new(()),
         }
     }
 
@@ -254,6 +268,7 @@ impl BackendTable {
                 // after this (see `try_failed`), and only one side frees its slot.
                 let _rec = lock(&state.outlier);
                 state.removed.store(true, Ordering::Relaxed);
+                state.ready.store(false, Ordering::Release);
                 if state.ejected.swap(false, Ordering::AcqRel) {
                     self.ejected_now.fetch_sub(1, Ordering::AcqRel);
                     self.metrics.ejected.dec();
@@ -309,6 +324,30 @@ impl BackendTable {
         if state.is_ejected() {
             self.return_if_due(state);
         }
+    }
+
+    /// Copy pingora's readiness of `backend`'s address into its state, for the request
+    /// path's first look (`crate::pool::Pool::select`), and return it. Called wherever it
+    /// can change: after each discovery update and health-check round, on each health flip
+    /// and on admission. Read and stored under one lock, so that of two copies racing
+    /// (discovery's and a health check's), the later store holds the later reading.
+    /// One address listed twice (two weights: two pingora identities, one state) is ready
+    /// only if both are.
+    pub(crate) fn mirror(&self, backend: &Backend, backends: &Backends) -> bool {
+        let Some(state) = BackendState::of(backend) else {
+            return false;
+        };
+        let _copying = lock(&self.mirroring);
+        let members = backends.get_backend();
+        let mut listed = false;
+        let mut ready = true;
+        for b in members.iter().filter(|b| b.addr == backend.addr) {
+            listed = true;
+            ready &= backends.ready(b);
+        }
+        let ready = listed && ready;
+        state.ready.store(ready, Ordering::Release);
+        ready
     }
 
     /// After a health-check round: a backend that was ready and is not any more is down;

@@ -19,4 +19,4 @@ pub(crate) mod sticky;
 
 pub(crate) use backend_state::{BackendState, BackendTable, InFlight, OutlierMetrics};
 pub(crate) use hash_key::request_key;
-pub(crate) use selector::Selector;
+pub(crate) use selector::{Published, Selector, SelectorConfig};

@@ -9,7 +9,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use super::ctx::RequestCtx;
-use crate::balance::{self, sticky, BackendState};
+use crate::balance::{self, sticky};
 use crate::config::Selection;
 use crate::errors::LbError;
 use service_kit::request_id;
@@ -54,14 +54,11 @@ pub(crate) async fn choose(ctx: &mut RequestCtx, key: Option<&[u8]>) -> Result<S
             .await
             .ok_or_else(|| LbError::NoHealthyBackend.into_error("no healthy backend"))?,
     };
-    let addr = *backend
-        .addr
-        .as_inet()
-        .ok_or_else(|| Error::explain(ErrorType::InternalError, "non-inet backend"))?;
+    let addr = backend.addr;
     if ctx.metrics_on() {
         pool.count_try(&addr);
     }
-    ctx.record_try(addr, BackendState::of(&backend).cloned());
+    ctx.record_try(addr, backend.state);
     Ok(addr)
 }
 

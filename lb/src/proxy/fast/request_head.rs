@@ -181,8 +181,8 @@ pub(crate) fn prepare(
         _ => request_id::generate(),
     };
     if let Some(ip) = peer {
-        use std::io::Write;
-        let _ = write!(xff, "{ip}");
+        // (not `write!`: std's formatting machinery costs more than the rest of the line)
+        crate::json_line::push_ip(&mut xff, ip);
         push_line(&mut out, b"x-forwarded-for", &xff);
     } else if forwarded_for > 0 {
         // No peer address to add (not an IP socket): keep what the client sent, joined.

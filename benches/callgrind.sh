@@ -9,11 +9,15 @@
 #   OHA_EXTRA=--disable-keepalive benches/callgrind.sh      a new connection per request
 #   LB_BIN=/tmp/lb-before benches/callgrind.sh               another lb binary
 #   CALLGRIND_ARGS='--toggle-collect=*accept::connection::serve*' ...  count inside connections only
+#   KEEP_OUT=/tmp/cg benches/callgrind.sh      keep both runs' callgrind.out files (for callgrind_annotate)
 #
-# Not repeatable to a few %: time-driven work (the access log's flush, timers, idle sweeps)
-# lands in the counted window differently each run. Keep-alive: ten runs of one build spanned
-# 82,400-85,500 (lb/README.md); a new connection per request: two runs of one build gave 59,503
-# and 72,266. Compare builds over several runs each, never one against one.
+# Each run checks that every backend answers before the lb starts and that the lb made one
+# try per request. Before that check a backend still holding its port from the previous
+# run could leave connect failures, retries and ejections in the count: the same binaries
+# then gave about 80,000 instructions per request where a clean run gives 26,000 (keep-alive)
+# and 38,000 (a new connection per request). Clean runs of one build agree within about
+# 1 % (keep-alive 26,240 and 25,897; new connections 37,752 and 38,030). Compare builds over
+# two runs each, never one against one.
 #
 # UPSTREAM_YAML: more lines of the `api` upstream (4-space indent). SERVER_YAML: more lines
 # of `server` (2-space indent). Needs dist/bin (deploy/build.sh),
@@ -32,6 +36,13 @@ run() {
   for p in 19001 19002 19003; do
     BACKEND_LISTEN=127.0.0.1:$p RUST_LOG=warn dist/bin/backend >/dev/null 2>&1 &
     echo $! >>"$d/pids"
+  done
+  # Every backend answers before the lb starts: a backend that could not bind (its port
+  # still held by the last run's) would make the count one of connect failures and retries.
+  for p in 19001 19002 19003; do
+    local up=0
+    for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$p/api/hello" && { up=1; break; }; sleep 0.1; done
+    [ $up = 1 ] || { echo "backend on port $p does not answer" >&2; exit 1; }
   done
   cat >"$d/lb.yaml" <<YAML
 version: 1
@@ -56,8 +67,16 @@ YAML
   for _ in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:19080/api/hello && break; sleep 0.2; done
   "$OHA" -n "$n" -c 4 --no-tui $OHA_EXTRA http://127.0.0.1:19080/api/hello >"$d/oha.txt" 2>&1
   grep -q "Success rate:.*100.00%" "$d/oha.txt" || { echo "oha: not every request succeeded ($d)" >&2; exit 1; }
+  # One try per request (the readiness probe's included), or the count is not of the
+  # path it claims to measure.
+  local tries
+  tries=$(curl -s http://127.0.0.1:19081/metrics | awk '/^lb_upstream_tries_total/ {print $2}')
+  if [ -n "$tries" ] && [ "$tries" != $((n + 1)) ]; then
+    echo "the lb made $tries tries for $((n + 1)) requests ($d)" >&2; exit 1
+  fi
   kill -TERM $vg; wait $vg || true
-  kill $(cat "$d/pids") 2>/dev/null || true
+  local pid
+  for pid in $(cat "$d/pids"); do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   # Less the startup report of the bound ports in builds before bf16a83, which parsed
   # /proc/net/tcp: its cost grew with the sockets in TIME_WAIT (thousands after a
   # new-connection run), not with requests. Later builds have no such function (0).
@@ -66,6 +85,7 @@ YAML
   report=$(callgrind_annotate --inclusive=yes --threshold=100 "$d/cg.out" 2>/dev/null \
     | awk '/ListenReport as pingora_core::services::background::BackgroundService>::start/ {gsub(",", "", $1); print $1; exit}')
   echo $(( total - ${report:-0} ))
+  if [ -n "${KEEP_OUT:-}" ]; then mkdir -p "$KEEP_OUT" && cp "$d/cg.out" "$KEEP_OUT/callgrind.out.$n"; fi
   rm -rf "$d"
 }
 

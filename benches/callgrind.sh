@@ -10,6 +10,8 @@
 #   LB_BIN=/tmp/lb-before benches/callgrind.sh               another lb binary
 #   CALLGRIND_ARGS='--toggle-collect=*accept::connection::serve*' ...  count inside connections only
 #   KEEP_OUT=/tmp/cg benches/callgrind.sh      keep both runs' callgrind.out files (for callgrind_annotate)
+#   TARGET=nginx benches/callgrind.sh          nginx instead, the bench's config (benchlib/configs.py)
+#                                              in one process (user space only, as for the lb)
 #
 # Each run checks that every backend answers before the lb starts and that the lb made one
 # try per request. Before that check a backend still holding its port from the previous
@@ -27,6 +29,8 @@ cd "$(dirname "$0")/.."
 EXTRA="${1:-}"
 SERVER_EXTRA="${SERVER_YAML:-}"
 LB_BIN="${LB_BIN:-dist/bin/lb}"
+TARGET="${TARGET:-lb}"
+NGINX="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
 OHA_EXTRA="${OHA_EXTRA:-}"
 OHA=$(command -v oha || echo ~/.cargo/bin/oha)
 
@@ -62,7 +66,20 @@ upstreams:
     discovery: { static: ["127.0.0.1:19001", "127.0.0.1:19002", "127.0.0.1:19003"] }
 $EXTRA
 YAML
-  valgrind --tool=callgrind ${CALLGRIND_ARGS:-} --callgrind-out-file="$d/cg.out" "$LB_BIN" -c "$d/lb.yaml" >"$d/lb.log" 2>&1 &
+  if [ "$TARGET" = nginx ]; then
+    # The bench's nginx config (benchlib/configs.py), one process: no master, no daemon.
+    mkdir -p "$d/client_body" "$d/proxy"
+    { echo "master_process off; daemon off;"
+      python3 -c 'import sys; sys.path.insert(0, "benches"); from benchlib import configs
+print(configs.nginx_proxy_conf(tmp=sys.argv[1], listen="127.0.0.1:19080", threads=1,
+      backends=["127.0.0.1:19001", "127.0.0.1:19002", "127.0.0.1:19003"],
+      frontend="127.0.0.1:19003", access_log=True))' "$d"
+    } >"$d/nginx.conf"
+    valgrind --tool=callgrind ${CALLGRIND_ARGS:-} --callgrind-out-file="$d/cg.out" \
+      "$NGINX" -p "$d" -c "$d/nginx.conf" >"$d/lb.log" 2>&1 &
+  else
+    valgrind --tool=callgrind ${CALLGRIND_ARGS:-} --callgrind-out-file="$d/cg.out" "$LB_BIN" -c "$d/lb.yaml" >"$d/lb.log" 2>&1 &
+  fi
   local vg=$!
   for _ in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:19080/api/hello && break; sleep 0.2; done
   "$OHA" -n "$n" -c 4 --no-tui $OHA_EXTRA http://127.0.0.1:19080/api/hello >"$d/oha.txt" 2>&1
@@ -73,6 +90,9 @@ YAML
   tries=$(curl -s http://127.0.0.1:19081/metrics | awk '/^lb_upstream_tries_total/ {print $2}')
   if [ -n "$tries" ] && [ "$tries" != $((n + 1)) ]; then
     echo "the lb made $tries tries for $((n + 1)) requests ($d)" >&2; exit 1
+  fi
+  if [ "$TARGET" = nginx ] && grep -q "upstream" "$d/error.log" 2>/dev/null; then
+    echo "nginx logged upstream errors ($d/error.log)" >&2; exit 1
   fi
   kill -TERM $vg; wait $vg || true
   local pid

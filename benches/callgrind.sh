@@ -13,18 +13,21 @@
 #   TARGET=nginx benches/callgrind.sh          nginx instead, the bench's config (benchlib/configs.py)
 #                                              in one process (user space only, as for the lb)
 #
-# Each run checks that every backend answers before the lb starts and that the lb made one
-# try per request. Before that check a backend still holding its port from the previous
-# run could leave connect failures, retries and ejections in the count: the same binaries
-# then gave about 80,000 instructions per request where a clean run gives 26,000 (keep-alive)
-# and 38,000 (a new connection per request). Clean runs of one build agree within about
-# 1 % (keep-alive 26,240 and 25,897; new connections 37,752 and 38,030). Compare builds over
-# two runs each, never one against one.
+# Each run checks that nothing listens on its ports before it starts, that every backend
+# answers before the proxy starts and, for the lb with metrics on, that it made one try per
+# request (nginx: no upstream errors in its error.log). Before those checks a backend still
+# holding its port from the previous run could leave connect failures, retries and ejections
+# in the count: the lb of adebe47 then gave about 80,000 instructions per request where a
+# clean run gives 26,000 (keep-alive) and 38,000 (a new connection per request). Clean runs
+# of one build agree within about 1 % (adebe47: keep-alive 26,240 and 25,897, new connections
+# 37,752 and 38,030; 1388102: 23,215 and 23,282, 27,712 and 27,818). Compare builds over two
+# runs each, never one against one.
 #
 # UPSTREAM_YAML: more lines of the `api` upstream (4-space indent). SERVER_YAML: more lines
 # of `server` (2-space indent). Needs dist/bin (deploy/build.sh),
 # valgrind and oha. Uses loopback ports 19001-19003, 19080 and 19081.
 set -euo pipefail
+shopt -s inherit_errexit # `run` runs inside $(...), where bash would otherwise drop -e
 cd "$(dirname "$0")/.."
 EXTRA="${1:-}"
 SERVER_EXTRA="${SERVER_YAML:-}"
@@ -35,8 +38,15 @@ OHA_EXTRA="${OHA_EXTRA:-}"
 OHA=$(command -v oha || echo ~/.cargo/bin/oha)
 
 run() {
-  local n=$1 d
+  local n=$1 d vg=
   d=$(mktemp -d)
+  # Nothing may listen on the ports yet (a leftover backend would pass the check below,
+  # and a leftover nginx would share its port with the new one).
+  for p in 19001 19002 19003 19080 19081; do
+    if curl -s -o /dev/null "http://127.0.0.1:$p/"; then echo "port $p is in use" >&2; exit 1; fi
+  done
+  # Whatever this run started stops with it, also when a check below fails.
+  trap 'kill $(cat "$d/pids" 2>/dev/null) ${vg:-} 2>/dev/null || true' EXIT
   for p in 19001 19002 19003; do
     BACKEND_LISTEN=127.0.0.1:$p RUST_LOG=warn dist/bin/backend >/dev/null 2>&1 &
     echo $! >>"$d/pids"
@@ -80,16 +90,20 @@ print(configs.nginx_proxy_conf(tmp=sys.argv[1], listen="127.0.0.1:19080", thread
   else
     valgrind --tool=callgrind ${CALLGRIND_ARGS:-} --callgrind-out-file="$d/cg.out" "$LB_BIN" -c "$d/lb.yaml" >"$d/lb.log" 2>&1 &
   fi
-  local vg=$!
-  for _ in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:19080/api/hello && break; sleep 0.2; done
+  vg=$!
+  for _ in $(seq 1 300); do curl -sf -o /dev/null http://127.0.0.1:19080/api/hello && break; sleep 0.2; done
   "$OHA" -n "$n" -c 4 --no-tui $OHA_EXTRA http://127.0.0.1:19080/api/hello >"$d/oha.txt" 2>&1
   grep -q "Success rate:.*100.00%" "$d/oha.txt" || { echo "oha: not every request succeeded ($d)" >&2; exit 1; }
   # One try per request (the readiness probe's included), or the count is not of the
   # path it claims to measure.
   local tries
-  tries=$(curl -s http://127.0.0.1:19081/metrics | awk '/^lb_upstream_tries_total/ {print $2}')
-  if [ -n "$tries" ] && [ "$tries" != $((n + 1)) ]; then
-    echo "the lb made $tries tries for $((n + 1)) requests ($d)" >&2; exit 1
+  if [ "$TARGET" = lb ]; then
+    tries=$(curl -s http://127.0.0.1:19081/metrics | awk '/^lb_upstream_tries_total/ {print $2}' || true)
+    if [ -z "$tries" ] || [ "$tries" = 0 ]; then
+      echo "tries not checked (server.metrics off, or /metrics unreadable)" >&2
+    elif [ "$tries" != $((n + 1)) ]; then
+      echo "the lb made $tries tries for $((n + 1)) requests ($d)" >&2; exit 1
+    fi
   fi
   if [ "$TARGET" = nginx ] && grep -q "upstream" "$d/error.log" 2>/dev/null; then
     echo "nginx logged upstream errors ($d/error.log)" >&2; exit 1
@@ -102,6 +116,7 @@ print(configs.nginx_proxy_conf(tmp=sys.argv[1], listen="127.0.0.1:19080", thread
   # new-connection run), not with requests. Later builds have no such function (0).
   local total report
   total=$(awk '/^(summary|totals):/ {print $2; exit}' "$d/cg.out")
+  [ -n "$total" ] || { echo "no callgrind output ($d)" >&2; exit 1; }
   report=$(callgrind_annotate --inclusive=yes --threshold=100 "$d/cg.out" 2>/dev/null \
     | awk '/ListenReport as pingora_core::services::background::BackgroundService>::start/ {gsub(",", "", $1); print $1; exit}')
   echo $(( total - ${report:-0} ))

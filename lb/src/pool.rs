@@ -212,11 +212,11 @@ impl Pool {
     /// makes it, without its cost in the common case where the first candidate is taken:
     /// per candidate `select_with` SipHashes the backend twice (its readiness map, its
     /// repeat filter), fills a `HashSet` and clones the chosen `Backend` with its
-    /// extensions, about a sixth of the lb's user-space instructions per request
-    /// (callgrind, `benches/README.md`). The first candidate's readiness is pingora's as
-    /// copied into its state wherever it changes (`BackendTable::mirror`); when the copy
-    /// says not ready, and for every later candidate, pingora is asked. `None`: pingora has
-    /// not built a selector yet (then `select_with` makes the pass).
+    /// extensions (with a smaller change, 11 % of the lb's user-space instructions per
+    /// keep-alive request: callgrind, `benches/README.md`). The first candidate's readiness
+    /// is pingora's as copied into its state wherever it changes (`BackendTable::mirror`);
+    /// when the copy says not ready, and for every later candidate, pingora is asked.
+    /// `None`: pingora has not built a selector yet (then `select_with` makes the pass).
     fn first_pass(&self, tried: &[SocketAddr], key: &[u8], ramp: bool) -> Option<Option<Chosen>> {
         let published = self.published.load();
         let selector = published.as_ref()?;

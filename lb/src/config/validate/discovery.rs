@@ -82,11 +82,25 @@ pub(super) fn discovery(errs: &mut Errors, path: &str, raw: &RawDiscovery) -> Di
                     "empty pool: list at least one IP:port",
                 );
             }
-            let backends = list
+            let backends: Vec<StaticBackend> = list
                 .iter()
                 .enumerate()
                 .filter_map(|(i, v)| static_backend(errs, &format!("{path}.static[{i}]"), v))
                 .collect();
+            // One address is one backend: listed twice (with two weights, say) it would be
+            // two backends to pingora sharing one in-flight count, outlier record and
+            // readiness copy in the lb.
+            for (i, b) in backends.iter().enumerate() {
+                if backends[..i].iter().any(|earlier| earlier.addr == b.addr) {
+                    errs.push(
+                        format!("{path}.static"),
+                        format!(
+                            "{} is listed twice: list each address once, with its weight",
+                            b.addr
+                        ),
+                    );
+                }
+            }
             DiscoverySpec::Static { backends }
         }
         (Some(_), Some(_)) => {
@@ -199,6 +213,25 @@ mod tests {
             interval,
             resolver: None,
         }
+    }
+
+    #[test]
+    fn an_address_listed_twice_is_refused() {
+        assert_eq!(
+            errors(
+                "static: [\"10.0.0.1:80\", { addr: \"10.0.0.1:80\", weight: 2 }, \"10.0.0.2:80\"]"
+            ),
+            vec!["d.static: 10.0.0.1:80 is listed twice: list each address once, with its weight"]
+        );
+        assert_eq!(
+            check("static: [\"10.0.0.1:80\", { addr: \"10.0.0.2:80\", weight: 2 }]"),
+            (
+                DiscoverySpec::Static {
+                    backends: vec![backend("10.0.0.1:80", 1), backend("10.0.0.2:80", 2)]
+                },
+                vec![]
+            )
+        );
     }
 
     #[test]

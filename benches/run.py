@@ -12,7 +12,7 @@ loopback, the lb (static discovery), nginx and HAProxy with equivalent
 configs (and, for the TLS scenarios, an HTTPS listener on each with one test
 certificate), and nginx serving the site from disk; then loads each target
 with oha (h2load for h2, a full-handshake client for new TLS connections)
-for a fixed time, rotating targets within every round, and reads every
+for a fixed time, each round starting one target later, and reads every
 server's CPU and memory from /proc around each run. It writes a Markdown table,
 the raw figures as JSON and an SVG chart, and prints the table.
 
@@ -482,7 +482,10 @@ def run_rounds(stack, oha, scenarios, args):
         s.trim_log()
     for rnd in range(1, args.rounds + 1):
         for sc in scenarios:
-            for name in sc.targets:  # A B C, A B C: drift hits every target alike
+            # A B C, B C A, C A B: drift hits every target alike, and no target always runs
+            # first (right after the scenario before it) or last.
+            shift = (rnd - 1) % max(1, len(sc.targets))
+            for name in sc.targets[shift:] + sc.targets[:shift]:
                 r = measure(stack, oha, sc, stack.targets[name], args.duration, args.connections)
                 r["round"] = rnd
                 runs.append(r)

@@ -173,38 +173,31 @@ impl Pool {
         // No ramp for consistent hashing: a coin per request would move a key between its
         // owner and the next backend on the ring.
         let ramp = !matches!(self.spec.selection, Selection::ConsistentHash(_));
-        let untried = |b: &Backend| b.addr.as_inet().is_none_or(|a| !tried.contains(a));
         let table = &self.table;
-        self.first_pass(tried, key, ramp)
-            .unwrap_or_else(|| {
-                self.lb
-                    .select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
-                        ready && untried(b) && table.usable(b, ramp)
-                    })
-                    .and_then(|b| Chosen::of(&b))
-            })
+        let first = match self.first_pass(tried, key, ramp) {
+            Some(Some(chosen)) => return Some(chosen),
+            Some(None) => None,
+            None => self.lb.select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
+                ready && untried(b, tried) && table.usable(b, ramp)
+            }),
+        };
+        first
             // (the same pass again, without the ramp's coin, when there was one)
             .or_else(|| {
                 ramp.then(|| {
                     self.lb.select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
-                        ready && untried(b) && table.usable(b, false)
+                        ready && untried(b, tried) && table.usable(b, false)
                     })
                 })
                 .flatten()
-                .and_then(|b| Chosen::of(&b))
             })
             .or_else(|| {
-                self.lb
-                    .select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
-                        ready && table.usable(b, false)
-                    })
-                    .and_then(|b| Chosen::of(&b))
+                self.lb.select_with(key, MAX_SELECT_ITERATIONS, |b, ready| {
+                    ready && table.usable(b, false)
+                })
             })
-            .or_else(|| {
-                self.lb
-                    .select(key, MAX_SELECT_ITERATIONS)
-                    .and_then(|b| Chosen::of(&b))
-            })
+            .or_else(|| self.lb.select(key, MAX_SELECT_ITERATIONS))
+            .and_then(|b| Chosen::of(&b))
     }
 
     /// The first pass of [`Pool::select`] (a ready, untried, usable backend, in the
@@ -221,11 +214,8 @@ impl Pool {
         let published = self.published.load();
         let selector = published.as_ref()?;
         let backends = self.lb.backends();
-        let accept = |b: &Backend, ready: bool| {
-            ready
-                && b.addr.as_inet().is_none_or(|a| !tried.contains(a))
-                && self.table.usable(b, ramp)
-        };
+        let accept =
+            |b: &Backend, ready: bool| ready && untried(b, tried) && self.table.usable(b, ramp);
         let mut candidates = selector.iter(key);
         let Some(first) = candidates.next() else {
             return Some(None);
@@ -263,11 +253,7 @@ impl Pool {
             .get_backend()
             .iter()
             .find(|b| crate::balance::BackendState::of(b).is_some_and(|s| &s.token == token))
-            .filter(|b| {
-                backends.ready(b)
-                    && self.table.usable(b, false)
-                    && b.addr.as_inet().is_none_or(|a| !tried.contains(a))
-            })
+            .filter(|b| backends.ready(b) && self.table.usable(b, false) && untried(b, tried))
             .and_then(Chosen::of)
     }
 
@@ -326,8 +312,8 @@ impl Pool {
     /// After a check round: backends that went down wake their in-flight tries.
     fn note_readiness(&self) {
         let backends = self.lb.backends();
+        self.table.mirror_all(backends);
         for b in backends.get_backend().iter() {
-            self.table.mirror(b, backends);
             self.table.readiness(b, backends.ready(b));
         }
     }
@@ -335,10 +321,7 @@ impl Pool {
     /// Copy pingora's readiness of every member (after a discovery update, which can add
     /// members and change their enablement).
     fn mirror_readiness(&self) {
-        let backends = self.lb.backends();
-        for b in backends.get_backend().iter() {
-            self.table.mirror(b, backends);
-        }
+        self.table.mirror_all(self.lb.backends());
     }
 
     /// Whether the backends are reached over TLS (then only the engine path can reach them:
@@ -489,6 +472,11 @@ impl Pool {
         );
         Ok(true)
     }
+}
+
+/// `backend` is not among the addresses this request already tried.
+fn untried(backend: &Backend, tried: &[SocketAddr]) -> bool {
+    backend.addr.as_inet().is_none_or(|a| !tried.contains(a))
 }
 
 /// The backend chosen for a try: its address and its request-path state.

@@ -350,6 +350,27 @@ impl BackendTable {
         ready
     }
 
+    /// [`BackendTable::mirror`] for every member at once (after a discovery update or a
+    /// health-check round): one pass over the members, not one per member.
+    pub(crate) fn mirror_all(&self, backends: &Backends) {
+        let _copying = lock(&self.mirroring);
+        let members = backends.get_backend();
+        let mut by_address: HashMap<SocketAddr, (&Arc<BackendState>, bool)> = HashMap::new();
+        for b in members.iter() {
+            let Some(state) = BackendState::of(b) else {
+                continue;
+            };
+            let ready = backends.ready(b);
+            by_address
+                .entry(state.addr)
+                .and_modify(|(_, all)| *all &= ready)
+                .or_insert((state, ready));
+        }
+        for (state, ready) in by_address.into_values() {
+            state.ready.store(ready, Ordering::Release);
+        }
+    }
+
     /// After a health-check round: a backend that was ready and is not any more is down;
     /// its tries waiting for a response go elsewhere now.
     pub(crate) fn readiness(&self, backend: &Backend, ready: bool) {

@@ -22,6 +22,7 @@ whole output goes to target/e2e-from-source.log.
 Exit status: 0 when it passed; the last line reads "N passed, N failed".
 """
 
+import argparse
 import os
 import re
 import subprocess
@@ -90,7 +91,25 @@ def check_images(tag):
     return ", ".join(sizes)
 
 
+def export_bins(tag, dest):
+    """Copies the three binaries out of the images just built into `dest` (deploy/test.sh
+    in CI: the host stages then use this build instead of compiling the same commit a
+    second time)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for svc in ("lb", "backend", "frontend"):
+        container = e2e.docker("create", f"softy-pinko/{svc}:{tag}").strip()
+        try:
+            e2e.docker("cp", f"{container}:/{svc}", str(dest / svc))
+        finally:
+            e2e.docker("rm", container)
+    log(f"exported lb, backend and frontend to {dest}")
+
+
 def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--export-bins", metavar="DIR", type=Path,
+                   help="once passed, copy the three binaries out of the images into DIR")
+    args = p.parse_args()
     if (rc := e2e.without_docker()) is not None:
         return rc
     pid = os.getpid()
@@ -110,6 +129,8 @@ def main():
             log(f"built and healthy in {took:.0f}s ({how}), commit {commit[:12]}, port {e2e.PORT}")
             e2e.check_hello_and_page()
             log(f"images: {check_images(tag)}")
+            if args.export_bins:
+                export_bins(tag, args.export_bins)
             passed = True
         except (Failed, OSError, subprocess.SubprocessError) as e:
             log(f"FAIL from_source: {e}")

@@ -8,9 +8,10 @@
 #
 #   FUZZ_SECONDS=300 ./deploy/fuzz.sh           # longer
 #   FUZZ_TARGETS="config request" ./deploy/fuzz.sh   # some targets only
+#   FUZZ_JOBS=1 ./deploy/fuzz.sh                 # one target at a time (default: one per core)
 #
-# Needs the nightly toolchain (`cargo +nightly`) and cargo-fuzz (deploy/bootstrap.sh
-# installs it). The build goes to lb/fuzz/target (or $CARGO_TARGET_DIR).
+# Needs the nightly toolchain (`cargo +nightly`), cargo-fuzz (deploy/bootstrap.sh
+# installs it) and bash 5.1 or later (`wait -n -p`). The build goes to lb/fuzz/target (or $CARGO_TARGET_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/../lb/fuzz"
 
@@ -26,17 +27,30 @@ cargo +nightly fuzz build
 echo "fuzz: built in $(($(date +%s) - started)) s"
 
 targets=${FUZZ_TARGETS:-$(cargo +nightly fuzz list)}
+# Targets run side by side, one per core by default: each is one single-threaded
+# libFuzzer process, so on 2 cores two at once halve the stage's wall time and give each
+# target the same CPU time as running them in turn.
+jobs=${FUZZ_JOBS:-$(nproc)}
+if ! [ "$jobs" -ge 1 ] 2>/dev/null; then
+  echo "fuzz: FUZZ_JOBS must be a number of at least 1, not '$jobs'" >&2
+  exit 1
+fi
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-for t in $targets; do
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$scratch"' EXIT
+
+fuzz_one() {
+  local t=$1
   mkdir -p "$scratch/$t" "artifacts/$t"
-  args=(-max_total_time="$seconds" -timeout=10 -artifact_prefix="artifacts/$t/" -print_final_stats=1)
+  local args=(-max_total_time="$seconds" -timeout=10 -artifact_prefix="artifacts/$t/" -print_final_stats=1)
   if [ -f "dicts/$t.dict" ]; then args+=(-dict="dicts/$t.dict"); fi
-  echo
-  echo "fuzz: $t for ${seconds}s from $(find "seeds/$t" -type f | wc -l) seeds"
   # libFuzzer writes new inputs into the first corpus directory only: the scratch one.
-  if ! cargo +nightly fuzz run "$t" "$scratch/$t" "seeds/$t" -- "${args[@]}" \
-      >"$scratch/$t.log" 2>&1; then
+  cargo +nightly fuzz run "$t" "$scratch/$t" "seeds/$t" -- "${args[@]}" >"$scratch/$t.log" 2>&1
+}
+
+# What a finished target did: its final stats, or (failed) what failed and the input.
+report() {
+  local t=$1 rc=$2
+  if [ "$rc" -ne 0 ]; then
     # what failed (a panic's message, a sanitizer's report), else the end of the log
     grep -m1 -A12 -E "panicked at|ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)" "$scratch/$t.log" \
       || tail -n 60 "$scratch/$t.log"
@@ -48,11 +62,34 @@ for t in $targets; do
       echo "  replay: (cd lb/fuzz && cargo +nightly fuzz run $t $f)"
     done
     echo "Make it a regression test in plain cargo test (lb/src/fuzzing/regressions.rs), then fix it."
-    exit 1
+    return 1
   fi
   # libFuzzer's final stats: how many inputs ran, and how much of the code they reached
   grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|^#[0-9]+ *DONE' "$scratch/$t.log" \
     | sed "s/^/  $t: /"
+}
+
+declare -A running=()  # pid -> target
+failed=0
+finish_one() {
+  local pid rc=0
+  wait -n -p pid "${!running[@]}" || rc=$?
+  local t=${running[$pid]}
+  unset "running[$pid]"
+  echo
+  echo "fuzz: $t done"
+  report "$t" "$rc" || failed=1
+}
+for t in $targets; do
+  while [ ${#running[@]} -ge "$jobs" ]; do finish_one; done
+  [ "$failed" -eq 0 ] || break
+  echo "fuzz: $t for ${seconds}s from $(find "seeds/$t" -type f | wc -l) seeds"
+  fuzz_one "$t" &
+  running[$!]=$t
 done
+while [ ${#running[@]} -gt 0 ]; do finish_one; done
+if [ "$failed" -ne 0 ]; then
+  exit 1
+fi
 echo
 echo "fuzz: every target ran ${seconds}s without a crash ($(($(date +%s) - started)) s in all)"

@@ -56,11 +56,15 @@ async fn ready(State(reloader): State<Arc<Reloader>>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "ready": ready,
         "draining": state.is_draining(),
-        "upstreams": upstreams,
     });
+    // With a token configured, the open probe says up or not and nothing more: the pools'
+    // names are the config's, behind the token in /status.
+    if snapshot.admin_token.is_none() {
+        body["upstreams"] = upstreams.into();
+    }
     (status, Json(body))
 }
 

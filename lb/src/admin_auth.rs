@@ -6,6 +6,8 @@
 //! - `/ready` and `/health` never do: they are what probes (Docker, Kubernetes, a load
 //!   balancer in front) call, and they tell nothing but up or not. Neither does
 //!   `/status.html`: the page holds no data, and asks for the token to fetch `/status`.
+//! - Every other path does, including one no route serves (401, not 404): the open paths
+//!   are listed, so a route added later is guarded until it is named.
 //! - Without a token configured (an admin listener on loopback, or
 //!   `allow_unauthenticated: true`), everything is open.
 //!
@@ -56,12 +58,14 @@ impl Refusal {
     }
 }
 
-/// Whether `path` needs the token (`metrics`: `server.admin_auth.metrics`).
+/// Whether `path` needs the token (`metrics`: `server.admin_auth.metrics`). An open list,
+/// not a guarded one: a route added to the admin app later, or a path no route serves, is
+/// behind the token until it is named here.
 fn guarded(path: &str, metrics: bool) -> bool {
     match path {
-        "/status" | "/reload" => true,
+        "/ready" | "/health" | "/status.html" => false,
         "/metrics" => metrics,
-        _ => false,
+        _ => true,
     }
 }
 
@@ -174,10 +178,14 @@ mod tests {
 
     #[test]
     fn probes_stay_open_metrics_as_configured() {
-        for open in ["/ready", "/health", "/status.html", "/nope"] {
+        for open in ["/ready", "/health", "/status.html"] {
             assert!(!guarded(open, true), "{open}");
         }
         assert!(guarded("/status", false) && guarded("/reload", false));
+        // Not listed as open: guarded, whether a route serves it or not.
+        for other in ["/nope", "/status/", "//status", "/ready/", ""] {
+            assert!(guarded(other, false), "{other}");
+        }
         assert!(guarded("/metrics", true));
         assert!(!guarded("/metrics", false));
     }

@@ -30,7 +30,7 @@ pub(crate) enum Reason {
     HeadTimeout,
     /// The request body took longer than `client_timeouts.request_body` (408).
     BodyTimeout,
-    /// Not an HTTP/1 request head (400).
+    /// Not an HTTP/1 request head, or an HTTP/1.1 one without `Host` (400).
     Malformed,
     /// Framing or authority two parsers could read differently: smuggling-shaped (400).
     Ambiguous,

@@ -139,15 +139,20 @@ impl DnsDiscovery {
     /// SRV discovery: the records of the lowest priority (the others are fallbacks a
     /// healthy pool does not use), each target's addresses with the record's port and
     /// weight. A weight of 0 ("rarely", RFC 2782) counts as 1, and weights above 1000
-    /// (the static limit) as 1000. A target that does not resolve fails the round, so the
-    /// last set is kept.
+    /// (the static limit) as 1000. A target that does not resolve (even NXDOMAIN) fails the
+    /// round, so the last set is kept: only the SRV name's own absence means "scaled to
+    /// zero", never one stale target among others.
     async fn srv_backends(&self) -> std::result::Result<BTreeSet<Backend>, ResolveError> {
         let lookup = self.resolver.srv_lookup(self.name.as_str()).await?;
         let best = lookup.iter().map(|r| r.priority()).min();
         let mut set = BTreeSet::new();
         for record in lookup.iter().filter(|r| Some(r.priority()) == best) {
             let weight = usize::from(record.weight()).clamp(1, 1000);
-            let ips = self.resolver.lookup_ip(record.target().clone()).await?;
+            let ips = self
+                .resolver
+                .lookup_ip(record.target().clone())
+                .await
+                .map_err(|e| ResolveError::from(format!("SRV target {}: {e}", record.target())))?;
             for ip in ips.iter() {
                 set.insert(
                     self.table

@@ -10,7 +10,9 @@
 //! 3. builds a new snapshot that carries every unchanged pool over as the same `Arc`
 //!    (backends, health state, connection pool kept), warms up the new or changed pools
 //!    (first discovery + first health round, bounded by [`WARM_UP_LIMIT`]) so no request
-//!    meets an empty pool, then swaps the snapshot atomically.
+//!    meets an empty pool, then swaps the snapshot atomically. A changed pool whose first
+//!    discovery fails within that time refuses the whole reload instead of replacing a
+//!    serving pool with an empty one.
 //!
 //! A rejected reload logs every error, leaves the running snapshot untouched and is counted
 //! in `lb_config_reloads_total{result="failure"}` and `/status`. Requests in flight finish
@@ -27,10 +29,16 @@ use pingora::services::background::BackgroundService;
 use crate::config::{self, ServerSettings};
 use crate::state::{LbState, ReloadRecord, Snapshot};
 
-/// How long a reload waits for new pools' first discovery and health round. A pool still
-/// not ready then (e.g. its name does not resolve yet) is installed anyway and keeps
-/// trying; until it is ready its routes answer 503 and `/ready` says 503.
+/// How long a reload waits for new pools' first discovery and health round. A new pool
+/// still not ready then (e.g. its name does not resolve yet) is installed anyway and keeps
+/// trying; until it is ready its routes answer 503 and `/ready` says 503. A changed pool
+/// that would replace a ready one is not: the reload is refused, and the running pool keeps
+/// serving.
 pub(crate) const WARM_UP_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long `--watch` waits before it tries again a file whose reload was refused only
+/// because a changed pool did not warm up.
+const WATCH_RETRY: Duration = Duration::from_secs(10);
 
 /// How often `--watch` looks at the config file.
 pub(crate) const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -54,9 +62,12 @@ impl Reloader {
     pub(crate) async fn reload(&self, trigger: &'static str) -> ReloadRecord {
         let _one_at_a_time = self.lock.lock().await;
         let path = self.state.config_path.display().to_string();
-        let (applied, hash, errors, changes) = match self.try_reload().await {
-            Ok((hash, changes)) => (true, hash, Vec::new(), changes),
-            Err(errors) => (false, String::new(), errors, Vec::new()),
+        let (applied, hash, errors, changes, retry_later) = match self.try_reload().await {
+            Ok((hash, changes)) => (true, hash, Vec::new(), changes, false),
+            Err(Rejected {
+                errors,
+                retry_later,
+            }) => (false, String::new(), errors, Vec::new(), retry_later),
         };
         if applied {
             tracing::info!(config = %path, trigger, sha256 = %hash, ?changes, "configuration reloaded");
@@ -75,6 +86,7 @@ impl Reloader {
             applied,
             errors,
             changes,
+            retry_later,
         };
         // The record first: `/status` readers that see the counter move also see it.
         self.state.set_last_reload(record.clone());
@@ -82,14 +94,14 @@ impl Reloader {
         record
     }
 
-    /// `Ok((hash, changes))` once installed, `Err(errors)` when nothing was applied.
-    async fn try_reload(&self) -> Result<(String, Vec<String>), Vec<String>> {
+    /// `Ok((hash, changes))` once installed, `Err` when nothing was applied.
+    async fn try_reload(&self) -> Result<(String, Vec<String>), Rejected> {
         let loaded = config::check(&self.state.config_path)
-            .map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+            .map_err(|e| Rejected::for_good(e.0.iter().map(|e| e.to_string()).collect()))?;
         let current = self.state.snapshot();
         let fixed = not_in_place(&current.config.server, &loaded.config.server);
         if !fixed.is_empty() {
-            return Err(fixed);
+            return Err(Rejected::for_good(fixed));
         }
         let hash = loaded.hash.clone();
         let changes = describe_changes(
@@ -100,25 +112,73 @@ impl Reloader {
         );
         let (snapshot, fresh) =
             Snapshot::build_reusing(loaded, &self.state.metrics, Some(&current))
-                .map_err(|e| vec![format!("{e:#}")])?;
+                .map_err(|e| Rejected::for_good(vec![format!("{e:#}")]))?;
+        // The pools a changed definition rebuilds while the running one serves: those must
+        // warm up, or the reload is refused (a new pool has nothing to lose).
+        let replacing: Vec<bool> = fresh
+            .iter()
+            .map(|p| current.pools.get(&p.name).is_some_and(|old| old.is_ready()))
+            .collect();
         drop(current);
         // Warm up new pools concurrently, before anything can route to them.
         let mut warm_ups = tokio::task::JoinSet::new();
-        for pool in fresh {
+        for (pool, replacing) in fresh.into_iter().zip(replacing) {
             warm_ups.spawn(async move {
                 if tokio::time::timeout(WARM_UP_LIMIT, pool.warm_up())
                     .await
-                    .is_err()
+                    .is_ok()
                 {
-                    tracing::warn!(upstream = %pool.name, limit = ?WARM_UP_LIMIT,
-                        "new pool not ready yet (first discovery pending); installing it anyway");
+                    return None;
                 }
+                if replacing {
+                    // A rebuilt pool starts from nothing: installing it now would swap a
+                    // serving pool for an empty one until its discovery recovers.
+                    return Some(format!(
+                        "upstreams.{}: the changed pool's first discovery and health round did not \
+                         finish within {:?} (see the WARN lines: a failing lookup, or a slow check); \
+                         the running pool keeps serving and nothing was applied: reload again once \
+                         it resolves (--watch tries again by itself)",
+                        pool.name, WARM_UP_LIMIT
+                    ));
+                }
+                tracing::warn!(upstream = %pool.name, limit = ?WARM_UP_LIMIT,
+                    "new pool not ready yet (first discovery pending); installing it anyway");
+                None
             });
         }
-        while warm_ups.join_next().await.is_some() {}
+        let mut refused = Vec::new();
+        while let Some(done) = warm_ups.join_next().await {
+            if let Ok(Some(why)) = done {
+                refused.push(why);
+            }
+        }
+        if !refused.is_empty() {
+            refused.sort();
+            return Err(Rejected {
+                errors: refused,
+                retry_later: true,
+            });
+        }
         crate::log_throttle::set_window(snapshot.config.server.log_throttle);
         self.state.install(snapshot);
         Ok((hash, changes))
+    }
+}
+
+/// Why a reload applied nothing.
+struct Rejected {
+    errors: Vec<String>,
+    /// Only a changed pool's warm-up failed: the same file may apply later.
+    retry_later: bool,
+}
+
+impl Rejected {
+    /// The file itself is refused: the same file never applies.
+    fn for_good(errors: Vec<String>) -> Self {
+        Self {
+            errors,
+            retry_later: false,
+        }
     }
 }
 
@@ -293,8 +353,14 @@ impl BackgroundService for Watcher {
             tokio::time::sleep(WATCH_EVERY).await;
             let now = file_hash(&path);
             if now.is_some() && now != seen {
-                seen = now;
-                self.reloader.reload("watch").await;
+                let record = self.reloader.reload("watch").await;
+                if record.retry_later {
+                    // Not this file's fault (a changed pool's discovery is failing): the
+                    // same file is tried again, not every second.
+                    tokio::time::sleep(WATCH_RETRY).await;
+                } else {
+                    seen = now;
+                }
             }
         }
     }

@@ -132,6 +132,9 @@ pub(crate) struct ReloadRecord {
     pub(crate) errors: Vec<String>,
     /// What it changed when applied (e.g. `upstream api: rebuilt`).
     pub(crate) changes: Vec<String>,
+    /// Rejected only because a changed pool did not warm up (its discovery failing): the
+    /// same file may apply later, so `--watch` tries it again.
+    pub(crate) retry_later: bool,
 }
 
 pub(crate) struct LbState {
@@ -232,9 +235,13 @@ impl LbState {
     /// Swap in a new snapshot and its certificates (new TLS handshakes get them; open
     /// connections keep theirs), and let the supervisor start/stop pool tasks to match.
     pub(crate) fn install(&self, snapshot: Snapshot) {
-        self.tls.install(&snapshot.tls);
-        self.metrics.tls_certificates(&snapshot.tls);
-        self.snapshot.store(Arc::new(snapshot));
+        let tls = snapshot.tls.clone();
+        // The snapshot and the certificates' generation change under one lock: the ACME
+        // task reads the generation, then the snapshot, and a certificate it places by
+        // the slots of a snapshot older than the generation it read is refused.
+        self.tls
+            .install_with(&tls, || self.snapshot.store(Arc::new(snapshot)));
+        self.metrics.tls_certificates(&tls);
         self.snapshot_changed.notify_one();
     }
 

@@ -72,6 +72,10 @@ async fn the_token_guards_status_reload_and_metrics_not_the_probes() {
     for open in ["/ready", "/health", "/status.html"] {
         assert_eq!(call(&lb, "GET", open, None).await.0, 200, "{open}");
     }
+    // The open probe says up or not, and not the pools' names.
+    let (_, _, ready) = call(&lb, "GET", "/ready", None).await;
+    let ready: serde_json::Value = serde_json::from_str(&ready).expect("JSON");
+    assert_eq!(ready, serde_json::json!({"ready": true, "draining": false}));
     let guarded = [("GET", "/status"), ("GET", "/metrics"), ("POST", "/reload")];
     for (method, path) in guarded {
         for (auth, challenge) in [
@@ -105,9 +109,20 @@ async fn the_token_guards_status_reload_and_metrics_not_the_probes() {
         assert_eq!(call(&lb, method, path, Some(&lower)).await.0, 200);
     }
 
+    // Paths no route serves are behind the token too, as a route added later would be:
+    // the open paths are the listed ones.
+    for path in ["/status/", "//status", "/debug"] {
+        assert_eq!(call(&lb, "GET", path, None).await.0, 401, "{path}");
+        assert_eq!(
+            call(&lb, "GET", path, Some(&bearer(TOKEN))).await.0,
+            404,
+            "{path}"
+        );
+    }
+
     let (_, _, metrics) = call(&lb, "GET", "/metrics", Some(&bearer(TOKEN))).await;
     assert!(
-        metrics.contains("lb_admin_auth_failures_total{reason=\"missing\"} 6"),
+        metrics.contains("lb_admin_auth_failures_total{reason=\"missing\"} 9"),
         "{metrics}"
     );
     assert!(metrics.contains("lb_admin_auth_failures_total{reason=\"invalid\"} 3"));

@@ -217,3 +217,78 @@ async fn srv_records_give_ports_and_weights() {
     dns.set(Answer::Srv(vec![(20, 5, c.addr.port())]));
     until_responders(&http, &lb.url("/x"), 6, set(&["c"]), "the fallback record").await;
 }
+
+/// One SRV target that no longer exists (NXDOMAIN) among targets that do: a failed round
+/// that keeps the last set, never "the name is gone, scale to zero".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_srv_target_does_not_empty_the_pool() {
+    let a = Stub::start("a", "127.0.0.1:0").await;
+    let dns = DnsServer::start(Answer::Srv(vec![(10, 1, a.addr.port())])).await;
+    let body = format!(
+        "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ srv: _app._tcp.app.test, interval: 200ms, resolver: \"{}\" }}\n    queue_timeout: 0s\n",
+        dns.addr
+    );
+    let mut lb = Lb::start("", &body);
+    lb.wait_ready().await;
+    let http = client();
+    let url = lb.url("/who");
+    assert_eq!(responders(&http, &url, 3).await, set(&["a"]));
+
+    dns.set(Answer::SrvWithStaleTarget(vec![(10, 1, a.addr.port())]));
+    // Three failed rounds: past the two NXDOMAIN answers in a row that empty a pool.
+    support::eventually(Duration::from_secs(10), "three failed rounds", || {
+        let lb = &lb;
+        async move { discovery_errors(lb).await >= 3.0 }
+    })
+    .await;
+    assert_eq!(responders(&http, &url, 3).await, set(&["a"]));
+}
+
+async fn discovery_errors(lb: &Lb) -> f64 {
+    let m = support::scrape(lb).await;
+    support::metric(&m, "lb_discovery_updates_total{result=error,upstream=app}")
+}
+
+/// A reload that changes a DNS pool's definition rebuilds the pool, whose first lookup
+/// starts from nothing. While DNS is failing, that reload is refused as a whole (422 with
+/// the reason), and the running pool keeps serving its backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_does_not_replace_a_serving_pool_while_dns_fails() {
+    let ip = Ipv4Addr::new(127, 0, 0, 2);
+    let stub = Stub::start("r2", &format!("{ip}:0")).await;
+    let port = stub.addr.port();
+    let dns = DnsServer::start(Answer::Records(vec![ip])).await;
+    let body = |queue: &str| {
+        format!(
+            "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ dns: \"app.test:{port}\", interval: 300ms, resolver: \"{}\" }}\n    queue_timeout: {queue}\n",
+            dns.addr
+        )
+    };
+    let mut lb = Lb::start("", &body("0s"));
+    lb.wait_ready().await;
+    let http = client();
+    let url = lb.url("/who");
+    assert_eq!(responders(&http, &url, 3).await, set(&["r2"]));
+
+    dns.set(Answer::ServFail);
+    lb.write_config("", &body("1s"));
+    let resp = http
+        .post(lb.admin_url("/reload"))
+        .send()
+        .await
+        .expect("POST /reload");
+    assert_eq!(resp.status(), 422);
+    let text = resp.text().await.expect("body");
+    assert!(text.contains("upstreams.app"), "{text}");
+    assert_eq!(responders(&http, &url, 3).await, set(&["r2"]));
+
+    // Once DNS answers again, the same reload applies.
+    dns.set(Answer::Records(vec![ip]));
+    let resp = http
+        .post(lb.admin_url("/reload"))
+        .send()
+        .await
+        .expect("POST /reload");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(responders(&http, &url, 3).await, set(&["r2"]));
+}

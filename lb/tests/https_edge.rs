@@ -290,6 +290,55 @@ async fn h2c_with_prior_knowledge_beside_http1_on_the_plaintext_port() {
     assert_eq!(by("protocol=h2,tls=TLSv1.3"), 0.0);
 }
 
+/// A TLS client that chooses h2 by ALPN and then sends nothing is held to `request_head`
+/// (pingora alone would wait for its preface for ever, holding the connection and its
+/// `connection_limits` place), then closed and counted; one that sends its preface is
+/// served as before.
+#[tokio::test]
+async fn a_silent_client_after_alpn_h2_is_held_to_request_head() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let stub = Stub::start("web", "127.0.0.1:0").await;
+    let mut lb = Lb::start(
+        &(local_ca_listener("127.0.0.7", &dir.path().join("ca"))
+            + "  client_timeouts: { request_head: 1s }\n"),
+        &routes(&stub, ""),
+    );
+    lb.wait_ready().await;
+    let addr = tls_addr(&lb, 0).await;
+    let mut config = support::tls_client::any_cert_config();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tls.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "still open 20 s after a 1 s request_head");
+    let m = scrape(&lb).await;
+    assert_eq!(
+        metric(&m, "lb_client_errors_total{reason=head_timeout}"),
+        1.0
+    );
+    // A real h2 client is served through the same path.
+    let (status, headers, _) = curl(
+        &["--http2", "-k", "-H", "x-request-id: h2-after-silent"],
+        &format!("https://{addr}/x"),
+    )
+    .await
+    .unwrap_or_else(|head| panic!("curl over h2: {head}"));
+    assert_eq!(status, 200, "{headers:?}");
+    let line = access_line(&lb, "h2-after-silent").await;
+    assert_eq!(line["protocol"], "h2", "{line}");
+}
+
 /// With h2c on, a plaintext connection that sends fewer bytes than the preface is held to
 /// `request_head` while the lb peeks for it, then closed and counted, not kept for ever.
 #[tokio::test]
@@ -316,6 +365,34 @@ async fn the_h2c_peek_is_held_to_request_head() {
     assert_eq!(
         metric(&m, "lb_client_errors_total{reason=head_timeout}"),
         1.0
+    );
+}
+
+/// With h2c on, an HTTP/1 request shorter than the 24-byte preface (HAProxy's default
+/// check is `OPTIONS / HTTP/1.0` and a blank line: 22 bytes) is served at once: the peek
+/// decides at the first byte that differs from the preface. Before, it waited for 24 bytes
+/// until `request_head` and was closed unanswered.
+#[tokio::test]
+async fn with_h2c_a_request_shorter_than_the_preface_is_served() {
+    let stub = Stub::start("web", "127.0.0.1:0").await;
+    let mut lb = Lb::start(
+        "  h2c: true\n  client_timeouts: { request_head: 60s }\n",
+        &routes(&stub, ""),
+    );
+    lb.wait_ready().await;
+    for request in [&b"GET /x HTTP/1.0\r\n\r\n"[..], b"PUT /x HTTP/1.0\r\n\r\n"] {
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            support::exchange(&lb, request),
+        )
+        .await
+        .expect("answered within 20 s (request_head is 60 s)");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let m = scrape(&lb).await;
+    assert_eq!(
+        metric(&m, "lb_client_errors_total{reason=head_timeout}"),
+        0.0
     );
 }
 

@@ -89,6 +89,12 @@ async fn http11_without_host_is_a_400_and_http10_is_served() {
     assert_eq!(json_of(&answer)["error"], "bad request");
     assert_eq!(json_of(&answer)["request_id"], "nohost-1");
     assert_eq!(stub.hits(), 0);
+    // The client's mistake: counted, not logged as the operator's.
+    let m = support::scrape(&lb).await;
+    assert_eq!(
+        support::metric(&m, "lb_client_errors_total{reason=malformed}"),
+        1.0
+    );
 
     let answer = exchange(&lb, b"GET /x HTTP/1.0\r\n\r\n").await;
     assert!(
@@ -111,4 +117,55 @@ fn max_body_size_is_checked() {
         text.contains("routes[1].max_body_size: 0 is not a size"),
         "{text}"
     );
+}
+
+/// A client that writes its whole request before it reads (most do) gets the refusal, not
+/// a reset: the lb reads and throws away what still arrives for a while after its answer
+/// (a lingering close) instead of closing a socket with unread bytes. Both kinds of
+/// refusal: a declared body over `max_body_size` (413, pingora's engine closes) and a head
+/// over `request_limits.head_size` (431, the lb's own head reader closes).
+#[tokio::test]
+async fn a_refused_client_still_sending_gets_its_answer_not_a_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stub = Stub::start("web", "127.0.0.1:0").await;
+    let mut lb = Lb::start("", &body(&stub));
+    lb.wait_ready().await;
+    // More than loopback's socket buffers hold, so the client is still writing when the
+    // lb answers.
+    let rest = vec![b'z'; 8 << 20];
+    let cases: [(&[u8], &str); 2] = [
+        (
+            b"POST /upload/x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 8388608\r\n\r\n",
+            "HTTP/1.1 413",
+        ),
+        (
+            b"GET /x HTTP/1.1\r\nHost: a.test\r\nX-Big: ",
+            "HTTP/1.1 431",
+        ),
+    ];
+    for (head, status) in cases {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", lb.port))
+            .await
+            .expect("connect");
+        conn.write_all(head).await.expect("write the head");
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(20), conn.write_all(&rest))
+            .await
+            .expect("the lb reads what is sent after its answer");
+        assert!(
+            sent.is_ok(),
+            "{status}: the send failed: {sent:?}\n{}",
+            lb.log()
+        );
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            conn.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the answer within 10 s");
+        assert!(read.is_ok(), "{status}: {read:?}");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(status), "{status}: {answer}");
+    }
+    assert_eq!(stub.hits(), 0);
 }

@@ -19,10 +19,9 @@ const BACKLOG: u32 = 65535;
 const BIND_TRIES: usize = 30;
 const BIND_PAUSE: Duration = Duration::from_secs(1);
 
-/// Pingora's receiving side of an upgrade takes at most this many descriptors
-/// (`server/transfer_fd`, `MAX_FDS`); with more, the new process fails to start while the
-/// old one stops. The proxy's sockets must fit in it, all addresses together.
-pub(super) const HANDED_OVER_MAX: usize = 32;
+/// What an upgrade can hand over: the proxy's sockets must fit in it, all addresses
+/// together.
+pub(super) use crate::config::defaults::HANDED_OVER_MAX;
 
 /// The fd-table key of socket `i` of `addr`: the address itself for the first, which is the
 /// key pingora's own listener uses (so an lb started with `per_thread_accept: false`, or an

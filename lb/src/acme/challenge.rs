@@ -85,17 +85,28 @@ pub(crate) fn storages(config: &Config) -> Vec<&str> {
     dirs
 }
 
-/// The key authorization for `token`: this process's, else one a replica stored.
-fn lookup(token: &str, storages: &[&str]) -> Option<String> {
+/// The key authorization for `token`: this process's, else one a replica stored. The file
+/// is read off the request threads (`tokio::fs`): anyone can ask for a well-formed token,
+/// and the storage shared between replicas is often a network volume.
+async fn lookup(token: &str, storages: &[&str]) -> Option<String> {
     if !valid_token(token) {
         return None;
     }
-    if let Some(k) = TOKENS.lock().unwrap_or_else(|p| p.into_inner()).get(token) {
-        return Some(k.clone());
+    let known = TOKENS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(token)
+        .cloned();
+    if known.is_some() {
+        return known;
     }
-    storages.iter().find_map(|s| {
-        std::fs::read_to_string(storage::Paths::challenges(Path::new(s)).join(token)).ok()
-    })
+    for s in storages {
+        let file = storage::Paths::challenges(Path::new(s)).join(token);
+        if let Ok(k) = tokio::fs::read_to_string(file).await {
+            return Some(k);
+        }
+    }
+    None
 }
 
 /// Answer a plaintext request for `/.well-known/acme-challenge/<token>` when the config
@@ -110,7 +121,7 @@ pub(crate) async fn answer(session: &mut Session, config: &Config) -> pingora::R
     if storages.is_empty() {
         return Ok(false);
     }
-    let found = lookup(token, &storages);
+    let found = lookup(token, &storages).await;
     tracing::debug!(
         token,
         found = found.is_some(),
@@ -143,22 +154,25 @@ pub(crate) async fn answer(session: &mut Session, config: &Config) -> pingora::R
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_are_answered_from_memory_or_a_replicas_file_until_withdrawn() {
+    #[tokio::test]
+    async fn tokens_are_answered_from_memory_or_a_replicas_file_until_withdrawn() {
         let dir = tempfile::tempdir().expect("dir");
         let storage = dir.path().display().to_string();
         let token = "abcdefghijklmnopqrstuvwxyz_-0123";
-        assert_eq!(lookup(token, &[&storage]), None);
+        assert_eq!(lookup(token, &[&storage]).await, None);
         let mut published = Published::new(dir.path());
         published.add(token, "key.auth").expect("published");
-        assert_eq!(lookup(token, &[]).as_deref(), Some("key.auth"));
+        assert_eq!(lookup(token, &[]).await.as_deref(), Some("key.auth"));
         // Another replica sees the file only.
         TOKENS.lock().expect("lock").remove(token);
-        assert_eq!(lookup(token, &[&storage]).as_deref(), Some("key.auth"));
+        assert_eq!(
+            lookup(token, &[&storage]).await.as_deref(),
+            Some("key.auth")
+        );
         drop(published);
-        assert_eq!(lookup(token, &[&storage]), None);
+        assert_eq!(lookup(token, &[&storage]).await, None);
         assert!(published_rejects("../../etc/passwd"));
-        assert_eq!(lookup("../../../etc/passwd", &[&storage]), None);
+        assert_eq!(lookup("../../../etc/passwd", &[&storage]).await, None);
     }
 
     fn published_rejects(token: &str) -> bool {

@@ -181,16 +181,23 @@ impl AcmeService {
             .cloned()
     }
 
-    fn install(&self, e: &Entry, cert: Certificate) {
+    /// Serve `cert` in the entry's slots, as computed with the TLS `generation`; `false`
+    /// when a reload has installed certificates since: then nothing more is placed (the
+    /// slots may now hold others), and the caller looks again at once, with the new layout
+    /// (the certificate is in storage by then, and `tick` serves what storage holds).
+    fn install(&self, e: &Entry, cert: Certificate, generation: u64) -> bool {
         for &(i, j) in &e.slots {
-            if let Some(all) = self.state.tls.replace(i, j, cert.clone()) {
-                self.state.metrics.tls_certificates(&all);
+            match self.state.tls.replace(generation, i, j, cert.clone()) {
+                Some(all) => self.state.metrics.tls_certificates(&all),
+                None => return false,
             }
         }
+        true
     }
 
-    /// Bring one entry up to date; sets `e.next`.
-    async fn tick(&self, key: &str, e: &mut Entry) {
+    /// Bring one entry up to date; sets `e.next`. `generation`: the TLS generation its
+    /// slots were computed with.
+    async fn tick(&self, key: &str, e: &mut Entry, generation: u64) {
         let now = now_unix();
         // What the storage holds (a replica's order, or this process's before a restart)
         // when it is not what is served.
@@ -198,8 +205,11 @@ impl AcmeService {
         if let Ok(stored) = certificates::certificate(&e.spec, now) {
             let real = !storage::is_placeholder(&stored.file);
             if real && served.as_ref().map(|s| &s.serial) != Some(&stored.serial) {
+                if !self.install(e, stored.clone(), generation) {
+                    e.next = Instant::now();
+                    return;
+                }
                 tracing::info!(names = ?e.names, serial = %stored.serial, "serving the stored ACME certificate");
-                self.install(e, stored.clone());
                 served = Some(stored);
             }
         }
@@ -242,18 +252,21 @@ impl AcmeService {
         tracing::info!(names = ?e.names, directory = %e.acme.directory, renewal = real.is_some(), "ordering an ACME certificate");
         let result = async {
             let issued = order::order(&e.acme, &e.names, &paths).await?;
+            // Checked in memory first (dates, names, key match), so a certificate that
+            // does not load never replaces a stored one that does.
+            let cert = certificates::issued_acme(
+                &e.spec,
+                &paths,
+                issued.cert_pem.as_bytes(),
+                issued.key_pem.as_bytes(),
+                now_unix(),
+            )
+            .map_err(|(_, m)| format!("the certificate the CA issued does not load: {m}"))?;
             storage::write(
                 &paths,
                 issued.cert_pem.as_bytes(),
                 issued.key_pem.as_bytes(),
             )?;
-            let cert = certificates::certificate(&e.spec, now_unix()).map_err(|(_, m)| m)?;
-            if storage::is_placeholder(&cert.file) {
-                return Err(
-                    "the certificate the CA issued does not load (see the warning above)"
-                        .to_string(),
-                );
-            }
             Ok(cert)
         }
         .await;
@@ -276,7 +289,10 @@ impl AcmeService {
                     s.consecutive_failures = 0;
                     s.last_success_at = Some(SystemTime::now());
                 });
-                self.install(e, cert);
+                if !self.install(e, cert, generation) {
+                    // A reload came during the order: serve it from storage in its layout.
+                    e.next = Instant::now();
+                }
             }
             Err(err) => {
                 self.state.metrics.acme_order(false);
@@ -345,8 +361,20 @@ impl BackgroundService for AcmeService {
         }
         self.wait_for_listeners().await;
         let mut all: HashMap<String, Entry> = HashMap::new();
+        let mut seen_generation = self.state.tls.generation();
         loop {
+            // The generation before the snapshot (see `TlsListeners::generation`).
+            let generation = self.state.tls.generation();
             let snapshot = self.state.snapshot();
+            if generation != seen_generation {
+                // A reload installed the certificates it read from disk, which may be
+                // older than one this task issued meanwhile: every entry compares what is
+                // served with what is stored again now.
+                seen_generation = generation;
+                for e in all.values_mut() {
+                    e.next = Instant::now();
+                }
+            }
             let wanted = entries(&snapshot.config);
             all.retain(|k, _| wanted.iter().any(|w| &w.0 == k));
             STATUS
@@ -383,7 +411,7 @@ impl BackgroundService for AcmeService {
                 }
                 if let Some(e) = all.get_mut(&key) {
                     if e.next <= Instant::now() {
-                        self.tick(&key, e).await;
+                        self.tick(&key, e, generation).await;
                     }
                 }
             }

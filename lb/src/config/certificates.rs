@@ -154,34 +154,44 @@ fn stored_acme(
     else {
         return Ok(None);
     };
+    match issued_acme(spec, paths, &cert_pem, &key_pem, now) {
+        Ok(cert) => Ok(Some(cert)),
+        Err((_, why)) => {
+            tracing::warn!(file = %paths.cert.display(), error = %why, "stored ACME certificate not usable: serving the placeholder until a new one is issued");
+            Ok(None)
+        }
+    }
+}
+
+/// An ACME certificate and key (PEM), as stored or to be stored at `paths`: loaded and
+/// checked (dates, key match, every configured name covered) without touching the disk,
+/// so an issued pair is checked before it replaces the stored one.
+pub(crate) fn issued_acme(
+    spec: &CertificateSpec,
+    paths: &crate::acme::storage::Paths,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    now: i64,
+) -> Result<Certificate, Fault> {
     let (c, k) = (
         paths.cert.display().to_string(),
         paths.key.display().to_string(),
     );
-    let loaded = parse_pem(&c, &cert_pem, &k, &key_pem).and_then(|(chain, key)| {
-        let labels = Labels {
-            cert_field: "acme",
-            key_field: "acme",
-            cert: format!("{c:?}"),
-            key: format!("{k:?}"),
-            file: c.clone(),
-        };
-        let cert = checked(spec, chain, key, &labels, now)?;
-        let (_, leaf) = x509_parser::parse_x509_certificate(&cert.key.cert[0])
-            .map_err(|e| ("acme", e.to_string()))?;
-        let has = dns_names(&leaf);
-        let missing = cert.names.iter().find(|n| !has.contains(n)).cloned();
-        match missing {
-            Some(missing) => Err(("acme", format!("{c:?} does not cover {missing:?}"))),
-            None => Ok(cert),
-        }
-    });
-    match loaded {
-        Ok(cert) => Ok(Some(cert)),
-        Err((_, why)) => {
-            tracing::warn!(file = %c, error = %why, "stored ACME certificate not usable: serving the placeholder until a new one is issued");
-            Ok(None)
-        }
+    let (chain, key) = parse_pem(&c, cert_pem, &k, key_pem)?;
+    let labels = Labels {
+        cert_field: "acme",
+        key_field: "acme",
+        cert: format!("{c:?}"),
+        key: format!("{k:?}"),
+        file: c.clone(),
+    };
+    let cert = checked(spec, chain, key, &labels, now)?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&cert.key.cert[0])
+        .map_err(|e| ("acme", e.to_string()))?;
+    let has = dns_names(&leaf);
+    match cert.names.iter().find(|n| !has.contains(n)) {
+        Some(missing) => Err(("acme", format!("{c:?} does not cover {missing:?}"))),
+        None => Ok(cert),
     }
 }
 

@@ -39,6 +39,11 @@ pub(crate) mod defaults {
     pub(crate) const ACCESS_LOG_FLUSH_MAX: Duration = Duration::from_secs(10);
     pub(crate) const PID_FILE: &str = "/tmp/lb.pid";
     pub(crate) const UPGRADE_SOCK: &str = "/tmp/lb_upgrade.sock";
+    /// Pingora's receiving side of an upgrade takes at most this many descriptors
+    /// (`server/transfer_fd`, `MAX_FDS`); with more, the new process fails to start while
+    /// the old one stops. So at most this many proxy addresses (`listen` and `tls_listen`
+    /// together), and per-thread sockets are capped to fit (`crate::accept`).
+    pub(crate) const HANDED_OVER_MAX: usize = 32;
     pub(crate) const DNS_INTERVAL: Duration = Duration::from_secs(2);
     pub(crate) const RETRIES: usize = 2;
     /// Upper bound on `retries`: every try may wait a full connect timeout.

@@ -10,6 +10,7 @@
 //! own connection handling unchanged.
 
 pub(crate) mod head;
+mod linger;
 #[cfg(test)]
 mod pingora_agrees;
 mod read;
@@ -25,7 +26,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use head::Refusal;
 
@@ -56,34 +57,66 @@ impl EdgeApp {
         }
     }
 
-    /// HTTP/2 by ALPN, or (with `server.h2c`) a plaintext connection opening with the
-    /// preface. `None`: the connection failed while peeking.
-    async fn is_h2(&self, stream: &mut Stream) -> Option<bool> {
+    /// How the connection opens: HTTP/2 by ALPN (its preface read within `request_head`),
+    /// or (with `server.h2c`) a plaintext connection opening with the preface; else
+    /// HTTP/1 with what was read deciding it. `None`: closed (and counted if it had begun).
+    async fn opening(&self, stream: &mut Stream) -> Option<Opening> {
+        let client = self.state.client_limits();
         if stream.get_ssl_digest().is_some() {
-            return Some(matches!(stream.selected_alpn_proto(), Some(ALPN::H2)));
+            if !matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+                return Some(Opening::Http1(BytesMut::new(), None));
+            }
+            // h2 by ALPN: pingora would wait for the client's preface with no deadline, so
+            // a client silent after its handshake would hold its connection and its
+            // connection_limits place for ever. It gets `request_head`, as an HTTP/1
+            // client gets for its first head.
+            return preface(stream, client.request_head_timeout)
+                .await
+                .map(Opening::H2);
         }
         if !self.proxy.server_options.as_ref().is_some_and(|o| o.h2c) {
-            return Some(false);
+            return Some(Opening::Http1(BytesMut::new(), None));
         }
-        let mut buf = [0u8; H2_PREFACE.len()];
-        // The peek waits for as many bytes as the preface has: a client that sends fewer is
-        // held to `request_head`, as if it were reading a head.
-        let limit = self.state.client_limits().request_head_timeout;
-        match tokio::time::timeout(limit, stream.try_peek(&mut buf)).await {
-            Ok(Ok(peeked)) => Some(peeked && buf == H2_PREFACE),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "read error while peeking for the h2c preface");
-                None
+        // h2c: read until the bytes stop matching the preface (an HTTP/1 request differs
+        // by its first or second byte) or match it whole. One deadline from here, which the
+        // first HTTP/1 head keeps: a request shorter than the preface is served at once,
+        // and peeking never extends `request_head`.
+        let deadline = tokio::time::Instant::now() + client.request_head_timeout;
+        let mut read = BytesMut::with_capacity(1024);
+        loop {
+            let n = read.len().min(H2_PREFACE.len());
+            if read[..n] != H2_PREFACE[..n] {
+                return Some(Opening::Http1(read, Some(deadline)));
             }
-            Err(_) => {
-                client_errors::count(Reason::HeadTimeout);
-                tracing::debug!(
-                    "no 24 bytes within request_head while peeking for the h2c preface"
-                );
-                None
+            if n == H2_PREFACE.len() {
+                return Some(Opening::H2(read.freeze()));
+            }
+            match tokio::time::timeout_at(deadline, stream.read_buf(&mut read)).await {
+                Ok(Ok(got)) if got > 0 => {}
+                Ok(_) if read.is_empty() => return None, // gone before a byte: a normal end
+                Ok(result) => {
+                    client_errors::count(Reason::RequestHead);
+                    tracing::debug!(error = ?result.err(), "closed during the h2c preface");
+                    return None;
+                }
+                Err(_) if read.is_empty() => return None, // silent: closed, as an HTTP/1 one
+                Err(_) => {
+                    client_errors::count(Reason::HeadTimeout);
+                    tracing::debug!("part of an h2c preface, then nothing within request_head");
+                    return None;
+                }
             }
         }
     }
+}
+
+/// How a connection opens ([`EdgeApp::opening`]).
+enum Opening {
+    /// HTTP/2, with the bytes already read of it (its preface).
+    H2(bytes::Bytes),
+    /// HTTP/1, with the bytes already read of its first head, and that head's deadline
+    /// when reading them started it.
+    Http1(BytesMut, Option<tokio::time::Instant>),
 }
 
 #[async_trait]
@@ -93,12 +126,15 @@ impl ServerApp for EdgeApp {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        if self.is_h2(&mut stream).await? {
-            let limit = self.state.client_limits().response_write_timeout;
-            crate::accept::no_delay(&stream);
-            let stream = WriteDeadline::wrap(stream, limit);
-            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
-        }
+        let (mut carry, mut first_deadline) = match self.opening(&mut stream).await? {
+            Opening::H2(read) => {
+                let limit = self.state.client_limits().response_write_timeout;
+                crate::accept::no_delay(&stream);
+                let stream = WriteDeadline::wrap_after(stream, limit, read);
+                return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+            }
+            Opening::Http1(read, deadline) => ((!read.is_empty()).then_some(read), deadline),
+        };
         let mut persistent: Option<HttpPersistentSettings> = None;
         let mut first = true;
         // What the fast path needs of the connection, read once: the client's address and
@@ -112,12 +148,19 @@ impl ServerApp for EdgeApp {
                 .as_deref()
                 .map(|d| crate::proxy::access_log::tls_version(&d.version)),
         };
-        let mut carry: Option<BytesMut> = None;
         // One receiver for the connection's life: the idle waits between requests watch it.
         let mut closing = shutdown.clone();
         loop {
             let client = self.state.client_limits();
-            let read = read::head(&mut stream, &client, first, &mut closing, carry.take()).await;
+            let read = read::head(
+                &mut stream,
+                &client,
+                first,
+                &mut closing,
+                carry.take(),
+                first_deadline.take(),
+            )
+            .await;
             let head = match read {
                 Ok(head) => head,
                 Err(no_head) => {
@@ -170,6 +213,32 @@ impl ServerApp for EdgeApp {
     }
 }
 
+/// The h2 client preface of a TLS connection that chose h2, read within `limit`: the
+/// bytes read (handed on to pingora's h2 engine, which reads them again), or `None` when
+/// the client sent no preface in time (`head_timeout`), sent something else or left
+/// (`protocol`, as pingora counts a failed h2 handshake): closed, and counted.
+async fn preface(stream: &mut Stream, limit: std::time::Duration) -> Option<bytes::Bytes> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    match tokio::time::timeout(limit, stream.read_exact(&mut buf)).await {
+        Ok(Ok(_)) if buf == H2_PREFACE => Some(bytes::Bytes::copy_from_slice(&buf)),
+        Ok(Ok(_)) => {
+            client_errors::count(Reason::Protocol);
+            tracing::debug!("an h2 connection (ALPN) opened without the h2 preface");
+            None
+        }
+        Ok(Err(e)) => {
+            client_errors::count(Reason::Protocol);
+            tracing::debug!(error = %e, "an h2 connection (ALPN) ended before its preface");
+            None
+        }
+        Err(_) => {
+            client_errors::count(Reason::HeadTimeout);
+            tracing::debug!("no h2 preface within request_head after ALPN h2");
+            None
+        }
+    }
+}
+
 /// Count and answer (or just close) a connection that gave no acceptable head.
 async fn refused(stream: Stream, no_head: NoHead) {
     let (reason, answer) = match no_head {
@@ -192,6 +261,9 @@ async fn refused(stream: Stream, no_head: NoHead) {
     client_errors::count(reason);
     tracing::debug!(reason = reason.label(), "request head refused");
     if let Some(err) = answer {
-        reject::reject(stream, err).await;
+        // No lingering after a head that ran out of time: that client is slow, not still
+        // sending a body, and lingering would add to the time it holds its place.
+        let linger = reason != Reason::HeadTimeout;
+        reject::reject(stream, err, linger).await;
     }
 }

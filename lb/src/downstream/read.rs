@@ -41,13 +41,16 @@ pub(crate) enum NoHead {
 
 /// Read until a complete, acceptable head is in the buffer; what was read past it (body
 /// bytes) stays in the buffer for pingora. `carry`: bytes of this request already read
-/// (what a client pipelined behind the previous one, which the fast path hands back).
+/// (what a client pipelined behind the previous one, which the fast path hands back, or
+/// what the h2c peek read); `deadline`: the head's deadline when reading `carry` started it
+/// (the h2c peek), so it is not counted again.
 pub(crate) async fn head(
     stream: &mut Stream,
     client: &ClientLimits,
     first: bool,
     shutdown: &mut ShutdownWatch,
     carry: Option<BytesMut>,
+    deadline: Option<Instant>,
 ) -> Result<BytesMut, NoHead> {
     let limits = HeadLimits {
         head_size: client.head_size,
@@ -66,7 +69,7 @@ pub(crate) async fn head(
     };
     let mut buf = match carry {
         Some(carry) if !carry.is_empty() => {
-            return rest_of_head(stream, client, carry, &limits, None).await
+            return rest_of_head(stream, client, carry, &limits, deadline).await
         }
         // The buffer of the previous head, emptied: its room is reused.
         Some(mut empty) => {

@@ -12,8 +12,10 @@ use crate::errors::{self, LbError};
 /// A client that does not read its error answer is not waited for longer than this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Answer `err` and close: the rest of what the client sent is not read.
-pub(crate) async fn reject(mut stream: Stream, err: LbError) {
+/// Answer `err` and close. With `linger`, the rest of what the client sent is read and
+/// thrown away for a bounded time first ([`super::linger`]), so the client gets its
+/// answer, not a reset.
+pub(crate) async fn reject(mut stream: Stream, err: LbError, linger: bool) {
     let id = request_id::generate();
     let body = errors::json_body(err, &id);
     let status = http::StatusCode::from_u16(err.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
@@ -42,5 +44,9 @@ pub(crate) async fn reject(mut stream: Stream, err: LbError) {
         })
     {
         tracing::debug!(error = %e, status = err.status(), "could not answer a refused request head");
+        return;
+    }
+    if linger {
+        super::linger::linger(&mut stream).await;
     }
 }

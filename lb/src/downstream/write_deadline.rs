@@ -22,7 +22,7 @@ use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
 
 /// What a write that timed out fails with; `crate::client_errors` counts it as
@@ -37,6 +37,12 @@ pub(crate) struct WriteDeadline {
     limit: Duration,
     /// Armed when a write first waits; cleared by any progress.
     waiting: Option<Pin<Box<Sleep>>>,
+    /// Bytes the lb read before handing the stream over (an h2 preface it waited for),
+    /// read again first.
+    rewind: bytes::Bytes,
+    /// After the write side is shut: the lingering close ([`super::linger`]) in progress,
+    /// then `Some(None)` once done.
+    closing: Option<Option<Box<super::linger::Linger>>>,
 }
 
 impl WriteDeadline {
@@ -46,10 +52,18 @@ impl WriteDeadline {
         if stream.as_any().is::<WriteDeadline>() {
             return stream;
         }
+        Self::wrap_after(stream, limit, bytes::Bytes::new())
+    }
+
+    /// `stream` under `limit`, its reads starting with `read`: bytes already taken from
+    /// it, so whoever reads next sees the stream whole.
+    pub(crate) fn wrap_after(stream: Stream, limit: Duration, read: bytes::Bytes) -> Stream {
         Box::new(WriteDeadline {
             inner: stream,
             limit,
             waiting: None,
+            rewind: read,
+            closing: None,
         })
     }
 
@@ -112,12 +126,29 @@ impl AsyncWrite for WriteDeadline {
         }
     }
 
+    /// Pingora's engine closes a connection it will not reuse (an error answer such as a
+    /// 413 for a declared body, `Connection: close`) through this: the write side is shut,
+    /// then the close lingers, since the client may still be sending and should get the
+    /// answer, not a reset.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Ready(r) => this.progressed(r),
-            Poll::Pending => this.stalled(cx),
+        if this.closing.is_none() {
+            match Pin::new(&mut this.inner).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => {
+                    this.waiting = None;
+                    this.closing = Some(Some(Box::new(super::linger::Linger::new())));
+                }
+                Poll::Ready(Err(e)) => return this.progressed(Err(e)),
+                Poll::Pending => return this.stalled(cx),
+            }
         }
+        if let Some(Some(linger)) = &mut this.closing {
+            if linger.poll(cx, &mut this.inner).is_pending() {
+                return Poll::Pending;
+            }
+            this.closing = Some(None);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -127,7 +158,13 @@ impl AsyncRead for WriteDeadline {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        if !this.rewind.is_empty() {
+            let n = this.rewind.len().min(buf.remaining());
+            buf.put_slice(&this.rewind.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
@@ -137,7 +174,13 @@ impl AsyncRead for WriteDeadline {
 impl Shutdown for WriteDeadline {
     async fn shutdown(&mut self) {
         // Pingora's own close of a connection: bounded too (a TLS close_notify is a write).
-        let _ = tokio::time::timeout(self.limit, Shutdown::shutdown(&mut *self.inner)).await;
+        // Through tokio's shutdown (this wrapper's, so it lingers too), not the inner
+        // stream's `Shutdown`: pingora's TLS stream logs a client that has already reset as
+        // a WARN, and a client's reset is not an operator's concern.
+        match tokio::time::timeout(self.limit, AsyncWriteExt::shutdown(self)).await {
+            Ok(Ok(())) | Err(_) => {}
+            Ok(Err(e)) => tracing::debug!("client connection shutdown failed: {e}"),
+        }
     }
 }
 
@@ -197,8 +240,23 @@ impl GetSocketDigest for WriteDeadline {
 
 #[async_trait]
 impl Peek for WriteDeadline {
+    /// Pingora peeks a plaintext connection for the h2c preface, which the lb may have read
+    /// already (then it is in `rewind`): the peek sees the stream whole, as reads do.
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        if self.rewind.is_empty() {
+            return self.inner.try_peek(buf).await;
+        }
+        if self.rewind.len() < buf.len() {
+            let mut more = bytes::BytesMut::from(&self.rewind[..]);
+            while more.len() < buf.len() {
+                if tokio::io::AsyncReadExt::read_buf(&mut self.inner, &mut more).await? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            self.rewind = more.freeze();
+        }
+        buf.copy_from_slice(&self.rewind[..buf.len()]);
+        Ok(true)
     }
 }
 
@@ -277,5 +335,27 @@ mod tests {
             "the first wrapper, kept"
         );
         assert!(outer.inner.as_any().is::<std::io::Cursor<Vec<u8>>>());
+    }
+
+    /// Bytes the lb read before the hand-over come first, to reads and to a peek (pingora
+    /// peeks for the h2c preface the lb already read), and a peek consumes nothing.
+    #[tokio::test]
+    async fn what_was_read_before_comes_first_to_reads_and_peeks() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (lb_side, mut client) = tokio::io::duplex(1024);
+        let inner: Stream = Box::new(lb_side);
+        let mut stream =
+            WriteDeadline::wrap_after(inner, Duration::from_secs(1), bytes::Bytes::from("0123"));
+        client.write_all(b"456789").await.expect("write");
+        let mut peeked = [0u8; 6];
+        assert!(stream.try_peek(&mut peeked).await.expect("peek"));
+        assert_eq!(&peeked, b"012345");
+        let mut again = [0u8; 2];
+        assert!(stream.try_peek(&mut again).await.expect("peek"));
+        assert_eq!(&again, b"01");
+        drop(client);
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).await.expect("read");
+        assert_eq!(all, b"0123456789");
     }
 }

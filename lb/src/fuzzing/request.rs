@@ -192,7 +192,7 @@ async fn proxied(session: &mut Session, ctx: &mut RequestCtx) {
     for _ in 0..256 {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
-                if request::request_body_filter(Some(&chunk), ctx).is_err() {
+                if request::request_body_filter(Some(&chunk), false, ctx).is_err() {
                     assert!(ctx.body_bytes > max_body);
                     return;
                 }

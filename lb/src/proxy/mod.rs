@@ -64,12 +64,12 @@ impl ProxyHttp for LbProxy {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        request::request_body_filter(body.as_ref(), ctx)
+        request::request_body_filter(body.as_ref(), session.was_upgraded(), ctx)
     }
 
     async fn upstream_peer(
@@ -151,6 +151,12 @@ impl ProxyHttp for LbProxy {
             }
             if let Err(write_err) = errors::respond(session, err, &ctx.request_id, false).await {
                 tracing::debug!(error = %write_err, "could not send error response");
+            } else if err == LbError::PayloadTooLarge && !session.is_http2() {
+                // A body cut at max_body_size: the client is still sending it. Pingora drops
+                // the connection without a shutdown here, so close it through ours, which
+                // lingers (`downstream::linger`) and so lets the client read its 413
+                // instead of a reset.
+                session.shutdown().await;
             }
         }
         FailToProxy {

@@ -52,6 +52,7 @@ pub(crate) async fn request_filter(
     // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400 (h2 has :authority,
     // HTTP/1.0 may go without).
     if req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST) {
+        crate::client_errors::count(crate::client_errors::Reason::Malformed);
         ctx.snapshot = Some(snapshot);
         errors::respond(session, LbError::BadRequest, &ctx.request_id, false).await?;
         return Ok(true);
@@ -125,9 +126,19 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 
 /// Engine path, per body chunk: a body (chunked, or longer than declared) that passes the
 /// route's `max_body_size` is cut there and answered 413 (if no response has started).
-pub(crate) fn request_body_filter(body: Option<&bytes::Bytes>, ctx: &mut RequestCtx) -> Result<()> {
+/// After a `101` (`upgraded`), pingora passes the upgraded protocol's bytes (a WebSocket's
+/// frames) through this filter too: they are counted but not held to either limit, which
+/// would end a WebSocket after 60 s or 10 MiB.
+pub(crate) fn request_body_filter(
+    body: Option<&bytes::Bytes>,
+    upgraded: bool,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
     let Some(chunk) = body else { return Ok(()) };
     ctx.body_bytes += chunk.len() as u64;
+    if upgraded {
+        return Ok(());
+    }
     if ctx.started.elapsed() > body_deadline(ctx) {
         // A client trickling its body: the per-read timeout alone would never end it.
         return Err(LbError::RequestTimeout.into_error("request body over its deadline"));

@@ -97,7 +97,7 @@ impl ResolvesServerCert for SniResolver {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::certificates::Certificate;
 
@@ -119,7 +119,8 @@ mod tests {
         Arc::new(CertifiedKey::new(vec![vec![tag].into()], Arc::new(NoKey)))
     }
 
-    fn cert(tag: u8, names: &[&str], default: bool) -> Certificate {
+    /// A certificate whose key's first certificate byte is `tag`.
+    pub(in crate::tls) fn cert(tag: u8, names: &[&str], default: bool) -> Certificate {
         Certificate {
             key: key(tag),
             names: names.iter().map(|n| n.to_string()).collect(),

@@ -16,6 +16,9 @@ pub(crate) enum Answer {
     /// SRV records `(priority, weight, port)` for any name, each with the target
     /// `backend.test.`, which resolves (A) to 127.0.0.1.
     Srv(Vec<(u16, u16, u16)>),
+    /// As `Srv`, plus one more record of the first one's priority whose target,
+    /// `gone.test.`, does not exist (NXDOMAIN): a stale entry in a service registry.
+    SrvWithStaleTarget(Vec<(u16, u16, u16)>),
     NxDomain,
     ServFail,
 }
@@ -80,10 +83,16 @@ fn respond(query: &Message, answer: &Answer) -> Option<Vec<u8>> {
         Answer::ServFail => {
             reply.set_response_code(ResponseCode::ServFail);
         }
-        Answer::Srv(records) => {
+        Answer::Srv(records) | Answer::SrvWithStaleTarget(records) => {
             reply.set_response_code(ResponseCode::NoError);
             let target = Name::from_ascii("backend.test.").expect("name");
+            let gone = Name::from_ascii("gone.test.").expect("name");
+            let stale = matches!(answer, Answer::SrvWithStaleTarget(_));
             for q in query.queries() {
+                if stale && q.name() == &gone {
+                    reply.set_response_code(ResponseCode::NXDomain);
+                    continue;
+                }
                 match q.query_type() {
                     RecordType::SRV => {
                         for &(priority, weight, port) in records {
@@ -91,6 +100,13 @@ fn respond(query: &Message, answer: &Answer) -> Option<Vec<u8>> {
                                 q.name().clone(),
                                 600,
                                 RData::SRV(SRV::new(priority, weight, port, target.clone())),
+                            ));
+                        }
+                        if let (true, Some(&(priority, _, _))) = (stale, records.first()) {
+                            reply.add_answer(Record::from_rdata(
+                                q.name().clone(),
+                                600,
+                                RData::SRV(SRV::new(priority, 1, 1, gone.clone())),
                             ));
                         }
                     }

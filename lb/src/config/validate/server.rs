@@ -36,6 +36,17 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
     listen_addresses_are_distinct(errs, &listen);
     let tls_listen = super::tls::tls_listen(errs, raw.tls_listen.as_deref().unwrap_or_default());
     tls_addresses_are_distinct(errs, &tls_listen, &listen, admin);
+    let addresses = listen.len() + tls_listen.len();
+    if addresses > defaults::HANDED_OVER_MAX {
+        errs.push(
+            "server.listen",
+            format!(
+                "{addresses} proxy addresses (listen and tls_listen together); at most {} \
+                 (an upgrade, `lb -u`, hands over at most that many listening sockets)",
+                defaults::HANDED_OVER_MAX
+            ),
+        );
+    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     ServerSettings {
         listen,
@@ -193,6 +204,26 @@ mod tests {
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn at_most_what_an_upgrade_hands_over() {
+        let list = |n: u16| {
+            (0..n)
+                .map(|i| format!("\"127.0.0.1:{}\"", 20000 + i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        assert_eq!(
+            errors(&format!("listen: [{}]", list(32))),
+            Vec::<String>::new()
+        );
+        let errs = errors(&format!("listen: [{}]", list(33)));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("server.listen: 33 proxy addresses"),
+            "{errs:?}"
+        );
     }
 
     #[test]

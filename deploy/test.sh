@@ -81,12 +81,14 @@ if [ "${CI:-}" = true ]; then
   # Where no registry serves the official Rust image, a local stand-in takes its
   # place (the script skips when an image of that name is here already).
   ./deploy/rust-stand-in.sh
-  if [ -z "$(git status --porcelain)" ]; then
+  dirty=$(git status --porcelain) || dirty="(git status failed)"
+  if [ -z "$dirty" ]; then
     python3 deploy/e2e_from_source.py --export-bins dist/bin
     bins_from_docker=true
   else
     # The clone builds HEAD; with local changes the stages below must build the tree.
-    echo "the working tree differs from HEAD: the host build below compiles it"
+    echo "the working tree differs from HEAD, so the host build below compiles it:"
+    echo "$dirty"
     python3 deploy/e2e_from_source.py
   fi
   # The builder image and BuildKit's cache of that build: a few GB nothing later reads.

@@ -28,7 +28,6 @@ pub(crate) const LINGER_IDLE: Duration = Duration::from_secs(1);
 pub(crate) struct Linger {
     until: Instant,
     idle: Pin<Box<Sleep>>,
-    buf: Box<[u8]>,
 }
 
 impl std::fmt::Debug for Linger {
@@ -47,7 +46,6 @@ impl Linger {
             idle: Box::pin(tokio::time::sleep_until(
                 (now + LINGER_IDLE).min(now + LINGER_TIME),
             )),
-            buf: vec![0u8; 16 * 1024].into_boxed_slice(),
         }
     }
 
@@ -58,11 +56,13 @@ impl Linger {
         cx: &mut Context<'_>,
         stream: &mut S,
     ) -> Poll<()> {
+        // What is read is thrown away within this call: a buffer on the stack, nothing kept.
+        let mut raw = [std::mem::MaybeUninit::<u8>::uninit(); 8192];
         loop {
             if self.idle.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
             }
-            let mut buf = ReadBuf::new(&mut self.buf);
+            let mut buf = ReadBuf::uninit(&mut raw);
             match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
                     // More came: wait for the next bytes, within the whole time.

@@ -178,6 +178,9 @@ impl ServerApp for EdgeApp {
                     continue;
                 }
                 Served::Close => {
+                    // The lb's own close, not the engine's: no lingering (a GET's client is
+                    // not sending a body).
+                    let mut stream = WriteDeadline::unwrapped(stream);
                     if link.tls_version.is_some() {
                         // As pingora's engine ends a connection it will not reuse: over TLS
                         // the close_notify tells a whole answer from a cut one.
@@ -241,6 +244,9 @@ async fn preface(stream: &mut Stream, limit: std::time::Duration) -> Option<byte
 
 /// Count and answer (or just close) a connection that gave no acceptable head.
 async fn refused(stream: Stream, no_head: NoHead) {
+    // The lb's own close: `reject` decides whether it lingers, not the engine's wrapper
+    // (which stays on a keep-alive connection after an engine request).
+    let stream = WriteDeadline::unwrapped(stream);
     let (reason, answer) = match no_head {
         NoHead::Idle | NoHead::Shutdown => return,
         NoHead::Broken => (Reason::RequestHead, None),

@@ -55,6 +55,20 @@ impl WriteDeadline {
         Self::wrap_after(stream, limit, bytes::Bytes::new())
     }
 
+    /// `stream` without this wrapper (it stays on a keep-alive connection after the
+    /// engine's first request): for the lb's own closes, which decide themselves whether
+    /// to linger, rather than the engine's close in `poll_shutdown`.
+    pub(crate) fn unwrapped(stream: Stream) -> Stream {
+        if !stream.as_any().is::<WriteDeadline>() {
+            return stream;
+        }
+        match stream.into_any().downcast::<WriteDeadline>() {
+            Ok(w) => w.inner,
+            // Not reachable (checked just above); an empty stream rather than a panic.
+            Err(_) => Box::new(std::io::Cursor::new(Vec::<u8>::new())),
+        }
+    }
+
     /// `stream` under `limit`, its reads starting with `read`: bytes already taken from
     /// it, so whoever reads next sees the stream whole.
     pub(crate) fn wrap_after(stream: Stream, limit: Duration, read: bytes::Bytes) -> Stream {

@@ -52,6 +52,9 @@ pub(crate) struct RequestCtx {
     pub(crate) in_flight: Option<InFlight>,
     /// The backend the request's sticky cookie named (for pools with `sticky`).
     pub(crate) sticky: Option<sticky::Token>,
+    /// Close the connection after the access log, lingering (a body cut at
+    /// `max_body_size`, still arriving).
+    pub(crate) close_lingering: bool,
 }
 
 impl RequestCtx {
@@ -74,6 +77,7 @@ impl RequestCtx {
             per_try: false,
             in_flight: None,
             sticky: None,
+            close_lingering: false,
         }
     }
 

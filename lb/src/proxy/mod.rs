@@ -153,10 +153,10 @@ impl ProxyHttp for LbProxy {
                 tracing::debug!(error = %write_err, "could not send error response");
             } else if err == LbError::PayloadTooLarge && !session.is_http2() {
                 // A body cut at max_body_size: the client is still sending it. Pingora drops
-                // the connection without a shutdown here, so close it through ours, which
-                // lingers (`downstream::linger`) and so lets the client read its 413
-                // instead of a reset.
-                session.shutdown().await;
+                // the connection without a shutdown here, so `logging` closes it through the
+                // engine's wrapper, which lingers (`downstream::linger`) and so lets the
+                // client read its 413 instead of a reset.
+                ctx.close_lingering = true;
             }
         }
         FailToProxy {
@@ -180,5 +180,11 @@ impl ProxyHttp for LbProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         access_log::finish(&self.state, ctx, &access_log::Exchange::of(session), e);
+        // The request is over for its backend: a close that lingers after it (pingora's
+        // shutdown of a connection it will not reuse comes after this) is not its load.
+        ctx.in_flight = None;
+        if std::mem::take(&mut ctx.close_lingering) {
+            session.shutdown().await;
+        }
     }
 }

@@ -351,6 +351,18 @@ mod tests {
         assert!(outer.inner.as_any().is::<std::io::Cursor<Vec<u8>>>());
     }
 
+    #[test]
+    fn unwrapped_gives_the_inner_stream_back() {
+        let plain: Stream = Box::new(std::io::Cursor::new(Vec::<u8>::new()));
+        let wrapped = WriteDeadline::wrap(plain, Duration::from_secs(1));
+        assert!(wrapped.as_any().is::<WriteDeadline>());
+        let inner = WriteDeadline::unwrapped(wrapped);
+        assert!(inner.as_any().is::<std::io::Cursor<Vec<u8>>>());
+        // A stream that is not wrapped comes back as it is.
+        let again = WriteDeadline::unwrapped(inner);
+        assert!(again.as_any().is::<std::io::Cursor<Vec<u8>>>());
+    }
+
     /// Bytes the lb read before the hand-over come first, to reads and to a peek (pingora
     /// peeks for the h2c preface the lb already read), and a peek consumes nothing.
     #[tokio::test]

@@ -151,11 +151,13 @@ impl ProxyHttp for LbProxy {
             }
             if let Err(write_err) = errors::respond(session, err, &ctx.request_id, false).await {
                 tracing::debug!(error = %write_err, "could not send error response");
-            } else if err == LbError::PayloadTooLarge && !session.is_http2() {
-                // A body cut at max_body_size: the client is still sending it. Pingora drops
-                // the connection without a shutdown here, so `logging` closes it through the
-                // engine's wrapper, which lingers (`downstream::linger`) and so lets the
-                // client read its 413 instead of a reset.
+            } else if !session.is_http2() && !session.is_body_done() {
+                // An answer before the request's body was all read (a body cut at
+                // max_body_size, a 502 or 504 during an upload): the client is still
+                // sending it. Pingora drops the connection without a shutdown here, so
+                // `logging` closes it through the engine's wrapper, which lingers
+                // (`downstream::linger`) and so lets the client read its answer instead of a
+                // reset.
                 ctx.close_lingering = true;
             }
         }

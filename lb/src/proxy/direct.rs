@@ -275,28 +275,42 @@ async fn send(
         }
     };
     tokio::pin!(went_down);
-    loop {
-        tokio::select! {
-            biased;
-            read = upstream.read_response() => read?,
-            () = &mut went_down => {
-                return Error::e_explain(failover::BACKEND_DOWN, "backend marked down while the request waited for it");
-            }
-        };
-        match upstream.get_status().map(|s| s.as_u16()) {
-            Some(101) => {
-                return Error::e_explain(
-                    ErrorType::InvalidHTTPHeader,
-                    "101 answer to a request that asked for no upgrade",
-                )
-            }
-            Some(100..=199) => continue,
-            _ => {
-                upstream.read_timeout = Some(timeouts.read);
-                return Ok(upstream);
+    // `per_try` bounds the whole response head, interim answers included (pingora's read
+    // timeout is per read): a backend sending `102 Processing` now and then must not hold
+    // the try. Without it, `read` bounds each read.
+    let whole_head = timeouts.per_try.map(|t| tokio::time::Instant::now() + t);
+    let head = async {
+        loop {
+            tokio::select! {
+                biased;
+                read = upstream.read_response() => read?,
+                () = &mut went_down => {
+                    return Error::e_explain(failover::BACKEND_DOWN, "backend marked down while the request waited for it");
+                }
+            };
+            match upstream.get_status().map(|s| s.as_u16()) {
+                Some(101) => {
+                    return Error::e_explain(
+                        ErrorType::InvalidHTTPHeader,
+                        "101 answer to a request that asked for no upgrade",
+                    )
+                }
+                Some(100..=199) => continue,
+                _ => return Ok(()),
             }
         }
+    };
+    match whole_head {
+        Some(until) => match tokio::time::timeout_at(until, head).await {
+            Ok(done) => done?,
+            Err(_) => {
+                return Error::e_explain(ErrorType::ReadTimedout, "waiting for the response head")
+            }
+        },
+        None => head.await?,
     }
+    upstream.read_timeout = Some(timeouts.read);
+    Ok(upstream)
 }
 
 /// A new TCP connection (no delay: heads and bodies go out as whole writes already).

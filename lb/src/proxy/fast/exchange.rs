@@ -220,12 +220,16 @@ async fn exchange_head(
         }
     };
     tokio::pin!(went_down);
-    let wait = timeouts.per_try.unwrap_or(timeouts.read);
+    // `per_try` bounds the whole response head, interim answers and a trickled head
+    // included (a backend sending `102 Processing` now and then must not hold the try); without
+    // it, `read` bounds each read, as nginx's `proxy_read_timeout` does.
+    let whole_head = timeouts.per_try.map(|t| tokio::time::Instant::now() + t);
     let mut buf = BytesMut::with_capacity(HEAD_READ);
     loop {
+        let until = whole_head.unwrap_or_else(|| tokio::time::Instant::now() + timeouts.read);
         let n = tokio::select! {
             biased;
-            read = tokio::time::timeout(wait, stream.read_buf(&mut buf)) => match read {
+            read = tokio::time::timeout_at(until, stream.read_buf(&mut buf)) => match read {
                 Err(_) => return Error::e_explain(ErrorType::ReadTimedout, "waiting for the response head").map_err(|e: Box<Error>| e.into_up()),
                 Ok(Err(e)) => return Err(Error::because(ErrorType::ReadError, "reading the response head", e).into_up()),
                 Ok(Ok(n)) => n,

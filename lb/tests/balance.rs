@@ -444,3 +444,77 @@ async fn a_backend_added_by_a_reload_ramps_up_and_the_others_keep_their_share() 
         }
     }
 }
+
+/// A backend that answers every request with a 500 whose chunked body is malformed from its
+/// first bytes; counts the requests it got.
+async fn bad_chunked_500() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let answer = b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n";
+                    if conn.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, hits)
+}
+
+/// A 5xx whose body is unusable from its first bytes counts once against the backend for
+/// outlier detection, not twice (once for its status, once for the unusable body): with
+/// `consecutive_failures: 2`, one such answer does not eject it, two do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_5xx_counts_once_against_its_backend() {
+    use std::sync::atomic::Ordering;
+    let (bad, hits) = bad_chunked_500().await;
+    let good = Stub::start("good", "127.0.0.1:0").await;
+    let mut lb = Lb::start(
+        "",
+        &format!(
+            "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [\"{bad}\", \"{}\"] }}\n    outlier: {{ consecutive_failures: 2, base_ejection: 60s }}\n",
+            good.addr
+        ),
+    );
+    lb.wait_ready().await;
+    let http = client();
+    let until_bad_answered = |n: usize| {
+        let (http, url, hits) = (http.clone(), lb.url("/x"), hits.clone());
+        async move {
+            for _ in 0..20 {
+                if hits.load(Ordering::SeqCst) >= n {
+                    return;
+                }
+                let _ = http.get(&url).send().await;
+            }
+            panic!("the bad backend never got request {n}");
+        }
+    };
+    until_bad_answered(1).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let m = scrape(&lb).await;
+    assert_eq!(
+        metric(&m, "lb_outlier_ejections_total{upstream=app}"),
+        0.0,
+        "one unusable answer is one failure of two"
+    );
+    until_bad_answered(2).await;
+    let l = &lb;
+    eventually(Duration::from_secs(5), "ejected after two", || async move {
+        metric(&scrape(l).await, "lb_outlier_ejections_total{upstream=app}") == 1.0
+    })
+    .await;
+}

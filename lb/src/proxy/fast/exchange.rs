@@ -124,24 +124,22 @@ async fn try_backend(
         None => connect_and_exchange(ctx, addr, &attempt, &mut out).await?,
     };
 
-    // The backend answered: no retry from here on; the answer counts for or against it.
+    // The backend answered: no retry from here on.
     ctx.response_started = true;
-    ctx.try_answered(parsed.status);
     buf.advance(parsed.head_len);
     let waits = Waits {
         read: pool.spec.timeouts.read,
         write: ctx.response_write_timeout(),
     };
-    let reusable = body(client, &mut upstream, buf, &parsed, out, waits, progress)
-        .await
-        .map_err(|e| {
-            if !progress.head_written() {
-                // Unusable from its first bytes (a bad chunk): the client gets the lb's 502,
-                // and the backend's answer counts against it after all.
-                ctx.try_failed();
-            }
-            Decided::final_error(e)
-        })?;
+    let copied = body(client, &mut upstream, buf, &parsed, out, waits, progress).await;
+    // The answer counts for or against the backend once, by its status, unless it was
+    // unusable from its first bytes (a bad chunk): then the client gets the lb's 502, and
+    // it counts against the backend (not twice for a 5xx, nor a success and a failure).
+    match &copied {
+        Err(_) if !progress.head_written() => ctx.try_failed(),
+        _ => ctx.try_answered(parsed.status),
+    }
+    let reusable = copied.map_err(Decided::final_error)?;
     if reusable {
         keepalive::put(
             addr,

@@ -139,6 +139,14 @@ async fn connection_the_backend_closed_while_idle_is_not_used() {
         )
         .await;
         assert_eq!(app.accepted(), 2, "{path:?}");
+        // Not used at all: found closed before the request was sent on it, not sent and
+        // then sent again on a new connection (which would also give two accepts).
+        let m = support::scrape(&lb).await;
+        assert_eq!(
+            support::metric(&m, "lb_retries_total{reason=stale_connection,upstream=app}"),
+            0.0,
+            "{path:?}"
+        );
     }
 }
 

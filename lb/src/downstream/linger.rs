@@ -43,9 +43,7 @@ impl Linger {
         let now = Instant::now();
         Self {
             until: now + LINGER_TIME,
-            idle: Box::pin(tokio::time::sleep_until(
-                (now + LINGER_IDLE).min(now + LINGER_TIME),
-            )),
+            idle: Box::pin(tokio::time::sleep_until(now + LINGER_IDLE.min(LINGER_TIME))),
         }
     }
 

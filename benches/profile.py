@@ -73,6 +73,12 @@ def parse_args(argv):
     p.add_argument("--call-graph", default="fp", metavar="MODE",
                    help="perf record's --call-graph: fp (default) or dwarf (callers through Rust "
                         "frames without frame pointers; large data, use with --seconds 2)")
+    p.add_argument("--stat-events", default="", metavar="E1,E2",
+                   help="more perf stat events, reported per request, e.g. "
+                        "syscalls:sys_enter_epoll_wait,syscalls:sys_enter_accept4")
+    p.add_argument("--event", default="cpu-clock",
+                   help="perf record's event (default cpu-clock); e.g. sched:sched_switch for where "
+                        "the proxy's threads block or are preempted, by caller")
     p.add_argument("--keep-perf-data", metavar="PATH",
                    help="copy perf record's data here, for `perf report -i PATH` by caller")
     args = p.parse_args(argv)
@@ -83,8 +89,10 @@ def parse_args(argv):
     return args
 
 
-def perf_stat(pids, seconds):
+def perf_stat(pids, seconds, extra=""):
     events = "task-clock,context-switches,cpu-migrations,page-faults,raw_syscalls:sys_enter"
+    if extra:
+        events += "," + extra
     done = subprocess.run(
         ["perf", "stat", "-x", ",", "-e", events, "-p", ",".join(map(str, pids)), "--", "sleep", str(seconds)],
         capture_output=True, text=True, timeout=seconds + 30,
@@ -97,9 +105,29 @@ def perf_stat(pids, seconds):
     return counts
 
 
-def perf_record(pids, seconds, out, call_graph="fp"):
+def switches(pids):
+    """{thread name: [voluntary, involuntary]} context switches so far, summed over the
+    threads of `pids` (/proc/PID/task/TID/status). Voluntary: the thread blocked (epoll_wait,
+    a lock); involuntary: the scheduler took its CPU (preempted, e.g. by a task it woke)."""
+    out = defaultdict(lambda: [0, 0])
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                status = (task / "status").read_text()
+            except OSError:
+                continue  # the thread ended
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            name = re.sub(r"[-_ ]?\d+$", "", fields.get("Name", "?").strip())  # one row per pool
+            out[name][0] += int(fields.get("voluntary_ctxt_switches", 0))
+            out[name][1] += int(fields.get("nonvoluntary_ctxt_switches", 0))
+    return out
+
+
+def perf_record(pids, seconds, out, call_graph="fp", event="cpu-clock"):
+    # A tracepoint (e.g. sched:sched_switch, where threads block) is recorded at every hit.
+    rate = ["-c", "1"] if ":" in event else ["-F", "1999"]
     subprocess.run(
-        ["perf", "record", "-e", "cpu-clock", "-F", "1999", "--call-graph", call_graph, "-o", out,
+        ["perf", "record", "-e", event, *rate, "--call-graph", call_graph, "-o", out,
          "-p", ",".join(map(str, pids)), "--", "sleep", str(seconds)],
         capture_output=True, timeout=seconds + 60, check=True,
     )
@@ -159,11 +187,19 @@ def main(argv):
         target = stack.targets[args.target]
         run.load(stack, oha, scenario, target, 1, args.connections)  # warm-up
 
+        before = switches(target.server.pids())
         r = run.measure(stack, oha, scenario, target, args.seconds, args.connections)
+        after = switches(target.server.pids())
         print(f"# {args.target} {scenario.key}, {args.threads} threads, {args.connections} connections "
               f"{args.lb_option or ''}")
         print(f"plain: {r['rps']:,.0f} rps, p99 {r['p99']:.2f} ms, CPU {r['cpu_us']:.1f} µs/req, "
               f"upstream CPU {r['up_cpu_us'] or 0:.1f} µs/req")
+        served = r["ok"] or 1
+        print("context switches per request, by thread (voluntary: blocked; involuntary: preempted):")
+        for name in sorted(after, key=lambda n: -sum(after[n])):
+            vol, invol = (a - b for a, b in zip(after[name], before.get(name, [0, 0])))
+            if vol or invol:
+                print(f"  {name:<24} voluntary {vol / served:.3f}  involuntary {invol / served:.3f}")
 
         pids = target.server.pids()
 
@@ -179,7 +215,7 @@ def main(argv):
                     proc.kill()
             return value, parse(out)
 
-        counts, res = load_during(lambda: perf_stat(pids, args.seconds))
+        counts, res = load_during(lambda: perf_stat(pids, args.seconds, args.stat_events))
         reqs = res["rps"] * args.seconds  # requests inside the perf window, approximately
         per_req = {k: v / reqs for k, v in counts.items()}
         print(f"perf stat ({res['rps']:,.0f} rps): per request: "
@@ -188,9 +224,12 @@ def main(argv):
               f"context switches {per_req.get('context-switches', 0):.2f}, "
               f"migrations {per_req.get('cpu-migrations', 0):.3f}, "
               f"page faults {per_req.get('page-faults', 0):.3f}")
+        for event in filter(None, args.stat_events.split(",")):
+            print(f"  {event}: {per_req.get(event, 0):.3f} per request")
 
         if not args.no_record:
-            rows, res = load_during(lambda: perf_record(pids, args.seconds, str(tmp / "perf.data"), args.call_graph))
+            rows, res = load_during(lambda: perf_record(pids, args.seconds, str(tmp / "perf.data"), args.call_graph,
+                                                              args.event))
             print(f"perf record ({res['rps']:,.0f} rps under the profiler): share of samples by component")
             for name, pct in split(rows):
                 print(f"  {pct:5.1f}%  {name}")

@@ -527,6 +527,10 @@ def parse_args(argv):
     p.add_argument("--lb-variant", action="append", default=[], metavar="NAME:SPEC",
                    help="another lb next to the default one, e.g. lb-t1:threads=1 or "
                         "lb-mi:bin=/path/to/lb,env.VAR=1 (repeatable; see README)")
+    p.add_argument("--pin-proxy", metavar="CPUS",
+                   help="run every proxy target on these CPUs (e.g. 1) and everything else (backends, "
+                        "frontend, the load tool) on the others, to measure without co-location; "
+                        "default: no pinning, all share every CPU")
     p.add_argument("--out", help="results directory (default benches/results, or benches/out with --smoke)")
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("--bin-dir", help="take lb/backend/frontend from this directory (implies --no-build)")
@@ -545,6 +549,11 @@ def parse_args(argv):
     if any("=" not in o for o in args.lb_option):
         p.error("--lb-option takes KEY=VALUE")
     args.lb_option = dict(o.split("=", 1) for o in args.lb_option)
+    if args.pin_proxy:
+        try:
+            args.pin_proxy = parse_cpus(args.pin_proxy)
+        except ValueError as e:
+            p.error(f"--pin-proxy: {e}")
     try:
         args.lb_variant = [parse_lb_variant(v) for v in args.lb_variant]
     except ValueError as e:
@@ -554,6 +563,36 @@ def parse_args(argv):
     if set(names) & taken or len(set(names)) != len(names):
         p.error("--lb-variant names must be new and distinct")
     return args
+
+
+def parse_cpus(text):
+    """'1' or '0,2-3' -> {cpus}; every one must exist, and at least one must be left over."""
+    cpus = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    have = os.sched_getaffinity(0)
+    if not cpus or not cpus <= have or cpus == have:
+        raise ValueError(f"{sorted(cpus)}: needs a non-empty proper subset of the CPUs {sorted(have)}")
+    return cpus
+
+
+def pin(stack, proxy_cpus):
+    """Proxies on `proxy_cpus` (every thread of every process), everything else, this
+    script's future children (the load tool) included, on the other CPUs."""
+    others = os.sched_getaffinity(0) - proxy_cpus
+    os.sched_setaffinity(0, others)
+    proxies = {id(s) for n, t in stack.targets.items() if n not in ("direct", "frontend")
+               for s in t.server.servers}
+    for server in stack.servers:
+        cpus = proxy_cpus if id(server) in proxies else others
+        for pid in Group(server.name, [server]).pids():
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    os.sched_setaffinity(int(task.name), cpus)
+                except OSError:
+                    pass  # the thread ended
+    log(f"pinned: proxies on CPUs {sorted(proxy_cpus)}, everything else on {sorted(others)}")
 
 
 def pick_scenarios(args):
@@ -652,6 +691,8 @@ def main(argv):
         load_before = machine.loadavg()
         log(f"starting servers (temp dir {tmp}); load average {load_before}")
         start_stack(stack, bins, args, scenarios)
+        if args.pin_proxy:
+            pin(stack, args.pin_proxy)
         failures += preflight(stack, scenarios)
         if failures:
             raise StartError("targets answer wrongly:\n  " + "\n  ".join(failures))
@@ -678,6 +719,9 @@ def main(argv):
         notes.append(f"Binaries from `{args.bin_dir}` (--bin-dir), not built by this run.")
     if args.lb_option:
         notes.append(f"Extra lb `server:` settings: {args.lb_option}")
+    if args.pin_proxy:
+        notes.append(f"Pinned (--pin-proxy): every proxy on CPUs {sorted(args.pin_proxy)}, the backends, "
+                     "frontend and load tool on the others.")
     notes += [f"lb variant `{v.name}`: settings {v.server}, binary {v.binary or 'the same'}, env {v.env}"
               for v in args.lb_variant]
     notes += tls_notes(stack, scenarios)

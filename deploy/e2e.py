@@ -6,7 +6,7 @@ project name and a free host port, and checks what a user of the stack sees:
 it comes up healthy, round robin spreads requests, scaling up and down and a
 crashed replica lose no request, a reload applies live, a replica cut off the
 network under load (with `timeouts.per_try`) costs no request and no long wait, a replica
-answering 500s while its /ready passes is ejected by passive outlier detection with a bounded
+answering 500s while its /ready passes is ejected by passive outlier detection (`failures: 5xx`) with a bounded
 number of client-visible errors, a rate-limited route
 answers 429 beyond its rate, the admin API wants its token from other containers,
 and `down` is clean.
@@ -487,10 +487,12 @@ def scenario_blackhole():
 
 
 # The api pool's passive outlier ejection as scenario_outlier sets it (deploy/lb.yaml
-# relies on the same defaults): ejected after this many 5xx or connection failures in a row
-# within the window, for base_ejection the first time.
+# relies on the same numbers): ejected after this many 5xx or connection failures in a row
+# within the window, for base_ejection the first time. `failures: 5xx` because the faulty
+# replica answers 500: by default only gateway errors (502/503/504) count, so that clients
+# who can provoke a 500 cannot eject healthy replicas.
 OUTLIER = {"consecutive_failures": 5, "window": 10, "base_ejection": 30, "max_ejection": 300,
-           "max_ejected_percent": 50}
+           "max_ejected_percent": 50, "failures": "5xx"}
 
 
 def with_outlier(src):
@@ -501,7 +503,7 @@ def with_outlier(src):
     o = OUTLIER
     block = (f"    outlier: {{ consecutive_failures: {o['consecutive_failures']}, window: {o['window']}s, "
              f"base_ejection: {o['base_ejection']}s, max_ejection: {o['max_ejection']}s, "
-             f"max_ejected_percent: {o['max_ejected_percent']} }}\n")
+             f"max_ejected_percent: {o['max_ejected_percent']}, failures: {o['failures']} }}\n")
     return src.replace(anchor, anchor + block, 1)
 
 

@@ -90,7 +90,7 @@ struct DnsState {
 impl DnsDiscovery {
     /// `port: None` asks for `name`'s SRV records instead of its addresses.
     /// `resolver: None` reads `/etc/resolv.conf`; `Some(addr)` asks only that server.
-    /// Lookups time out after `min(interval, 2s)` so a dead resolver cannot stall the loop.
+    /// Lookups time out after [`lookup_timeout`]`(interval)`.
     pub(crate) fn new(
         pool: &str,
         name: &str,
@@ -121,7 +121,7 @@ impl DnsDiscovery {
         opts.cache_size = 0;
         opts.positive_max_ttl = Some(Duration::ZERO);
         opts.negative_max_ttl = Some(Duration::ZERO);
-        opts.timeout = interval.min(Duration::from_secs(2));
+        opts.timeout = lookup_timeout(interval);
         opts.attempts = 1;
         Ok(Self {
             pool: pool.to_string(),
@@ -162,6 +162,14 @@ impl DnsDiscovery {
         }
         Ok(set)
     }
+}
+
+/// How long one lookup may take: about the interval, so that a dead resolver cannot
+/// stall the loop for long, but at most 2 s, and never under 1 s, the time a healthy
+/// resolver may need for an answer it has to fetch (with `interval: 100ms`, a 100 ms
+/// timeout would fail such lookups every round, and the pool would never be discovered).
+fn lookup_timeout(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_secs(1), Duration::from_secs(2))
 }
 
 /// NXDOMAIN, or NOERROR with no address: the name has no backend right now. Anything else
@@ -247,5 +255,20 @@ impl ServiceDiscovery for DnsDiscovery {
         drop(state);
         let enablement = self.admission.enablement(&set);
         Ok((set, enablement))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lookup_gets_its_interval_within_1s_to_2s() {
+        let ms = Duration::from_millis;
+        // 100 ms (the shortest interval) used to give lookups 100 ms.
+        assert_eq!(lookup_timeout(ms(100)), ms(1000));
+        assert_eq!(lookup_timeout(ms(1500)), ms(1500));
+        assert_eq!(lookup_timeout(ms(2000)), ms(2000));
+        assert_eq!(lookup_timeout(Duration::from_secs(3600)), ms(2000));
     }
 }

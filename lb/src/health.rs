@@ -2,9 +2,12 @@
 //!
 //! Pingora treats a backend healthy from the moment discovery sees it, so a replica that is
 //! still starting would get traffic at once. With a health check configured, discovery hands
-//! new backends to pingora *disabled* and the first passing check enables them
-//! ([`Admission`]). Failover still covers whatever slips through (e.g. a replica that dies
-//! between two checks).
+//! new backends to pingora *disabled* and passing checks enable them ([`Admission`]):
+//! `healthy_after` in a row, as for a backend coming back, so a replica that passes one
+//! check in a flapping start gets no traffic yet. The backends of a pool's first check round
+//! (at startup, or a pool a reload builds) are the exception: one pass admits them, so the
+//! pool is ready, with its backends, after that one round. Failover still covers whatever
+//! slips through (e.g. a replica that dies between two checks).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -30,21 +33,33 @@ pub(crate) fn backend_key(backend: &Backend) -> u64 {
     h.finish()
 }
 
-/// Which discovered backends have passed a health check since they (re)appeared.
+/// How far a discovered backend is through admission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// Passed this many checks in a row since it (re)appeared, not enough yet.
+    Passing(usize),
+    Admitted,
+}
+
+/// Which discovered backends have passed enough health checks in a row since they
+/// (re)appeared.
 pub(crate) struct Admission {
-    /// False when the pool has no health check: then every discovered backend is trusted.
-    gated: bool,
-    admitted: Mutex<HashSet<u64>>,
+    /// `None` when the pool has no health check: then every discovered backend is trusted.
+    /// Otherwise the passes in a row that admit a backend after the pool's first round.
+    healthy_after: Option<usize>,
+    /// By backend key; a backend not in it has passed no check yet.
+    gates: Mutex<HashMap<u64, Gate>>,
     lb: OnceLock<Weak<LoadBalancer<Selector>>>,
     /// Told of every passing check (slow start, the return of an ejected backend).
     table: std::sync::Arc<BackendTable>,
 }
 
 impl Admission {
-    pub(crate) fn new(gated: bool, table: std::sync::Arc<BackendTable>) -> Self {
+    /// `healthy_after`: the pool's `health_check.healthy_after` (`None`: no health check).
+    pub(crate) fn new(healthy_after: Option<usize>, table: std::sync::Arc<BackendTable>) -> Self {
         Self {
-            gated,
-            admitted: Mutex::new(HashSet::new()),
+            healthy_after,
+            gates: Mutex::new(HashMap::new()),
             lb: OnceLock::new(),
             table,
         }
@@ -55,38 +70,75 @@ impl Admission {
         let _ = self.lb.set(lb);
     }
 
+    fn gates(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Gate>> {
+        self.gates.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The enablement map discovery returns to pingora: admitted backends on, the rest off.
-    /// Backends that left the set lose their admission, so one that comes back is checked
-    /// again before it gets traffic.
+    /// Backends that left the set lose their admission (and their passes so far), so one
+    /// that comes back is checked again before it gets traffic.
     pub(crate) fn enablement(&self, set: &BTreeSet<Backend>) -> HashMap<u64, bool> {
-        if !self.gated {
+        if self.healthy_after.is_none() {
             return HashMap::new();
         }
-        let keys: HashMap<u64, bool> = set.iter().map(|b| (backend_key(b), false)).collect();
-        let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
-        admitted.retain(|k| keys.contains_key(k));
-        keys.into_keys()
-            .map(|k| (k, admitted.contains(&k)))
+        let keys: HashSet<u64> = set.iter().map(backend_key).collect();
+        let mut gates = self.gates();
+        gates.retain(|k, _| keys.contains(k));
+        keys.into_iter()
+            .map(|k| (k, gates.get(&k) == Some(&Gate::Admitted)))
             .collect()
     }
 
-    /// Record a passing check; the first one enables the backend in the balancer.
-    fn admit(&self, backend: &Backend) {
-        if !self.gated {
+    /// Count a check of `backend` towards its admission: a pass adds one, a failure starts
+    /// the count over. True when this pass admits it: `healthy_after` passes in a row, or
+    /// one during the pool's first round (the table is not warm yet).
+    fn record(&self, backend: &Backend, passed: bool) -> bool {
+        let Some(healthy_after) = self.healthy_after else {
+            return false;
+        };
+        let key = backend_key(backend);
+        let mut gates = self.gates();
+        if !passed {
+            if let Some(gate @ Gate::Passing(_)) = gates.get_mut(&key) {
+                *gate = Gate::Passing(0);
+            }
+            return false;
+        }
+        let needed = if self.table.is_warm() {
+            healthy_after.max(1)
+        } else {
+            1
+        };
+        let gate = gates.entry(key).or_insert(Gate::Passing(0));
+        match *gate {
+            Gate::Admitted => false,
+            Gate::Passing(n) if n + 1 >= needed => {
+                *gate = Gate::Admitted;
+                true
+            }
+            Gate::Passing(n) => {
+                *gate = Gate::Passing(n + 1);
+                false
+            }
+        }
+    }
+
+    /// Record a check's result; the pass that admits the backend enables it in the
+    /// balancer.
+    fn checked(&self, backend: &Backend, passed: bool) {
+        if self.healthy_after.is_none() {
             return;
         }
-        let first = self
-            .admitted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(backend_key(backend));
-        if first {
+        let admitted = self.record(backend, passed);
+        if admitted {
             if let Some(lb) = self.lb.get().and_then(Weak::upgrade) {
                 lb.backends().set_enable(backend, true);
                 self.table.mirror(backend, lb.backends());
             }
         }
-        self.table.check_passed(backend, first);
+        if passed {
+            self.table.check_passed(backend, admitted);
+        }
     }
 
     /// A check flipped `backend`'s health: copy pingora's readiness now, not at the end of
@@ -164,9 +216,7 @@ fn accept_2xx(resp: &ResponseHeader) -> Result<()> {
 impl HealthCheck for GatedHttpCheck {
     async fn check(&self, target: &Backend) -> Result<()> {
         let result = self.inner.check(target).await;
-        if result.is_ok() {
-            self.admission.admit(target);
-        }
+        self.admission.checked(target, result.is_ok());
         if let Some(addr) = target.addr.as_inet() {
             let error = result
                 .as_ref()
@@ -187,5 +237,84 @@ impl HealthCheck for GatedHttpCheck {
 
     fn health_threshold(&self, success: bool) -> usize {
         self.inner.health_threshold(success)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::OutlierMetrics;
+
+    fn admission(healthy_after: usize) -> (Admission, std::sync::Arc<BackendTable>) {
+        let table = std::sync::Arc::new(BackendTable::new(
+            "api",
+            &crate::config::tests_support::upstream_spec(),
+            OutlierMetrics {
+                ejections: prometheus::IntCounter::new("e", "e").unwrap(),
+                ejected: prometheus::IntGauge::new("g", "g").unwrap(),
+            },
+        ));
+        (Admission::new(Some(healthy_after), table.clone()), table)
+    }
+
+    fn enabled(a: &Admission, b: &Backend) -> bool {
+        let set: BTreeSet<Backend> = [b.clone()].into_iter().collect();
+        a.enablement(&set)[&backend_key(b)]
+    }
+
+    /// After the pool's first round, a new backend needs `healthy_after` passes in a row: a
+    /// replica that passes one check in a flapping start gets no traffic yet.
+    #[test]
+    fn a_backend_joining_a_running_pool_needs_healthy_after_passes_in_a_row() {
+        let (a, table) = admission(3);
+        table.warmed_up();
+        let b = table.backend(([127, 0, 0, 1], 1).into(), 1);
+        assert!(!enabled(&a, &b));
+        assert!(!a.record(&b, true));
+        assert!(!a.record(&b, true));
+        assert!(!a.record(&b, false), "a failure starts the count over");
+        assert!(!a.record(&b, true));
+        assert!(!a.record(&b, true));
+        assert!(!enabled(&a, &b));
+        assert!(a.record(&b, true), "the third pass in a row admits it");
+        assert!(enabled(&a, &b));
+        assert!(!a.record(&b, true), "admitted once");
+        assert!(!a.record(&b, false));
+        assert!(
+            enabled(&a, &b),
+            "pingora's health takes it out, not admission"
+        );
+
+        // Gone from the set, then back: admitted again only after three passes.
+        assert!(a.enablement(&BTreeSet::new()).is_empty());
+        assert!(!enabled(&a, &b));
+        assert!(!a.record(&b, true));
+        assert!(!enabled(&a, &b));
+    }
+
+    /// The pool's first round admits on one pass, so the pool is ready with its backends
+    /// after that round, as at startup.
+    #[test]
+    fn the_first_round_admits_on_one_pass() {
+        let (a, table) = admission(3);
+        let b = table.backend(([127, 0, 0, 1], 1).into(), 1);
+        let c = table.backend(([127, 0, 0, 1], 2).into(), 1);
+        assert!(a.record(&b, true));
+        assert!(!a.record(&c, false));
+        table.warmed_up();
+        assert!(enabled(&a, &b));
+        assert!(
+            !a.record(&c, true),
+            "failed the first round: joins as a newcomer"
+        );
+    }
+
+    #[test]
+    fn without_a_health_check_nothing_is_gated() {
+        let (_, table) = admission(3);
+        let a = Admission::new(None, table.clone());
+        let b = table.backend(([127, 0, 0, 1], 1).into(), 1);
+        assert!(a.enablement(&[b.clone()].into_iter().collect()).is_empty());
+        assert!(!a.record(&b, true));
     }
 }

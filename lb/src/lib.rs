@@ -35,7 +35,8 @@
 //! - **Plumbing**: [`quiet_log`] (pingora's per-connection TLS handshake and request-head
 //!   errors: counted, not logged), `client_errors` (what clients get wrong, counted),
 //!   `log_throttle` (repeated WARN/ERROR lines: one per window, then a "suppressed N"
-//!   line), `per_thread` (per-thread values a background task can visit),
+//!   line), `per_thread` (per-thread values a background task can visit), `deadline`
+//!   (`now + timeout` that cannot overflow),
 //!   `line_buffer` (log lines written in batches per thread), `json_line` (hand-written
 //!   JSON for the access log). The request-id rule, the logging contract and the
 //!   healthcheck client come from `service-kit`, shared with the backend and frontend.
@@ -61,6 +62,7 @@ mod client_errors;
 mod client_ip;
 mod config;
 mod connection_limits;
+mod deadline;
 mod discovery;
 mod downstream;
 mod errors;

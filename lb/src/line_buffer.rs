@@ -35,7 +35,9 @@ pub(crate) fn write_line(flush_after: Duration, build: impl FnOnce(&mut Vec<u8>)
         let mut p = lock(&pending.0);
         build(&mut p.buf);
         let now = Instant::now();
-        let deadline = *p.deadline.get_or_insert(now + flush_after);
+        let deadline = *p
+            .deadline
+            .get_or_insert(crate::deadline::after(now, flush_after));
         if p.buf.len() >= FLUSH_BYTES || deadline <= now {
             p.write_out();
         }

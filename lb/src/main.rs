@@ -22,7 +22,14 @@ const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     service_kit::memory::without_huge_pages();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Messages name the file as it was given; everything else uses it made absolute, so
+    // that reloads (SIGHUP, `--watch`, `POST /reload`) find it whatever the working
+    // directory is by then.
+    let path = cli.conf.display().to_string();
+    if let Ok(absolute) = std::path::absolute(&cli.conf) {
+        cli.conf = absolute;
+    }
 
     // `healthcheck` and `reload` talk to a running lb through its admin listener.
     if let Some(command) = &cli.command {
@@ -30,7 +37,6 @@ fn main() -> ExitCode {
     }
 
     // Check the whole config before pingora sees anything; never start on a bad one.
-    let path = cli.conf.display().to_string();
     let loaded = match lb::check(&cli.conf) {
         Ok(loaded) => loaded,
         Err(errors) => {

@@ -80,11 +80,15 @@ pub(crate) struct Metrics {
     by_protocol: [[IntCounter; 3]; 2],
     /// `lb_rate_limited_total{route}`.
     rate_limited: IntCounterVec,
+    /// `lb_rate_limit_untracked_total{route}`.
+    rate_limit_untracked: IntCounterVec,
     /// Mirror [`crate::connection_limits::connections`] at scrape time.
     connections_open: IntGauge,
     connections_refused: IntCounterVec,
     /// `lb_admin_auth_failures_total{reason}` ([`crate::admin_auth`]).
     admin_auth_failures: IntCounterVec,
+    /// `lb_admin_connections_refused_total` ([`crate::admin`]).
+    admin_connections_refused: IntCounter,
 }
 
 /// Resolved handles for one route (`lb_requests_total` by code class).
@@ -231,7 +235,7 @@ impl Metrics {
         register(&registry, tls_expiry.clone());
         let tls_handshake_failures = IntCounter::new(
             "lb_tls_handshake_failures_total",
-            "TLS handshakes that failed (plaintext or garbage on a TLS port, a handshake cut short, an unknown SNI name without a default certificate, an old TLS version). Not logged one by one.",
+            "TLS handshakes that failed (plaintext or garbage on a TLS port, a handshake cut short, an old TLS version). Not logged one by one.",
         )
         .expect("valid metric definition");
         register(&registry, tls_handshake_failures.clone());
@@ -304,6 +308,12 @@ impl Metrics {
             "Requests answered 429 by a route's rate_limit, by route prefix (before any backend was contacted).",
             &["route"],
         );
+        let rate_limit_untracked = counter_vec(
+            &registry,
+            "lb_rate_limit_untracked_total",
+            "Requests let through unlimited because the route's rate_limit table was full (a client new in the window when its shard already tracks the most clients it may), by route prefix; above 0 the limit is not enforced for everyone.",
+            &["route"],
+        );
         let connections_open = IntGauge::new(
             "lb_connections_open",
             "Client connections open now, as counted against server.connection_limits (accepted, TLS handshakes included); connections accepted while the limits are off are not counted.",
@@ -328,6 +338,12 @@ impl Metrics {
         for reason in crate::admin_auth::Refusal::ALL {
             admin_auth_failures.with_label_values(&[reason.label()]);
         }
+        let admin_connections_refused = IntCounter::new(
+            "lb_admin_connections_refused_total",
+            "Connections to the admin listener closed at accept time (with a 503) because it already held its maximum of concurrent connections.",
+        )
+        .expect("valid metric definition");
+        register(&registry, admin_connections_refused.clone());
         // Both results exist from the start, so a first failure is an increase, not a new series.
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
@@ -360,15 +376,21 @@ impl Metrics {
             client_errors,
             by_protocol,
             rate_limited,
+            rate_limit_untracked,
             connections_open,
             connections_refused,
             admin_auth_failures,
+            admin_connections_refused,
         }
     }
 
-    /// `lb_rate_limited_total` of the route with this prefix (resolved once per snapshot).
-    pub(crate) fn rate_limited(&self, route: &str) -> IntCounter {
-        self.rate_limited.with_label_values(&[route])
+    /// `lb_rate_limited_total` and `lb_rate_limit_untracked_total` of the route with this
+    /// prefix (resolved once per snapshot).
+    pub(crate) fn rate_limit(&self, route: &str) -> crate::rate_limit::Counters {
+        crate::rate_limit::Counters {
+            refused: self.rate_limited.with_label_values(&[route]),
+            untracked: self.rate_limit_untracked.with_label_values(&[route]),
+        }
     }
 
     /// One admin request refused for want of the token.
@@ -376,6 +398,11 @@ impl Metrics {
         self.admin_auth_failures
             .with_label_values(&[reason.label()])
             .inc();
+    }
+
+    /// One admin connection refused: the admin listener was full.
+    pub(crate) fn admin_connection_refused(&self) {
+        self.admin_connections_refused.inc();
     }
 
     /// Count one request by protocol; `tls`: the TLS version as the access log writes it

@@ -68,7 +68,10 @@ impl Pool {
         let observer = Arc::new(PoolObserver::default());
         let pool_metrics = metrics.pool(name);
         let table = Arc::new(BackendTable::new(name, spec, pool_metrics.outlier()));
-        let admission = Arc::new(Admission::new(spec.health_check.is_some(), table.clone()));
+        let admission = Arc::new(Admission::new(
+            spec.health_check.as_ref().map(|h| h.healthy_after),
+            table.clone(),
+        ));
         let (discovery, default_host): (
             Box<dyn pingora::lb::discovery::ServiceDiscovery + Send + Sync>,
             String,
@@ -275,7 +278,7 @@ impl Pool {
             return None;
         }
         self.metrics.queue_waiting.inc();
-        let deadline = tokio::time::Instant::now() + limit;
+        let deadline = crate::deadline::after(tokio::time::Instant::now(), limit);
         let chosen = loop {
             let available = self.backend_available.notified();
             tokio::pin!(available);
@@ -503,6 +506,47 @@ mod tests {
 
     fn port(chosen: Option<Chosen>) -> u16 {
         chosen.expect("a backend").addr.port()
+    }
+
+    fn static_pool(ports: &[u16], selection: Selection) -> Arc<Pool> {
+        let mut spec = upstream_spec();
+        spec.selection = selection;
+        spec.discovery = DiscoverySpec::Static {
+            backends: ports
+                .iter()
+                .map(|&p| StaticBackend {
+                    addr: SocketAddr::from(([127, 0, 0, 1], p)),
+                    weight: 1,
+                })
+                .collect(),
+        };
+        Pool::build("api", &spec, &Metrics::new()).expect("pool")
+    }
+
+    /// A backend that is down leaves its share to the others evenly, on the first pass and
+    /// on `select_with`'s alike: with [1, 2, 3] and 2 down, not 1/3 to 1 and 2/3 to 3.
+    #[tokio::test]
+    async fn a_down_backends_share_spreads_over_the_others() {
+        for selection in [Selection::RoundRobin, Selection::LeastRequests] {
+            let pool = static_pool(&[1, 2, 3], selection.clone());
+            pool.warm_up().await;
+            let (two, _) = pool
+                .member_details()
+                .into_iter()
+                .find(|(b, _)| b.addr.as_inet().map(|a| a.port()) == Some(2))
+                .expect("member");
+            pool.lb.backends().set_enable(&two, false);
+            pool.mirror_readiness();
+            let n = 3000;
+            let mut to_1 = 0;
+            for _ in 0..n {
+                let p = port(pool.select(&[], &[]));
+                assert_ne!(p, 2);
+                to_1 += usize::from(p == 1);
+            }
+            let share = to_1 as f64 / n as f64;
+            assert!((0.4..0.6).contains(&share), "{selection:?}: {share}");
+        }
     }
 
     /// The first pass reads pingora's readiness as copied into each backend's state: set

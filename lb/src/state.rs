@@ -92,7 +92,7 @@ impl Snapshot {
                     let previous = previous
                         .and_then(|p| p.routes.by_prefix(&r.prefix))
                         .and_then(|route| route.rate_limit.as_ref());
-                    RateLimiter::new(&spec, previous, metrics.rate_limited(&r.prefix))
+                    RateLimiter::new(&r.prefix, &spec, previous, metrics.rate_limit(&r.prefix))
                 }),
                 hsts: r
                     .hsts

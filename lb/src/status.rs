@@ -210,6 +210,7 @@ fn pool_status(pool: &Pool) -> Value {
         "health_check": health_check,
         "selection": selection(&pool.spec.selection),
         "outlier": pool.spec.outlier.map(|o| json!({
+            "failures": o.failures.as_str(),
             "consecutive_failures": o.consecutive_failures,
             "window": humantime::format_duration(o.window).to_string(),
             "base_ejection": humantime::format_duration(o.base_ejection).to_string(),

@@ -307,11 +307,11 @@ async fn the_sticky_cookie_pins_and_repins_when_its_backend_dies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backend_answering_500s_is_ejected_then_returns_and_ramps_up() {
+async fn a_backend_answering_503s_is_ejected_then_returns_and_ramps_up() {
     let a = Stub::start("a", "127.0.0.1:0").await;
     let b = Stub::start("b", "127.0.0.1:0").await;
     let c = Stub::start("c", "127.0.0.1:0").await;
-    a.set_status(500);
+    a.set_status(503);
     let mut lb = Lb::start(
         "  access_log: false",
         &format!(
@@ -321,15 +321,15 @@ async fn a_backend_answering_500s_is_ejected_then_returns_and_ramps_up() {
     );
     lb.wait_ready().await;
     let http = client();
-    // Round robin: every third request reaches `a` until its third 500 ejects it.
+    // Round robin: every third request reaches `a` until its third 503 ejects it.
     let mut errors = 0;
     for _ in 0..30 {
         let (status, _, _) = get(&http, &lb.url("/x"), &[]).await;
-        if status == 500 {
+        if status == 503 {
             errors += 1;
         }
     }
-    assert_eq!(errors, 3, "exactly consecutive_failures 500s reach clients");
+    assert_eq!(errors, 3, "exactly consecutive_failures 503s reach clients");
     let m = scrape(&lb).await;
     assert_eq!(metric(&m, "lb_outlier_ejections_total{upstream=app}"), 1.0);
     let all = backends(&lb, "app").await;
@@ -358,6 +358,82 @@ async fn a_backend_answering_500s_is_ejected_then_returns_and_ramps_up() {
         metric(&scrape(&lb).await, "lb_outlier_ejected{upstream=app}"),
         0.0
     );
+}
+
+/// By default a backend's 500s do not eject it (a client that can provoke them would eject
+/// healthy backends), on the direct/fast path (GET) and the engine path (POST with a body)
+/// alike; with `failures: 5xx` they do, on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_gateway_errors_eject_unless_failures_is_5xx() {
+    let a = Stub::start("a", "127.0.0.1:0").await;
+    let b = Stub::start("b", "127.0.0.1:0").await;
+    a.set_status(500);
+    let pool = |name: &str, failures: &str| {
+        format!(
+            "  {name}:\n    discovery: {{ static: [{}] }}\n    outlier: {{ {failures}consecutive_failures: 2, base_ejection: 60s, max_ejected_percent: 50 }}\n",
+            addrs(&[&a, &b])
+        )
+    };
+    let mut lb = Lb::start(
+        "  access_log: false",
+        &format!(
+            "routes:\n  - {{ prefix: /gw, upstream: gw }}\n  - {{ prefix: /get, upstream: get5xx }}\n  - {{ prefix: /post, upstream: post5xx }}\nupstreams:\n{}{}{}",
+            pool("gw", ""),
+            pool("get5xx", "failures: 5xx, "),
+            pool("post5xx", "failures: 5xx, ")
+        ),
+    );
+    lb.wait_ready().await;
+    let http = client();
+    let post = |path: &'static str| {
+        let (http, url) = (http.clone(), lb.url(path));
+        async move {
+            let resp = http
+                .post(url)
+                .body("{\"x\":1}")
+                .send()
+                .await
+                .expect("request");
+            resp.status().as_u16()
+        }
+    };
+    // Round robin over two: `a` gets every other request, ten of each kind in a row.
+    let mut fives = 0;
+    for _ in 0..20 {
+        fives += usize::from(get(&http, &lb.url("/gw"), &[]).await.0 == 500);
+    }
+    for _ in 0..20 {
+        fives += usize::from(post("/gw").await == 500);
+    }
+    assert_eq!(
+        fives, 20,
+        "a is never ejected: it answers half of them with its 500"
+    );
+    let m = scrape(&lb).await;
+    assert_eq!(metric(&m, "lb_outlier_ejections_total{upstream=gw}"), 0.0);
+    assert_eq!(
+        lb.admin_json("/status").await["upstreams"]["gw"]["outlier"]["failures"],
+        "gateway"
+    );
+
+    for (path, pool) in [("/get", "get5xx"), ("/post", "post5xx")] {
+        for _ in 0..6 {
+            if path == "/get" {
+                get(&http, &lb.url(path), &[]).await;
+            } else {
+                post(path).await;
+            }
+        }
+        let m = scrape(&lb).await;
+        assert_eq!(
+            metric(
+                &m,
+                &format!("lb_outlier_ejections_total{{upstream={pool}}}")
+            ),
+            1.0,
+            "{path}: two 500s in a row eject with `failures: 5xx`"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -476,7 +552,8 @@ async fn bad_chunked_500() -> (SocketAddr, std::sync::Arc<std::sync::atomic::Ato
 
 /// A 5xx whose body is unusable from its first bytes counts once against the backend for
 /// outlier detection, not twice (once for its status, once for the unusable body): with
-/// `consecutive_failures: 2`, one such answer does not eject it, two do.
+/// `consecutive_failures: 2`, one such answer does not eject it, two do. (`failures: 5xx`,
+/// so that its 500 would count too.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_5xx_counts_once_against_its_backend() {
     use std::sync::atomic::Ordering;
@@ -485,7 +562,7 @@ async fn an_unusable_5xx_counts_once_against_its_backend() {
     let mut lb = Lb::start(
         "",
         &format!(
-            "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [\"{bad}\", \"{}\"] }}\n    outlier: {{ consecutive_failures: 2, base_ejection: 60s }}\n",
+            "routes:\n  - {{ prefix: /, upstream: app }}\nupstreams:\n  app:\n    discovery: {{ static: [\"{bad}\", \"{}\"] }}\n    outlier: {{ failures: 5xx, consecutive_failures: 2, base_ejection: 60s }}\n",
             good.addr
         ),
     );

@@ -92,6 +92,13 @@ fn broken_configs_exit_2_naming_the_field() {
             &["server.access_log_flush: \"11s\" is longer than the maximum 10s"],
         ),
         (
+            // Parsed, passed, then `Instant::now() + timeouts.read` panicked on every request.
+            "a timeout no deadline can hold",
+            "version: 1\nroutes: [ { prefix: /, upstream: web } ]\nupstreams:\n  web: { discovery: { static: [\"127.0.0.1:9000\"] }, timeouts: { read: \"10000000000000000000s\" } }\n"
+                .to_string(),
+            &["upstreams.web.timeouts.read: \"10000000000000000000s\" is longer than the maximum 3600s"],
+        ),
+        (
             "bad duration",
             r#"version: 1
 routes: [ { prefix: /, upstream: api } ]
@@ -178,6 +185,28 @@ upstreams:
         }
         assert!(!err.contains("panicked"), "{name}: panicked:\n{err}");
     }
+}
+
+/// A relative `-c` is made absolute for use (reloads must find it whatever the working
+/// directory is), but messages name it as it was given.
+#[test]
+fn a_relative_config_path_is_named_as_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("lb.yaml"),
+        format!("version: 1\n{GOOD_TAIL}"),
+    )
+    .expect("write");
+    let out = Command::new(support::lb::bin())
+        .args(["-t", "-c", "lb.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run lb -t");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configuration OK: lb.yaml\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]

@@ -161,6 +161,11 @@ async fn over_the_limit_is_a_429_with_headers_before_any_backend() {
 
     let m = scrape(&lb).await;
     assert_eq!(metric(&m, "lb_rate_limited_total{route=/limited/}"), 2.0);
+    // Every client was tracked: the series exists, at 0.
+    assert_eq!(
+        m.get("lb_rate_limit_untracked_total{route=/limited/}"),
+        Some(&0.0)
+    );
     assert_eq!(
         metric(
             &m,

@@ -1,9 +1,10 @@
 //! TLS listeners against the real binary, with certificates made here by `rcgen` and a real
 //! rustls client (tokio-rustls; hyper for HTTP/1.1 and h2 on top): SNI choice (exact,
-//! wildcard, default, refused), ALPN h2 and http/1.1 proxied to a stub backend, rotation by
-//! reload (a new serial for new handshakes, an open connection carries on), bad rotations
-//! rejected with the old certificate still served, `lb -t` naming the field, and bad input
-//! on the TLS port closed cleanly.
+//! wildcard, default, the first certificate when none says `default`), ALPN h2 and
+//! http/1.1 proxied to a stub backend, rotation by reload (a new serial for new handshakes,
+//! an open connection carries on), bad rotations rejected with the old certificate still
+//! served, an expired certificate served with a warning, `lb -t` naming the field, and bad
+//! input on the TLS port closed cleanly.
 
 mod support;
 
@@ -170,7 +171,7 @@ async fn answer(resp: hyper::Response<hyper::body::Incoming>) -> (u16, serde_jso
 }
 
 #[tokio::test]
-async fn sni_picks_exact_then_wildcard_then_default_and_refuses_without_default() {
+async fn sni_picks_exact_then_wildcard_then_default_and_the_first_without_one() {
     let dir = tempfile::tempdir().expect("dir");
     let exact = valid_cert(dir.path(), "exact", &["a.example.test"], 101);
     let wild = valid_cert(dir.path(), "wild", &["*.example.test"], 102);
@@ -185,10 +186,13 @@ async fn sni_picks_exact_then_wildcard_then_default_and_refuses_without_default(
                 entry(&fallback, None, true),
             ],
         ),
-        // The same certificates with no default: unknown names are refused.
+        // No `default: true`: the first certificate listed is the default (as in nginx).
         (
             "127.0.0.3",
-            vec![entry(&exact, Some(&["A.Example.Test"][..]), false)],
+            vec![
+                entry(&exact, Some(&["A.Example.Test"][..]), false),
+                entry(&fallback, None, false),
+            ],
         ),
     ]);
     let mut lb = Lb::start(&tls, &body(&stub));
@@ -217,13 +221,12 @@ async fn sni_picks_exact_then_wildcard_then_default_and_refuses_without_default(
         served_serial(without, Some("a.example.test")).await,
         hex(101)
     );
-    assert!(handshake(without, Some("b.example.test"), &[])
-        .await
-        .is_err());
-    assert!(handshake(without, None, &[]).await.is_err());
-    // Still serving after the refusals.
+    assert_eq!(served_serial(without, Some("default.test")).await, hex(103));
+    // A client that sends no SNI (an IP address as the server name), and an unknown name,
+    // get the first certificate instead of a failed handshake.
+    assert_eq!(served_serial(without, None).await, hex(101));
     assert_eq!(
-        served_serial(without, Some("a.example.test")).await,
+        served_serial(without, Some("b.example.test")).await,
         hex(101)
     );
 
@@ -233,6 +236,8 @@ async fn sni_picks_exact_then_wildcard_then_default_and_refuses_without_default(
     assert_eq!(certs[0]["names"][0], "a.example.test");
     assert_eq!(certs[0]["serial"], hex(101));
     assert_eq!(certs[2]["default"], true);
+    assert_eq!(status["tls"][1]["certificates"][0]["default"], true);
+    assert_eq!(status["tls"][1]["certificates"][1]["default"], false);
     assert_eq!(
         status["tls"][0]["protocols"],
         serde_json::json!(["h2", "http/1.1"])
@@ -359,7 +364,8 @@ async fn reload_rotates_the_certificate_in_place_and_rejects_bad_ones() {
     let status = lb.admin_json("/status").await;
     assert_eq!(status["tls"][0]["certificates"][0]["serial"], hex(0x1002));
 
-    // An expired certificate: rejected, the previous one still served.
+    // An expired certificate: served (as nginx does), with a WARN line and its date in
+    // the expiry metric; one stale certificate never blocks a reload.
     make_cert(
         dir.path(),
         "rot",
@@ -369,13 +375,23 @@ async fn reload_rotates_the_certificate_in_place_and_rejects_bad_ones() {
         now() - DAY,
     );
     let out = lb.run_command(&["reload"]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("server.tls_listen[0].certificates[0].cert") && stderr.contains("expired"),
-        "{stderr}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(served_serial(addr, Some("rot.test")).await, hex(0x1002));
+    assert_eq!(served_serial(addr, Some("rot.test")).await, hex(0x1003));
+    let warned = lb.log().lines().any(|l| {
+        l.contains("\"level\":\"WARN\"")
+            && l.contains("server.tls_listen[0].certificates[0].cert")
+            && l.contains("expired on")
+    });
+    assert!(warned, "{}", lb.log());
+    let expiry = metric(
+        &scrape(&lb).await,
+        "lb_tls_certificate_expiry_timestamp_seconds{name=rot.test}",
+    );
+    assert!((expiry - (now() - DAY) as f64).abs() < 120.0, "{expiry}");
 
     // A key that is not the certificate's: rejected too.
     let valid = valid_cert(dir.path(), "rot", &names, 0x1004);
@@ -390,13 +406,13 @@ async fn reload_rotates_the_certificate_in_place_and_rejects_bad_ones() {
             && errors.contains("is not the key"),
         "{errors}"
     );
-    assert_eq!(served_serial(addr, Some("rot.test")).await, hex(0x1002));
+    assert_eq!(served_serial(addr, Some("rot.test")).await, hex(0x1003));
     assert_eq!(
         metric(
             &scrape(&lb).await,
             "lb_config_reloads_total{result=failure}"
         ),
-        2.0
+        1.0
     );
     assert!(lb.log().contains("configuration reload rejected"));
 
@@ -439,11 +455,41 @@ fn lb_t_checks_certificate_files_and_names_the_field() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, _) = run(&tls_listen(&[(
+    let (code, stderr) = run(&tls_listen(&[(
         "127.0.0.2",
         vec![entry(&good, None, true)],
     )]));
     assert_eq!(code, Some(0));
+    assert!(!stderr.contains("warning"), "{stderr}");
+    // Dates are a warning, not an error: the config is valid, and `-t` prints why the
+    // certificates will not verify.
+    let future = make_cert(
+        dir.path(),
+        "future",
+        &["c.test"],
+        3,
+        now() + DAY,
+        now() + 30 * DAY,
+    );
+    let (code, stderr) = run(&tls_listen(&[(
+        "127.0.0.2",
+        vec![
+            entry(&expired, None, false),
+            entry(&future, None, false),
+            entry(&good, Some(&["b.test"][..]), false),
+        ],
+    )]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: server.tls_listen[0].certificates[0].cert: ")
+            && stderr.contains("expired on"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: server.tls_listen[0].certificates[1].cert: ")
+            && stderr.contains("not valid before"),
+        "{stderr}"
+    );
     let missing = TestCert {
         cert: good.cert.clone(),
         key: dir.path().join("missing.key"),
@@ -457,14 +503,10 @@ fn lb_t_checks_certificate_files_and_names_the_field() {
     )]));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains("server.tls_listen[0].certificates[0].cert: ")
-            && stderr.contains("expired on"),
-        "{stderr}"
-    );
-    assert!(
         stderr.contains("server.tls_listen[0].certificates[1].key: cannot read"),
         "{stderr}"
     );
+    assert!(stderr.contains("1 error(s)"), "{stderr}");
 }
 
 /// Reads until the server closes (EOF or reset), failing after 10 s.
@@ -523,9 +565,6 @@ async fn bad_input_on_the_tls_port_is_closed_cleanly() {
     conn.write_all(&record).await.expect("write");
     closed_by_server(conn).await;
 
-    // An unknown name with no default.
-    assert!(handshake(addr, Some("nobody.test"), &[]).await.is_err());
-
     // Still serving; nothing panicked, no ERROR line per bad connection, all counted.
     assert_eq!(served_serial(addr, Some("site.test")).await, hex(9));
     assert!(lb.is_running());
@@ -534,10 +573,10 @@ async fn bad_input_on_the_tls_port_is_closed_cleanly() {
     assert!(!log.contains("\"level\":\"ERROR\""), "{log}");
     support::eventually(
         Duration::from_secs(5),
-        "5 handshake failures counted",
+        "4 handshake failures counted",
         || {
             let lb = &lb;
-            async move { metric(&scrape(lb).await, "lb_tls_handshake_failures_total{}") >= 5.0 }
+            async move { metric(&scrape(lb).await, "lb_tls_handshake_failures_total{}") >= 4.0 }
         },
     )
     .await;

@@ -312,13 +312,20 @@ impl BackendTable {
         self.warmed.store(true, Ordering::Relaxed);
     }
 
-    /// A backend passed a health check; `first`: its first since it (re)appeared.
-    pub(crate) fn check_passed(&self, backend: &Backend, first: bool) {
+    /// Whether [`BackendTable::warmed_up`] was called: backends admitted from now on join
+    /// a running pool (they need `healthy_after` passes, `crate::health`, and may ramp up).
+    pub(crate) fn is_warm(&self) -> bool {
+        self.warmed.load(Ordering::Relaxed)
+    }
+
+    /// A backend passed a health check; `admitted`: this pass admitted it (`crate::health`),
+    /// the first time since it (re)appeared.
+    pub(crate) fn check_passed(&self, backend: &Backend, admitted: bool) {
         let Some(state) = BackendState::of(backend) else {
             return;
         };
         state.was_ready.store(true, Ordering::Relaxed);
-        if first && self.is_newcomer(state.addr) {
+        if admitted && self.is_newcomer(state.addr) {
             state.start_ramp(self.slow_start);
         }
         if state.is_ejected() {

@@ -10,6 +10,7 @@ use pingora::lb::selection::BackendIter;
 use pingora::lb::Backend;
 
 use super::backend_state::BackendState;
+use super::rest::Offered;
 
 pub(crate) struct LeastRequests {
     backends: Box<[Backend]>,
@@ -54,47 +55,90 @@ impl LeastRequests {
         load(a) * weight(b) > load(b) * weight(a)
     }
 
-    pub(crate) fn iter(self: &Arc<Self>) -> LeastRequestsIter {
+    /// Two distinct backends drawn by weight, the less busy first.
+    fn pair(&self) -> (usize, usize) {
         let n = self.backends.len();
-        if n == 0 {
-            return LeastRequestsIter {
-                lr: self.clone(),
-                order: [0, 0],
-                step: usize::MAX,
-            };
-        }
         let a = self.draw();
         let mut b = self.draw();
         if b == a && n > 1 {
             b = (a + 1 + fastrand::usize(0..n - 1)) % n;
         }
-        let (first, second) = if self.busier(a, b) { (b, a) } else { (a, b) };
+        if self.busier(a, b) {
+            (b, a)
+        } else {
+            (a, b)
+        }
+    }
+
+    pub(crate) fn iter(self: &Arc<Self>) -> LeastRequestsIter {
+        let order = if self.backends.is_empty() {
+            [0, 0]
+        } else {
+            let (first, second) = self.pair();
+            [first, second]
+        };
         LeastRequestsIter {
             lr: self.clone(),
-            order: [first, second],
+            order,
             step: 0,
+            redraws: 0,
+            offered: Offered::default(),
         }
     }
 }
 
-/// The winner, the loser, then every backend in list order after the winner (pingora's
-/// `UniqueIterator` skips repeats).
+/// The winner, the loser; when both are turned down, the winners of fresh draws of two (at
+/// most one per backend, each offering a backend not offered yet); then every backend not
+/// offered yet, once each ([`Offered`]). Fresh draws rather than the list after the winner:
+/// backends turned down on every request (down, ejected, ramping) then leave their share
+/// to the others by weight instead of handing it to their neighbour in the list.
 pub(crate) struct LeastRequestsIter {
     lr: Arc<LeastRequests>,
     order: [usize; 2],
+    /// Candidates of `order` offered so far.
     step: usize,
+    /// Fresh draws taken so far.
+    redraws: usize,
+    offered: Offered,
 }
 
 impl BackendIter for LeastRequestsIter {
     fn next(&mut self) -> Option<&Backend> {
-        let n = self.lr.backends.len();
-        let i = match self.step {
-            0 | 1 => self.order[self.step],
-            s if s < n + 2 => (self.order[0] + s - 1) % n,
-            _ => return None,
-        };
-        self.step += 1;
-        self.lr.backends.get(i)
+        let lr = &self.lr;
+        let n = lr.backends.len();
+        if n == 0 {
+            return None;
+        }
+        match self.step {
+            0 => {
+                self.step = 1;
+                return lr.backends.get(self.order[0]);
+            }
+            1 if n > 1 => {
+                self.step = 2;
+                return lr.backends.get(self.order[1]);
+            }
+            _ => {}
+        }
+        if self.redraws == 0 {
+            // Recorded only now: the common case, where a first draw is taken, costs nothing.
+            for i in self.order {
+                self.offered.offer(i, n);
+            }
+        }
+        while self.redraws < n {
+            self.redraws += 1;
+            let (first, second) = lr.pair();
+            for i in [first, second] {
+                if self.offered.offer(i, n) {
+                    return lr.backends.get(i);
+                }
+            }
+        }
+        let i = self
+            .offered
+            .rest(&lr.backends, |total| fastrand::u64(0..total))?;
+        lr.backends.get(i)
     }
 }
 
@@ -143,6 +187,33 @@ mod tests {
         assert!((0.70..0.80).contains(&share), "{share}");
     }
 
+    /// Backends turned down on every request leave their share to the others evenly: when
+    /// both draws are turned down, the next candidate is not the one after them in the
+    /// list (with 1, 2 and 3 of five out, 4 would get about 65 %, 0 about 35 %).
+    #[test]
+    fn skipped_backends_share_spreads_over_the_others() {
+        let t = table();
+        let set: BTreeSet<_> = (0..5)
+            .map(|p| t.backend(([127, 0, 0, 1], p).into(), 1))
+            .collect();
+        let lr = Arc::new(LeastRequests::build(&set));
+        let n = 20_000;
+        let mut to_0 = 0;
+        for _ in 0..n {
+            let mut it = lr.iter();
+            let port = loop {
+                let b = it.next().expect("a backend is accepted");
+                let port = b.addr.as_inet().unwrap().port();
+                if port == 0 || port == 4 {
+                    break port;
+                }
+            };
+            to_0 += usize::from(port == 0);
+        }
+        let share = to_0 as f64 / n as f64;
+        assert!((0.4..0.6).contains(&share), "{share}");
+    }
+
     #[test]
     fn every_backend_comes_once_and_an_empty_pool_yields_nothing() {
         let t = table();
@@ -150,12 +221,19 @@ mod tests {
             .map(|p| t.backend(([127, 0, 0, 1], p).into(), 1))
             .collect();
         let lr = Arc::new(LeastRequests::build(&set));
-        let mut it = lr.iter();
-        let mut seen = std::collections::HashSet::new();
-        while let Some(b) = it.next() {
-            seen.insert(b.addr.clone());
+        for _ in 0..20 {
+            let mut it = lr.iter();
+            let mut seen = Vec::new();
+            while let Some(b) = it.next() {
+                seen.push(b.addr.as_inet().unwrap().port());
+            }
+            seen.sort();
+            assert_eq!(seen, [0, 1, 2, 3, 4], "each once");
         }
-        assert_eq!(seen.len(), 5);
+        let one = Arc::new(LeastRequests::build(&set.iter().take(1).cloned().collect()));
+        let mut it = one.iter();
+        assert!(it.next().is_some());
+        assert!(it.next().is_none());
         assert!(Arc::new(LeastRequests::build(&BTreeSet::new()))
             .iter()
             .next()

@@ -1,7 +1,8 @@
 //! Choosing a backend, beyond pingora's health: the per-backend state the request path
 //! keeps (`backend_state`: in-flight count, outlier record, slow-start ramp), the
 //! selection policies plugged into pingora's `LoadBalancer` (`selector`, with
-//! `round_robin` and `least_requests`; random and Ketama come from pingora), passive
+//! `round_robin` and `least_requests`, and `rest`, what they offer once their own choice is
+//! turned down; random and Ketama come from pingora), passive
 //! outlier ejection (`outlier`), the sticky cookie (`sticky`) and the hash key of a
 //! request (`hash_key`).
 //!
@@ -13,6 +14,7 @@ mod backend_state;
 mod hash_key;
 mod least_requests;
 mod outlier;
+mod rest;
 mod round_robin;
 mod selector;
 pub(crate) mod sticky;

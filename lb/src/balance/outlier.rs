@@ -1,7 +1,12 @@
-//! Passive outlier ejection: what the request path sees of a backend (5xx answers,
+//! Passive outlier ejection: what the request path sees of a backend (gateway errors,
 //! refused or failed connections, resets, timeouts) takes it out of rotation before an
 //! active check would, since passing `/ready` is not the same as serving well.
 //!
+//! - Which answers count (`failures`): by default only 502, 503 and 504, like Envoy's
+//!   `consecutive_gateway_failure` (nginx's passive checks count only errors and timeouts).
+//!   A 500 usually says the request hit a bug, not that the backend is broken, and a client
+//!   that can provoke one (a malformed input) could otherwise eject half a healthy pool and
+//!   keep it out. `failures: 5xx` counts every 5xx.
 //! - `consecutive_failures` failed tries in a row, the first and last within `window`,
 //!   eject the backend for `base_ejection`, doubled on each repeat up to `max_ejection`;
 //!   the repeat count starts over once a backend has stayed in rotation for
@@ -19,7 +24,21 @@ use std::time::Instant;
 use super::backend_state::{lock, BackendState, BackendTable};
 
 impl BackendTable {
-    /// A try on `state` got an answer below 500: the streak (if any) ends.
+    /// A try on `state` got an answer with `status`: it counts against the backend if the
+    /// pool's `outlier.failures` says so (by default 502, 503, 504); any other answer ends
+    /// the streak. The one place every request path's answers are judged.
+    #[inline]
+    pub(crate) fn try_answered(&self, state: &BackendState, status: u16) {
+        match self.outlier {
+            Some(spec) if spec.failures.counts(status) => {
+                self.try_failed(state);
+            }
+            _ => self.try_succeeded(state),
+        }
+    }
+
+    /// A try on `state` got an answer that does not count as a failure: the streak (if
+    /// any) ends.
     #[inline]
     pub(crate) fn try_succeeded(&self, state: &BackendState) {
         if state.failing.load(Ordering::Relaxed) {
@@ -28,8 +47,8 @@ impl BackendTable {
         }
     }
 
-    /// A try on `state` failed (5xx, connect failure, reset, timeout); true if that
-    /// ejected it.
+    /// A try on `state` failed (a counted answer, connect failure, reset, timeout); true if
+    /// that ejected it.
     pub(crate) fn try_failed(&self, state: &BackendState) -> bool {
         let Some(spec) = self.outlier else {
             return false;
@@ -78,7 +97,7 @@ impl BackendTable {
             .min(spec.max_ejection);
         rec.ejections += 1;
         rec.ejections_total += 1;
-        rec.ejected_until = Some(now + length);
+        rec.ejected_until = Some(crate::deadline::after(now, length));
         rec.consecutive = 0;
         state.failing.store(false, Ordering::Relaxed);
         state.ejected.store(true, Ordering::Relaxed);
@@ -128,7 +147,7 @@ mod tests {
 
     use super::super::backend_state::OutlierMetrics;
     use super::*;
-    use crate::config::OutlierSpec;
+    use crate::config::{OutlierFailures, OutlierSpec};
 
     fn table(n: u16, spec: OutlierSpec) -> (BackendTable, Vec<pingora::lb::Backend>) {
         let mut up = crate::config::tests_support::upstream_spec();
@@ -150,6 +169,7 @@ mod tests {
 
     fn spec(failures: u32, percent: u32) -> OutlierSpec {
         OutlierSpec {
+            failures: OutlierFailures::Gateway,
             consecutive_failures: failures,
             window: Duration::from_secs(10),
             base_ejection: Duration::from_secs(30),
@@ -175,6 +195,40 @@ mod tests {
         assert!(t.usable(&b[1], false));
         assert_eq!(t.metrics.ejected.get(), 1);
         assert_eq!(t.metrics.ejections.get(), 1);
+    }
+
+    /// By default only gateway errors count: a client that can make the application answer
+    /// 500 cannot eject a healthy backend; with `failures: 5xx`, any 5xx counts.
+    #[test]
+    fn by_default_only_gateway_errors_count() {
+        let (t, b) = table(3, spec(3, 50));
+        for _ in 0..10 {
+            t.try_answered(state(&b[0]), 500);
+        }
+        assert!(t.usable(&b[0], false), "500s do not eject");
+        assert_eq!(t.metrics.ejections.get(), 0);
+        t.try_answered(state(&b[1]), 503);
+        t.try_answered(state(&b[1]), 500);
+        t.try_answered(state(&b[1]), 502);
+        t.try_answered(state(&b[1]), 504);
+        assert!(
+            t.usable(&b[1], false),
+            "a 500 ends the streak like any answer"
+        );
+        t.try_answered(state(&b[1]), 503);
+        assert!(!t.usable(&b[1], false), "502, 504, 503 in a row eject");
+
+        let mut any = spec(3, 50);
+        any.failures = OutlierFailures::Any5xx;
+        let (t, b) = table(3, any);
+        for _ in 0..3 {
+            t.try_answered(state(&b[0]), 500);
+        }
+        assert!(!t.usable(&b[0], false), "with `failures: 5xx`, 500s eject");
+        for _ in 0..10 {
+            t.try_answered(state(&b[1]), 404);
+        }
+        assert!(t.usable(&b[1], false));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use pingora::lb::selection::BackendIter;
 use pingora::lb::Backend;
 
+use super::rest::Offered;
+
 pub(crate) struct SmoothRoundRobin {
     backends: Box<[Backend]>,
     /// One full cycle: each backend's index, `weight / gcd` times, interleaved.
@@ -55,36 +57,72 @@ impl SmoothRoundRobin {
         }
     }
 
-    pub(crate) fn iter(self: &Arc<Self>) -> RoundRobinIter {
+    /// The next turn of the shared counter: its number and whose turn it is.
+    fn turn(&self) -> (usize, usize) {
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        let first = self
+        let i = self
             .order
             .get(turn % self.order.len().max(1))
             .map_or(0, |&i| i as usize);
+        (turn, i)
+    }
+
+    pub(crate) fn iter(self: &Arc<Self>) -> RoundRobinIter {
         RoundRobinIter {
             rr: self.clone(),
-            first,
-            step: 0,
+            first: self.turn().1,
+            started: false,
+            fresh: 0,
+            last_turn: 0,
+            offered: Offered::default(),
         }
     }
 }
 
-/// The backend whose turn it is, then every other one once, in list order.
+/// The backend whose turn it is; when it is turned down, the backends of fresh turns of the
+/// shared counter (at most one per backend); then every backend not offered yet, once each
+/// ([`Offered`]). A fresh turn rather than the next in the list: a backend turned down on
+/// every turn (down, ejected, not admitted, losing its slow-start coin) then leaves its
+/// share to the others by weight, as if it were not in the cycle, instead of handing all of
+/// it to its neighbour.
 pub(crate) struct RoundRobinIter {
     rr: Arc<SmoothRoundRobin>,
+    /// The first candidate (the turn's backend), and whether it was offered.
     first: usize,
-    step: usize,
+    started: bool,
+    /// Fresh turns taken so far.
+    fresh: usize,
+    /// The last fresh turn's number (where the walk over the rest starts, by weight).
+    last_turn: usize,
+    offered: Offered,
 }
 
 impl BackendIter for RoundRobinIter {
     fn next(&mut self) -> Option<&Backend> {
-        let n = self.rr.backends.len();
-        if self.step >= n {
+        let backends = &self.rr.backends;
+        let n = backends.len();
+        if n == 0 {
             return None;
         }
-        let i = (self.first + self.step) % n;
-        self.step += 1;
-        self.rr.backends.get(i)
+        if !self.started {
+            self.started = true;
+            return backends.get(self.first);
+        }
+        if self.fresh == 0 {
+            // Recorded only now: the common case, where the first is taken, costs nothing.
+            self.offered.offer(self.first, n);
+        }
+        while self.fresh < n {
+            self.fresh += 1;
+            let (turn, i) = self.rr.turn();
+            self.last_turn = turn;
+            if self.offered.offer(i, n) {
+                return backends.get(i);
+            }
+        }
+        let turn = self.last_turn as u64;
+        let i = self.offered.rest(backends, |_| turn)?;
+        backends.get(i)
     }
 }
 
@@ -134,6 +172,65 @@ mod tests {
         }
         seen.sort();
         assert_eq!(seen, [1000, 1001, 1002]);
+    }
+
+    /// The first backend `accept` takes, walking one iterator as the pool does.
+    fn chosen(rr: &Arc<SmoothRoundRobin>, accept: impl Fn(u16) -> bool) -> Option<u16> {
+        let mut it = rr.iter();
+        while let Some(b) = it.next() {
+            let i = b.addr.as_inet().unwrap().port() - 1000;
+            if accept(i) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn shares(rr: &Arc<SmoothRoundRobin>, n: usize, accept: impl Fn(u16) -> bool) -> Vec<f64> {
+        let mut counts = vec![0usize; rr.backends.len()];
+        for _ in 0..n {
+            counts[chosen(rr, &accept).expect("a backend") as usize] += 1;
+        }
+        counts.iter().map(|&c| c as f64 / n as f64).collect()
+    }
+
+    /// A backend turned down on every turn leaves its share to the others evenly, not all
+    /// of it to the next one in the list (which would get two thirds).
+    #[test]
+    fn a_skipped_backends_share_spreads_over_the_others() {
+        let rr = Arc::new(SmoothRoundRobin::build(&set(&[1, 1, 1])));
+        let s = shares(&rr, 3000, |i| i != 1);
+        for i in [0, 2] {
+            assert!((0.4..0.6).contains(&s[i]), "{s:?}");
+        }
+        // Turned down nine times in ten (a slow-start coin at 10 %): still about even.
+        let coin = std::sync::atomic::AtomicUsize::new(0);
+        let s = shares(&rr, 3000, |i| {
+            i != 1 || coin.fetch_add(1, Ordering::Relaxed).is_multiple_of(10)
+        });
+        assert!(
+            (0.4..0.5).contains(&s[0]) && (0.4..0.5).contains(&s[2]),
+            "{s:?}"
+        );
+        // By weight: with `a` out of 5:1:1, `b` and `c` share evenly.
+        let rr = Arc::new(SmoothRoundRobin::build(&set(&[5, 1, 1])));
+        let s = shares(&rr, 3000, |i| i != 0);
+        assert!((0.4..0.6).contains(&s[1]), "{s:?}");
+    }
+
+    #[test]
+    fn every_backend_is_offered_once_when_all_are_turned_down() {
+        let rr = Arc::new(SmoothRoundRobin::build(&set(&[3, 1, 1, 1])));
+        for _ in 0..10 {
+            let mut it = rr.iter();
+            let mut seen = Vec::new();
+            while let Some(b) = it.next() {
+                seen.push(b.addr.as_inet().unwrap().port());
+            }
+            seen.sort();
+            assert_eq!(seen, [1000, 1001, 1002, 1003]);
+        }
+        assert_eq!(chosen(&rr, |i| i == 3), Some(3));
     }
 
     #[test]

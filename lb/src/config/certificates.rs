@@ -1,9 +1,14 @@
 //! The certificate and key files of the TLS listeners, read and checked: each certificate
-//! chain loads, its key loads and matches it, and it is valid now (not expired, not yet to
-//! come). `lb -t`, startup and every reload go through [`load`] (from `config::check`), so
-//! a bad file rejects a reload exactly like a bad config, and pingora's `TlsSettings`,
-//! which panics on an unreadable file, never reads one: the lb hands it a resolver holding
-//! the keys loaded here (`crate::tls`).
+//! chain loads, and its key loads and matches it. `lb -t`, startup and every reload go
+//! through [`load`] (from `config::check`), so a bad file rejects a reload exactly like a
+//! bad config, and pingora's `TlsSettings`, which panics on an unreadable file, never reads
+//! one: the lb hands it a resolver holding the keys loaded here (`crate::tls`).
+//!
+//! A certificate that is expired or not yet valid is served all the same (as nginx does),
+//! with a warning: one stale certificate must not take every site of the process down, nor
+//! block a reload that changes something else. `lb_tls_certificate_expiry_timestamp_seconds`
+//! shows its date. Only an ACME certificate read back from storage must be valid now
+//! ([`issued_acme`]): the lb orders a new one instead.
 
 use std::fmt;
 use std::sync::Arc;
@@ -57,23 +62,51 @@ impl fmt::Debug for Certificate {
     }
 }
 
-/// Every listener's certificates, checked against the time `now`; every problem is
-/// reported, each naming its field (`server.tls_listen[0].certificates[1].key`).
+/// Every listener's certificates, at the time `now`; every problem is reported, each
+/// naming its field (`server.tls_listen[0].certificates[1].key`). A certificate outside its
+/// dates is loaded, and warned about ([`warn`]).
 pub(crate) fn load(
     listeners: &[TlsListener],
     now: SystemTime,
 ) -> Result<Vec<ListenerCertificates>, Vec<ConfigError>> {
+    let (loaded, warnings) = load_with_warnings(listeners, now);
+    warn(&warnings);
+    loaded
+}
+
+/// [`load`], with its warnings returned instead of written.
+fn load_with_warnings(
+    listeners: &[TlsListener],
+    now: SystemTime,
+) -> (
+    Result<Vec<ListenerCertificates>, Vec<ConfigError>>,
+    Vec<ConfigError>,
+) {
     let now = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let mut loaded = Vec::new();
     for (i, listener) in listeners.iter().enumerate() {
         let mut certs = Vec::new();
         for (j, spec) in listener.certificates.iter().enumerate() {
             let path = format!("server.tls_listen[{i}].certificates[{j}]");
             match certificate(spec, now) {
-                Ok(c) => certs.push(c),
+                Ok(c) => {
+                    if let Some(why) = out_of_dates(&c, now) {
+                        let field = match spec.source {
+                            CertificateSource::Files { .. } => "cert",
+                            CertificateSource::LocalCa { .. } => "local_ca",
+                            CertificateSource::Acme(_) => "acme",
+                        };
+                        let message = format!(
+                            "{why}: served anyway, but clients that check dates refuse it; replace it and reload"
+                        );
+                        warnings.push(ConfigError::new(format!("{path}.{field}"), message));
+                    }
+                    certs.push(c);
+                }
                 Err((field, message)) => {
                     errors.push(ConfigError::new(format!("{path}.{field}"), message));
                 }
@@ -81,10 +114,47 @@ pub(crate) fn load(
         }
         loaded.push(ListenerCertificates(certs));
     }
-    if errors.is_empty() {
+    let loaded = if errors.is_empty() {
         Ok(loaded)
     } else {
         Err(errors)
+    };
+    (loaded, warnings)
+}
+
+/// A WARN line each, once logging is up (a reload); before that (`lb -t`, the check before
+/// startup) a `lb: warning:` line on stderr, where `lb -t` prints its errors.
+fn warn(warnings: &[ConfigError]) {
+    let logging = tracing::dispatcher::has_been_set();
+    for w in warnings {
+        if logging {
+            tracing::warn!("certificate outside its validity dates: {w}");
+        } else {
+            eprintln!("lb: warning: {w}");
+        }
+    }
+}
+
+/// Why `cert` is not valid at `now` (Unix seconds): expired, or not yet valid.
+fn out_of_dates(cert: &Certificate, now: i64) -> Option<String> {
+    let date = |t: i64| {
+        x509_parser::time::ASN1Time::from_timestamp(t)
+            .map_or_else(|_| t.to_string(), |d| d.to_string())
+    };
+    if now < cert.not_before {
+        Some(format!(
+            "{:?} is not valid before {}",
+            cert.file,
+            date(cert.not_before)
+        ))
+    } else if now > cert.not_after {
+        Some(format!(
+            "{:?} expired on {}",
+            cert.file,
+            date(cert.not_after)
+        ))
+    } else {
+        None
     }
 }
 
@@ -113,7 +183,7 @@ pub(crate) fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificat
                     crate::acme::storage::PLACEHOLDER_LABEL
                 ),
             };
-            checked(spec, chain, key, &labels, now)
+            checked(spec, chain, key, &labels)
         }
         CertificateSource::Files { cert, key } => {
             let (chain, key_der) = read_files(cert, key)?;
@@ -124,7 +194,7 @@ pub(crate) fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificat
                 key: format!("{key:?}"),
                 file: cert.clone(),
             };
-            checked(spec, chain, key_der, &labels, now)
+            checked(spec, chain, key_der, &labels)
         }
         CertificateSource::LocalCa { dir } => {
             let names = spec.names.as_deref().unwrap_or_default();
@@ -137,7 +207,7 @@ pub(crate) fn certificate(spec: &CertificateSpec, now: i64) -> Result<Certificat
                 key: "the local CA's key".into(),
                 file: format!("{dir}/{} (local CA)", local_ca::CA_CERT),
             };
-            checked(spec, issued.chain, issued.key, &labels, now)
+            checked(spec, issued.chain, issued.key, &labels)
         }
     }
 }
@@ -185,7 +255,11 @@ pub(crate) fn issued_acme(
         key: format!("{k:?}"),
         file: c.clone(),
     };
-    let cert = checked(spec, chain, key, &labels, now)?;
+    let cert = checked(spec, chain, key, &labels)?;
+    // Never served out of its dates: an ACME certificate can be ordered again instead.
+    if let Some(why) = out_of_dates(&cert, now) {
+        return Err(("acme", why));
+    }
     let (_, leaf) = x509_parser::parse_x509_certificate(&cert.key.cert[0])
         .map_err(|e| ("acme", e.to_string()))?;
     let has = dns_names(&leaf);
@@ -233,7 +307,8 @@ pub(crate) fn parse_pem(
 }
 
 /// A certificate read from `pem` as both its cert and its key file (a combined PEM file),
-/// checked as [`load`] checks one at the time `now` (Unix seconds).
+/// checked as [`load`] checks one at the time `now` (Unix seconds), and refused outside its
+/// dates as an ACME certificate is.
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn from_combined_pem(
     spec: &CertificateSpec,
@@ -248,16 +323,19 @@ pub(crate) fn from_combined_pem(
         key: "\"key\"".into(),
         file: "cert".into(),
     };
-    checked(spec, chain, key, &labels, now)
+    let cert = checked(spec, chain, key, &labels)?;
+    match out_of_dates(&cert, now) {
+        Some(why) => Err(("cert", why)),
+        None => Ok(cert),
+    }
 }
 
-/// Dates, names and key match of a loaded chain and key.
+/// Names and key match of a loaded chain and key (the dates are the caller's to judge).
 fn checked(
     spec: &CertificateSpec,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     labels: &Labels,
-    now: i64,
 ) -> Result<Certificate, Fault> {
     let cert_field = labels.cert_field;
     let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).map_err(|e| {
@@ -271,21 +349,6 @@ fn checked(
         validity.not_before.timestamp(),
         validity.not_after.timestamp(),
     );
-    if now < not_before {
-        return Err((
-            cert_field,
-            format!(
-                "{} is not valid before {}",
-                labels.cert, validity.not_before
-            ),
-        ));
-    }
-    if now > not_after {
-        return Err((
-            cert_field,
-            format!("{} expired on {}", labels.cert, validity.not_after),
-        ));
-    }
     let names = match &spec.names {
         Some(names) => names.clone(),
         None => dns_names(&leaf),
@@ -416,31 +479,73 @@ mod tests {
     }
 
     #[test]
-    fn expired_not_yet_valid_mismatched_and_missing_files_name_their_field() {
+    fn mismatched_missing_and_unparsable_files_name_their_field() {
         let dir = tempfile::tempdir().expect("dir");
-        let (c1, k1) = write_cert(dir.path(), "old", &["a.test"], NOW - 2 * DAY, NOW - DAY);
-        let (c2, k2) = write_cert(dir.path(), "new", &["a.test"], NOW + DAY, NOW + 2 * DAY);
+        let (_, k1) = write_cert(dir.path(), "old", &["a.test"], NOW - 2 * DAY, NOW - DAY);
         let (c3, _) = write_cert(dir.path(), "ok", &["a.test"], NOW - DAY, NOW + DAY);
         let errs = messages(load(
             &listener(&[
-                (c1.as_str(), k1.as_str()),
-                (c2.as_str(), k2.as_str()),
                 (c3.as_str(), k1.as_str()),
                 ("/nonexistent.pem", k1.as_str()),
                 (c3.as_str(), c3.as_str()),
             ]),
             at(NOW),
         ));
-        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert_eq!(errs.len(), 3, "{errs:?}");
         let p = "server.tls_listen[0].certificates";
-        assert!(errs[0].starts_with(&format!("{p}[0].cert: ")) && errs[0].contains("expired on"));
         assert!(
-            errs[1].starts_with(&format!("{p}[1].cert: ")) && errs[1].contains("not valid before")
+            errs[0].starts_with(&format!("{p}[0].key: ")) && errs[0].contains("is not the key of")
+        );
+        assert!(errs[1].starts_with(&format!("{p}[1].cert: cannot read \"/nonexistent.pem\"")));
+        assert!(errs[2].starts_with(&format!("{p}[2].key: no PEM private key")));
+    }
+
+    /// An expired or not yet valid certificate loads (it is served, as nginx does): its
+    /// dates are warnings, never a reason to refuse the whole config.
+    #[test]
+    fn expired_and_not_yet_valid_certificates_load() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (c1, k1) = write_cert(dir.path(), "old", &["a.test"], NOW - 2 * DAY, NOW - DAY);
+        let (c2, k2) = write_cert(dir.path(), "new", &["b.test"], NOW + DAY, NOW + 2 * DAY);
+        let (c3, k3) = write_cert(dir.path(), "ok", &["c.test"], NOW - DAY, NOW + DAY);
+        let (loaded, warnings) = load_with_warnings(
+            &listener(&[
+                (c1.as_str(), k1.as_str()),
+                (c2.as_str(), k2.as_str()),
+                (c3.as_str(), k3.as_str()),
+            ]),
+            at(NOW),
+        );
+        let loaded = loaded.expect("dates are not errors");
+        assert_eq!(loaded[0].0.len(), 3);
+        assert_eq!(loaded[0].0[0].not_after, NOW - DAY);
+        let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        let p = "server.tls_listen[0].certificates";
+        assert!(
+            warnings[0].starts_with(&format!("{p}[0].cert: {c1:?} expired on ")),
+            "{warnings:?}"
         );
         assert!(
-            errs[2].starts_with(&format!("{p}[2].key: ")) && errs[2].contains("is not the key of")
+            warnings[1].starts_with(&format!("{p}[1].cert: {c2:?} is not valid before ")),
+            "{warnings:?}"
         );
-        assert!(errs[3].starts_with(&format!("{p}[3].cert: cannot read \"/nonexistent.pem\"")));
-        assert!(errs[4].starts_with(&format!("{p}[4].key: no PEM private key")));
+    }
+
+    /// Checked as a stored ACME certificate is: unlike a file, it must be valid now.
+    #[test]
+    fn a_combined_pem_certificate_outside_its_dates_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (c, k) = write_cert(dir.path(), "old", &["a.test"], NOW - 2 * DAY, NOW - DAY);
+        let pem = [
+            std::fs::read(&c).expect("cert"),
+            std::fs::read(&k).expect("key"),
+        ]
+        .concat();
+        let spec = &listener(&[(c.as_str(), k.as_str())])[0].certificates[0];
+        let (field, why) = from_combined_pem(spec, &pem, NOW).expect_err("expired");
+        assert_eq!(field, "cert");
+        assert!(why.contains("expired on"), "{why}");
+        assert!(from_combined_pem(spec, &pem, NOW - DAY - 10).is_ok());
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod duration;
 pub(crate) mod local_ca;
 mod raw;
 mod server_conf;
+mod system_dns;
 pub(crate) mod upstream_tls;
 mod validate;
 
@@ -33,7 +34,15 @@ pub(crate) mod defaults {
     pub(crate) const ADMIN: &str = "127.0.0.1:9901";
     pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(3);
     pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+    /// As long as the longest request the client timeouts let through may still need.
+    pub(crate) const GRACE_PERIOD_MAX: Duration = Duration::from_secs(3600);
+    /// Only tasks that ignored the grace period are left then; minutes are plenty.
+    pub(crate) const SHUTDOWN_TIMEOUT_MAX: Duration = Duration::from_secs(600);
     pub(crate) const KEEPALIVE_POOL_SIZE: usize = 128;
+    /// Pingora sizes its shared pool's map up front from this times the threads, so a huge
+    /// value aborts the start; 65,536 idle connections per thread is already far more
+    /// than the file descriptors a process gets.
+    pub(crate) const KEEPALIVE_POOL_SIZE_MAX: usize = 65_536;
     pub(crate) const WORK_STEALING: bool = false;
     pub(crate) const ACCESS_LOG_FLUSH: Duration = Duration::from_millis(100);
     pub(crate) const ACCESS_LOG_FLUSH_MAX: Duration = Duration::from_secs(10);
@@ -45,6 +54,11 @@ pub(crate) mod defaults {
     /// together), and per-thread sockets are capped to fit (`crate::accept`).
     pub(crate) const HANDED_OVER_MAX: usize = 32;
     pub(crate) const DNS_INTERVAL: Duration = Duration::from_secs(2);
+    /// Bounds of `discovery.interval` and `health_check.interval`: below 100 ms a pool
+    /// spends its time asking (and a DNS lookup could not finish), above an hour a change
+    /// goes unseen too long to be of use.
+    pub(crate) const INTERVAL_MIN: Duration = Duration::from_millis(100);
+    pub(crate) const INTERVAL_MAX: Duration = Duration::from_secs(3600);
     pub(crate) const RETRIES: usize = 2;
     /// Upper bound on `retries`: every try may wait a full connect timeout.
     pub(crate) const MAX_RETRIES: usize = 8;
@@ -60,6 +74,9 @@ pub(crate) mod defaults {
     /// pooled connection before the backend does (a request racing the backend's close would
     /// otherwise fail on a dead socket).
     pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+    /// Longest upstream timeout (`timeouts.*`, `health_check.timeout`): a backend silent
+    /// for an hour is gone, and the request path adds these to `Instant::now()`.
+    pub(crate) const UPSTREAM_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
     pub(crate) const HTTPS_PORT: u16 = 443;
     /// 10 MiB: API calls and form posts fit; a client cannot stream gigabytes at a
     /// backend. nginx's `client_max_body_size` is 1 MiB; raise it per route for uploads.
@@ -103,6 +120,11 @@ pub(crate) mod defaults {
     pub(crate) const SLOW_START: Duration = Duration::ZERO;
     pub(crate) const SLOW_START_MAX: Duration = Duration::from_secs(600);
     pub(crate) const STICKY_COOKIE: &str = "lb_sticky";
+    /// `sticky.max_age` bounds: the cookie's `Max-Age` is whole seconds (under 1 s it
+    /// would be `Max-Age=0`, deleting the cookie), and a pin longer than a day outlives
+    /// the backends it points to.
+    pub(crate) const STICKY_MAX_AGE_MIN: Duration = Duration::from_secs(1);
+    pub(crate) const STICKY_MAX_AGE_MAX: Duration = Duration::from_secs(24 * 3600);
     pub(crate) const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
     pub(crate) const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
     /// Upper bound on the client timeouts: a connection held longer is an attack.
@@ -454,16 +476,47 @@ pub(crate) enum HashKey {
 }
 
 /// `upstreams.<name>.outlier`: a backend that fails `consecutive_failures` tries in a
-/// row, all within `window`, leaves rotation for `base_ejection`, doubled on each repeat
-/// up to `max_ejection`; at most `max_ejected_percent` of the pool (rounded down, and never
-/// all of it) is out at once.
+/// row (what counts as failed: `failures`), all within `window`, leaves rotation for
+/// `base_ejection`, doubled on each repeat up to `max_ejection`; at most
+/// `max_ejected_percent` of the pool (rounded down, and never all of it) is out at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct OutlierSpec {
+    pub(crate) failures: OutlierFailures,
     pub(crate) consecutive_failures: u32,
     pub(crate) window: Duration,
     pub(crate) base_ejection: Duration,
     pub(crate) max_ejection: Duration,
     pub(crate) max_ejected_percent: u32,
+}
+
+/// `upstreams.<name>.outlier.failures`: which answers count as a failed try. Connect
+/// failures, resets and timeouts always do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutlierFailures {
+    /// 502, 503 and 504 only (the default): a client that can make the application answer
+    /// 500 (an input that hits an unhandled error) cannot eject healthy backends with it.
+    Gateway,
+    /// Any 5xx.
+    Any5xx,
+}
+
+impl OutlierFailures {
+    /// Whether an answer with `status` counts against its backend.
+    #[inline]
+    pub(crate) fn counts(self, status: u16) -> bool {
+        match self {
+            OutlierFailures::Gateway => matches!(status, 502..=504),
+            OutlierFailures::Any5xx => (500..600).contains(&status),
+        }
+    }
+
+    /// As written in the config.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            OutlierFailures::Gateway => "gateway",
+            OutlierFailures::Any5xx => "5xx",
+        }
+    }
 }
 
 /// `upstreams.<name>.sticky`: the cookie that pins a client to a backend.
@@ -587,9 +640,10 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Everything `lb -t` checks: our config, pingora's own validation of the server part, then
-/// the TLS certificate and key files (readable, matching, valid now), so that pingora never
-/// meets a file it would panic on, and the admin token (read, or made when missing and
+/// Everything `lb -t` checks: our config, pingora's own validation of the server part, the
+/// system DNS configuration when a `dns:`/`srv:` pool has no `resolver:`, then the TLS
+/// certificate and key files (readable, matching; dates only warn), so that pingora never meets a
+/// file it would panic on, and the admin token (read, or made when missing and
 /// `create: true`).
 pub fn check(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
     let text = read(path)?;
@@ -599,6 +653,10 @@ pub fn check(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
             "server",
             e.to_string(),
         )]));
+    }
+    let dns = system_dns::check(&config, Path::new(system_dns::RESOLV_CONF));
+    if !dns.is_empty() {
+        return Err(ConfigErrors(dns));
     }
     let tls = certificates::load(&config.server.tls_listen, std::time::SystemTime::now())
         .map_err(ConfigErrors)?;

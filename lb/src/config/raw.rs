@@ -178,6 +178,9 @@ pub(crate) struct RawUpstream {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawOutlier {
+    /// `gateway` (the default) or `5xx` (a `Value`: a number here gets an error that names
+    /// this field).
+    pub(crate) failures: Option<Value>,
     pub(crate) consecutive_failures: Option<i64>,
     pub(crate) window: Option<Value>,
     pub(crate) base_ejection: Option<Value>,

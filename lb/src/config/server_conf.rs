@@ -24,9 +24,20 @@ impl Config {
             upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
             pid_file: s.pid_file.clone(),
             upgrade_sock: s.upgrade_sock.clone(),
+            working_directory: daemon.then(daemon_directory).flatten(),
             ..ServerConf::default()
         }
     }
+}
+
+/// Where the daemon runs: the directory `lb -d` was started in. Pingora's daemon would
+/// otherwise `chdir("/")`, and every relative path of the config (`pid_file`, certificate
+/// and key files, `local_ca`, `acme.storage`, `token_file`, `sticky.key_file`...) would
+/// then name another file than the one `lb -t` and the start checked, from the first
+/// reload on. So relative paths mean the same with and without `-d`. `None` (pingora's
+/// `/`) only if the working directory is gone.
+fn daemon_directory() -> Option<std::path::PathBuf> {
+    std::env::current_dir().ok()
 }
 
 #[cfg(test)]
@@ -51,6 +62,22 @@ mod tests {
         assert_eq!(conf.pid_file, "/run/x.pid");
         assert_eq!(conf.upgrade_sock, crate::config::defaults::UPGRADE_SOCK);
         assert!(!conf.daemon);
+        assert_eq!(conf.working_directory, None);
+    }
+
+    #[test]
+    fn the_daemon_stays_in_the_directory_it_was_started_in() {
+        let config = Config::from_yaml(
+            "version: 1\nroutes: [ { prefix: /, upstream: a } ]\nupstreams: { a: { discovery: { static: [\"127.0.0.1:1\"] } } }\n",
+        )
+        .expect("valid");
+        let conf = config.server_conf(true);
+        assert!(conf.daemon);
+        // pingora's daemon would chdir to `/`, and relative paths would change meaning.
+        assert_eq!(
+            conf.working_directory,
+            Some(std::env::current_dir().expect("cwd"))
+        );
     }
 
     #[test]

@@ -81,7 +81,8 @@ impl EdgeApp {
         // by its first or second byte) or match it whole. One deadline from here, which the
         // first HTTP/1 head keeps: a request shorter than the preface is served at once,
         // and peeking never extends `request_head`.
-        let deadline = tokio::time::Instant::now() + client.request_head_timeout;
+        let deadline =
+            crate::deadline::after(tokio::time::Instant::now(), client.request_head_timeout);
         let mut read = BytesMut::with_capacity(1024);
         loop {
             let n = read.len().min(H2_PREFACE.len());

@@ -62,10 +62,10 @@ pub(crate) async fn head(
     // read, which a well-behaved client's seldom does.
     let now = Instant::now();
     let (idle, head_deadline) = if first {
-        let deadline = now + client.request_head_timeout;
+        let deadline = crate::deadline::after(now, client.request_head_timeout);
         (deadline, Some(deadline))
     } else {
-        (now + client.keepalive_timeout, None)
+        (crate::deadline::after(now, client.keepalive_timeout), None)
     };
     let mut buf = match carry {
         Some(carry) if !carry.is_empty() => {
@@ -138,8 +138,9 @@ async fn rest_of_head(
             Err(refusal) => return Err(NoHead::Refused(refusal)),
         }
         // Counted from the end of the first read, a few microseconds after the first byte.
-        let deadline =
-            *head_deadline.get_or_insert_with(|| Instant::now() + client.request_head_timeout);
+        let deadline = *head_deadline.get_or_insert_with(|| {
+            crate::deadline::after(Instant::now(), client.request_head_timeout)
+        });
         match timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Err(_) => return Err(NoHead::Timeout),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(NoHead::Broken),

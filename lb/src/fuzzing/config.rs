@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde_yaml::Value;
 
-use crate::config::{Config, ConfigErrors, DiscoverySpec, LoadedConfig};
+use crate::config::{defaults, Config, ConfigErrors, DiscoverySpec, LoadedConfig};
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::state::Snapshot;
 
@@ -58,6 +58,10 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("upstreams.web.health_check.path", "upstreams: { web: { discovery: { static: [\"127.0.0.1:9000\"] }, health_check: { path: $V } } }"),
     ("upstreams.web.health_check.host", "upstreams: { web: { discovery: { static: [\"127.0.0.1:9000\"] }, health_check: { host: $V } } }"),
     ("upstreams.web.tls.sni", "upstreams: { web: { discovery: { static: [\"127.0.0.1:9000\"] }, tls: { verify: false, sni: $V } } }"),
+    ("upstreams.web.timeouts.read", "upstreams: { web: { discovery: { static: [\"127.0.0.1:9000\"] }, timeouts: { read: $V } } }"),
+    ("upstreams.web.timeouts.idle", "upstreams: { web: { discovery: { static: [\"127.0.0.1:9000\"] }, timeouts: { idle: $V } } }"),
+    ("upstreams.web.health_check.interval", "upstreams: { web: { discovery: { static: [\"127.0.0.1:9000\"] }, health_check: { interval: $V } } }"),
+    ("upstreams.web.sticky.max_age", "upstreams: { web: { discovery: { static: [\"127.0.0.1:9000\"] }, sticky: { max_age: $V } } }"),
 ];
 
 /// The sections a field's template leaves out.
@@ -179,7 +183,7 @@ fn taken_as_written(path: &str, s: &str, config: &Config) {
         "server.admin" => assert_eq!(Some(server.admin), addr()),
         "server.grace_period" | "server.shutdown_timeout" => {
             let d = humantime::parse_duration(s.trim()).expect("accepted duration");
-            assert!(!d.is_zero());
+            assert!(!d.is_zero() && d <= defaults::GRACE_PERIOD_MAX);
             assert!(d == server.grace_period || d == server.shutdown_timeout);
         }
         "server.access_log_flush" => {
@@ -205,7 +209,13 @@ fn taken_as_written(path: &str, s: &str, config: &Config) {
             assert_eq!(*name, s.to_ascii_lowercase());
             assert!(name.len() <= 255 && name.is_ascii());
         }
-        "routes[0].prefix" => assert!(s.starts_with('/') && config.routes[0].prefix == s),
+        "routes[0].prefix" => {
+            assert!(s.starts_with('/') && config.routes[0].prefix == s);
+            // a request path could hold it
+            assert!(s
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#'));
+        }
         "routes[0].max_body_size" => {
             assert_eq!(Some(config.routes[0].max_body_size), byte_size(s));
         }
@@ -229,7 +239,7 @@ fn taken_as_written(path: &str, s: &str, config: &Config) {
         "upstreams.web.discovery.interval" => match &web.expect("web").discovery {
             DiscoverySpec::Dns { interval, .. } => {
                 assert_eq!(humantime::parse_duration(s.trim()).ok(), Some(*interval));
-                assert!(!interval.is_zero());
+                assert!((defaults::INTERVAL_MIN..=defaults::INTERVAL_MAX).contains(interval));
             }
             other => panic!("{other:?}"),
         },
@@ -253,6 +263,25 @@ fn taken_as_written(path: &str, s: &str, config: &Config) {
             let hc = web.and_then(|w| w.health_check.as_ref()).expect("check");
             assert_eq!(hc.path, s);
             assert!(s.starts_with('/') && s.parse::<http::Uri>().is_ok());
+        }
+        "upstreams.web.timeouts.read" | "upstreams.web.timeouts.idle" => {
+            let t = &web.expect("web").timeouts;
+            let d = humantime::parse_duration(s.trim()).ok();
+            assert!(d == Some(t.read) || d == Some(t.idle), "{s:?}");
+            assert!(d.is_some_and(|d| !d.is_zero() && d <= defaults::UPSTREAM_TIMEOUT_MAX));
+        }
+        "upstreams.web.health_check.interval" => {
+            let hc = web.and_then(|w| w.health_check.as_ref()).expect("check");
+            assert_eq!(humantime::parse_duration(s.trim()).ok(), Some(hc.interval));
+            assert!((defaults::INTERVAL_MIN..=defaults::INTERVAL_MAX).contains(&hc.interval));
+        }
+        "upstreams.web.sticky.max_age" => {
+            let sticky = web.and_then(|w| w.sticky.as_ref()).expect("sticky");
+            let age = sticky.max_age.expect("max_age");
+            assert_eq!(humantime::parse_duration(s.trim()).ok(), Some(age));
+            // written as `Max-Age` in whole seconds: never 0, never rounded
+            assert!(age.subsec_nanos() == 0 && age.as_secs() >= 1);
+            assert!(age <= defaults::STICKY_MAX_AGE_MAX);
         }
         "upstreams.web.tls.sni" => {
             assert!(rustls::pki_types::ServerName::try_from(s).is_ok(), "{s:?}");
@@ -296,6 +325,16 @@ fn refused(errors: &ConfigErrors) {
 fn accepted(config: &Config) -> bool {
     if config.server_conf(false).validate().is_err() {
         return false; // `lb -t` refuses it there
+    }
+    // The request path adds these to `Instant::now()`: each has a maximum.
+    for spec in config.upstreams.values() {
+        let t = &spec.timeouts;
+        for d in [t.connect, t.read, t.write, t.idle]
+            .into_iter()
+            .chain(t.per_try)
+        {
+            assert!(d <= defaults::UPSTREAM_TIMEOUT_MAX, "{d:?}");
+        }
     }
     let metrics = Metrics::new();
     let loaded = LoadedConfig {

@@ -28,11 +28,30 @@ fn a_health_check_host_with_a_line_break_is_refused_before_startup() {
 
 /// `config_field` (a seed): `server.grace_period: 18446744073709551615s 999999999ns` is a
 /// valid duration; rounding it up to whole seconds for pingora overflowed (a panic with
-/// overflow checks, zero seconds without). It now saturates.
+/// overflow checks, zero seconds without). The rounding now saturates, and the value is
+/// refused at its field anyway: every duration has a maximum (`grace_period`: 1 h).
 #[test]
-fn the_longest_grace_period_rounds_up_without_overflow() {
+fn the_longest_grace_period_is_refused_at_its_field() {
     let data = b"\x0418446744073709551615s 999999999ns";
-    assert!(super::config_field(data));
+    assert!(!super::config_field(data));
+}
+
+/// Review: `timeouts.read: "10000000000000000000s"` passed `lb -t`, then every request
+/// panicked on `Instant::now() + timeouts.read`. Every upstream timeout is now at most 1 h.
+#[test]
+fn a_read_timeout_no_deadline_can_hold_is_refused_at_its_field() {
+    for field in ["upstreams.web.timeouts.read", "upstreams.web.timeouts.idle"] {
+        let i = super::FIELDS
+            .iter()
+            .position(|(path, _)| *path == field)
+            .expect("field");
+        let data = [
+            &[u8::try_from(i * 2).expect("small")][..],
+            b"10000000000000000000s",
+        ]
+        .concat();
+        assert!(!super::config_field(&data), "{field}");
+    }
 }
 
 /// `request`: `Host: pro[::1]:8080` on a plaintext listener with the HTTPS redirect. The

@@ -120,15 +120,13 @@ impl RequestCtx {
             .map(|_| (t.state().clone(), t.state().downs()))
     }
 
-    /// The current try got a response head: a 5xx counts against the backend for outlier
-    /// detection, anything else clears its streak.
+    /// The current try got a response head: it counts against the backend for outlier
+    /// detection if the pool's `outlier.failures` says so (by default 502, 503, 504),
+    /// anything else clears its streak. Every request path (fast, direct, engine) reports
+    /// its answers here.
     pub(crate) fn try_answered(&self, status: u16) {
         if let (Some(pool), Some(t)) = (self.pool(), &self.in_flight) {
-            if status >= 500 {
-                pool.table.try_failed(t.state());
-            } else {
-                pool.table.try_succeeded(t.state());
-            }
+            pool.table.try_answered(t.state(), status);
         }
     }
 

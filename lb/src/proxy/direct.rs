@@ -278,7 +278,9 @@ async fn send(
     // `per_try` bounds the whole response head, interim answers included (pingora's read
     // timeout is per read): a backend sending `102 Processing` now and then must not hold
     // the try. Without it, `read` bounds each read.
-    let whole_head = timeouts.per_try.map(|t| tokio::time::Instant::now() + t);
+    let whole_head = timeouts
+        .per_try
+        .map(|t| crate::deadline::after(tokio::time::Instant::now(), t));
     let head = async {
         loop {
             tokio::select! {

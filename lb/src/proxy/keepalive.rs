@@ -76,7 +76,7 @@ pub(crate) fn put(addr: SocketAddr, stream: Stream, idle_timeout: Duration, capa
         }
         list.push(Idle {
             addr,
-            expires: now + idle_timeout,
+            expires: crate::deadline::after(now, idle_timeout),
             stream,
         });
         closed

@@ -1,7 +1,8 @@
 //! The certificate a TLS handshake gets, chosen by its SNI name: an exact name first, then a
 //! one-label wildcard (`*.example.test` serves `a.example.test`, not `example.test` nor
-//! `a.b.example.test`), then the listener's default certificate; with no default, a
-//! handshake whose name nothing serves is refused.
+//! `a.b.example.test`), then the listener's default certificate (the one marked `default`,
+//! else the first listed, as in nginx), which also serves a client that sends no SNI (or an
+//! IP address, which rustls does not pass on as a name).
 //!
 //! The table sits behind an `ArcSwap`: a reload swaps in new certificates without touching
 //! the listener. Each handshake loads the table once; established connections keep the
@@ -38,6 +39,11 @@ impl SniTable {
             if cert.default {
                 table.default = Some(cert.key.clone());
             }
+        }
+        // `config::validate::tls` marks the first certificate when none says `default`;
+        // the same rule here holds for any list, such as one an ACME issuance changed.
+        if table.default.is_none() {
+            table.default = certs.0.first().map(|c| c.key.clone());
         }
         table
     }
@@ -89,7 +95,7 @@ impl ResolvesServerCert for SniResolver {
         if key.is_none() {
             tracing::debug!(
                 sni = hello.server_name(),
-                "no certificate for this name and no default: handshake refused"
+                "no certificate for this name and no default (no certificates): handshake refused"
             );
         }
         key
@@ -161,12 +167,22 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn without_a_default_an_unknown_name_gets_nothing() {
-        let resolver = SniResolver::new(&ListenerCertificates(vec![cert(1, &["a.test"], false)]));
-        assert_eq!(tag(&resolver.table.load(), Some("b.test")), None);
+    fn without_a_default_the_first_certificate_is_the_default() {
+        let resolver = SniResolver::new(&ListenerCertificates(vec![
+            cert(1, &["a.test"], false),
+            cert(2, &["b.test"], false),
+        ]));
+        assert_eq!(tag(&resolver.table.load(), Some("b.test")), Some(2));
+        assert_eq!(tag(&resolver.table.load(), Some("c.test")), Some(1));
+        assert_eq!(tag(&resolver.table.load(), None), Some(1));
+        resolver.store(&ListenerCertificates(vec![
+            cert(3, &["a.test"], false),
+            cert(4, &["b.test"], true),
+        ]));
+        assert_eq!(tag(&resolver.table.load(), Some("a.test")), Some(3));
+        assert_eq!(tag(&resolver.table.load(), None), Some(4));
+        // Nothing to serve: refused.
+        resolver.store(&ListenerCertificates(vec![]));
         assert_eq!(tag(&resolver.table.load(), None), None);
-        resolver.store(&ListenerCertificates(vec![cert(4, &["b.test"], false)]));
-        assert_eq!(tag(&resolver.table.load(), Some("b.test")), Some(4));
-        assert_eq!(tag(&resolver.table.load(), Some("a.test")), None);
     }
 }

@@ -7,7 +7,9 @@ use serde_yaml::Value;
 
 use super::Errors;
 use crate::config::raw::{RawOutlier, RawSticky};
-use crate::config::{defaults, HashKey, OutlierSpec, SameSite, Selection, StickySpec};
+use crate::config::{
+    defaults, duration, HashKey, OutlierFailures, OutlierSpec, SameSite, Selection, StickySpec,
+};
 
 /// The HMAC key must carry at least this much (a key shorter than the hash is weaker).
 const MIN_STICKY_KEY: usize = 32;
@@ -99,7 +101,7 @@ pub(super) fn outlier(errs: &mut Errors, path: &str, raw: Option<&Value>) -> Opt
         Some(_) => {
             errs.push(
                 path,
-                "expected `off` or a map of consecutive_failures, window, base_ejection, max_ejection, max_ejected_percent",
+                "expected `off` or a map of failures, consecutive_failures, window, base_ejection, max_ejection, max_ejected_percent",
             );
             return None;
         }
@@ -108,30 +110,38 @@ pub(super) fn outlier(errs: &mut Errors, path: &str, raw: Option<&Value>) -> Opt
         &format!("{path}.base_ejection"),
         raw.base_ejection.as_ref(),
         defaults::OUTLIER_BASE_EJECTION,
+        MAX_EJECTION,
     );
     let max_ejection = errs.duration(
         &format!("{path}.max_ejection"),
         raw.max_ejection.as_ref(),
         defaults::OUTLIER_MAX_EJECTION.max(base_ejection),
+        MAX_EJECTION,
     );
-    for (key, value) in [
-        ("base_ejection", base_ejection),
-        ("max_ejection", max_ejection),
-    ] {
-        if value > MAX_EJECTION {
-            errs.push(
-                format!("{path}.{key}"),
-                format!("{value:?} is longer than the maximum {MAX_EJECTION:?}"),
-            );
-        }
-    }
     if max_ejection < base_ejection {
         errs.push(
             format!("{path}.max_ejection"),
             format!("{max_ejection:?} is shorter than base_ejection ({base_ejection:?})"),
         );
     }
+    let failures = match raw.failures.as_ref() {
+        None => OutlierFailures::Gateway,
+        Some(Value::String(s)) if s == "gateway" => OutlierFailures::Gateway,
+        Some(Value::String(s)) if s == "5xx" => OutlierFailures::Any5xx,
+        Some(other) => {
+            let shown = serde_yaml::to_string(other).unwrap_or_default();
+            errs.push(
+                format!("{path}.failures"),
+                format!(
+                    "{:?} is not `gateway` (502, 503, 504) or `5xx` (any 5xx)",
+                    shown.trim()
+                ),
+            );
+            OutlierFailures::Gateway
+        }
+    };
     Some(OutlierSpec {
+        failures,
         consecutive_failures: errs.count(
             &format!("{path}.consecutive_failures"),
             raw.consecutive_failures,
@@ -205,11 +215,22 @@ pub(super) fn sticky(errs: &mut Errors, path: &str, raw: Option<&RawSticky>) -> 
         );
     }
     let max_age = raw.max_age.as_ref().map(|v| {
-        errs.duration(
-            &format!("{path}.max_age"),
+        let key = format!("{path}.max_age");
+        let age = errs.duration_within(
+            &key,
             Some(v),
             Duration::from_secs(3600),
-        )
+            (defaults::STICKY_MAX_AGE_MIN, defaults::STICKY_MAX_AGE_MAX),
+        );
+        // Written as the cookie's `Max-Age`, in whole seconds: `1500ms` would silently
+        // become 1 s.
+        if age.subsec_nanos() != 0 {
+            errs.push(
+                key,
+                format!("{} is not a whole number of seconds", duration::show(v)),
+            );
+        }
+        age
     });
     let key = raw.key_file.as_deref().and_then(|file| {
         let key_path = format!("{path}.key_file");
@@ -300,6 +321,7 @@ mod tests {
     fn outlier_is_on_by_default_and_can_be_turned_off() {
         let mut e = errs();
         let on = outlier(&mut e, "o", None).expect("on by default");
+        assert_eq!(on.failures, OutlierFailures::Gateway);
         assert_eq!(on.consecutive_failures, 5);
         assert_eq!(on.base_ejection, Duration::from_secs(30));
         assert_eq!(outlier(&mut e, "o", Some(&Value::Bool(false))), None);
@@ -308,6 +330,27 @@ mod tests {
             None
         );
         assert!(e.0.is_empty());
+    }
+
+    #[test]
+    fn outlier_failures_is_gateway_or_5xx() {
+        let parse = |yaml: &str| {
+            let mut e = errs();
+            let v: Value = serde_yaml::from_str(yaml).unwrap();
+            let spec = outlier(&mut e, "o", Some(&v)).map(|o| o.failures);
+            let paths: Vec<_> = e.0.iter().map(|e| e.path.clone()).collect();
+            (spec, paths)
+        };
+        assert_eq!(
+            parse("{ failures: gateway }"),
+            (Some(OutlierFailures::Gateway), vec![])
+        );
+        assert_eq!(
+            parse("{ failures: 5xx }"),
+            (Some(OutlierFailures::Any5xx), vec![])
+        );
+        assert_eq!(parse("{ failures: 500 }").1, ["o.failures"]);
+        assert_eq!(parse("{ failures: all }").1, ["o.failures"]);
     }
 
     #[test]
@@ -331,6 +374,56 @@ mod tests {
                 "o.consecutive_failures",
                 "o.max_ejected_percent",
                 "o.max_ejection"
+            ]
+        );
+    }
+
+    #[test]
+    fn sticky_max_age_is_whole_seconds_from_1s_to_a_day() {
+        let raw = |yaml: &str| -> RawSticky { serde_yaml::from_str(yaml).unwrap() };
+        let messages = |yaml: &str| {
+            let mut e = errs();
+            let spec = sticky(&mut e, "s", Some(&raw(yaml))).unwrap();
+            (
+                spec.max_age,
+                e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            messages("{ max_age: 1s }"),
+            (Some(Duration::from_secs(1)), vec![])
+        );
+        assert_eq!(
+            messages("{ max_age: 24h }"),
+            (Some(Duration::from_secs(86400)), vec![])
+        );
+        // `Max-Age=0` would delete the cookie at once.
+        assert_eq!(
+            messages("{ max_age: 500ms }").1,
+            vec!["s.max_age: \"500ms\" is shorter than the minimum 1s"]
+        );
+        assert_eq!(
+            messages("{ max_age: 1500ms }").1,
+            vec!["s.max_age: \"1500ms\" is not a whole number of seconds"]
+        );
+        assert_eq!(
+            messages("{ max_age: 25h }").1,
+            vec!["s.max_age: \"25h\" is longer than the maximum 86400s"]
+        );
+    }
+
+    #[test]
+    fn ejections_are_at_most_a_day() {
+        let v: Value =
+            serde_yaml::from_str("{ base_ejection: 10000000000000000000s, max_ejection: 25h }")
+                .unwrap();
+        let mut e = errs();
+        outlier(&mut e, "o", Some(&v));
+        assert_eq!(
+            e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec![
+                "o.base_ejection: \"10000000000000000000s\" is longer than the maximum 86400s",
+                "o.max_ejection: \"25h\" is longer than the maximum 86400s",
             ]
         );
     }

@@ -13,18 +13,7 @@ pub(super) fn client_limits(
     if let Some(t) = timeouts {
         let mut timeout = |key: &str, value, default| {
             let path = format!("server.client_timeouts.{key}");
-            let d = errs.duration(&path, value, default);
-            if d > defaults::CLIENT_TIMEOUT_MAX {
-                errs.push(
-                    path,
-                    format!(
-                        "{d:?} is longer than the maximum {:?}",
-                        defaults::CLIENT_TIMEOUT_MAX
-                    ),
-                );
-                return default;
-            }
-            d
+            errs.duration(&path, value, default, defaults::CLIENT_TIMEOUT_MAX)
         };
         client.request_head_timeout = timeout(
             "request_head",
@@ -133,7 +122,7 @@ mod tests {
             errs,
             vec![
                 "server.client_timeouts.request_head: \"0s\" must be greater than zero",
-                "server.client_timeouts.keepalive: 7200s is longer than the maximum 3600s",
+                "server.client_timeouts.keepalive: \"2h\" is longer than the maximum 3600s",
                 "server.client_timeouts.request_body: 5 is not a duration (write a unit, e.g. \"5s\" or \"5ms\")",
                 "server.client_timeouts.response_write: \"0ms\" must be greater than zero",
                 "server.request_limits.head_size: \"2MiB\" must be between 1024 and 1048576 bytes",

@@ -1,6 +1,8 @@
 //! `upstreams.<name>.discovery`: where a pool's backends come from, a DNS name re-resolved
 //! every `interval` or a static list of `IP:port`s.
 
+use std::net::SocketAddr;
+
 use serde_yaml::Value;
 
 use super::Errors;
@@ -9,10 +11,11 @@ use crate::config::{defaults, duration, DiscoverySpec, StaticBackend};
 
 pub(super) fn discovery(errs: &mut Errors, path: &str, raw: &RawDiscovery) -> DiscoverySpec {
     // Checked whichever kind is set, so a bad value is reported even where it is unused.
-    let interval = errs.duration(
+    let interval = errs.duration_within(
         &format!("{path}.interval"),
         raw.interval.as_ref(),
         defaults::DNS_INTERVAL,
+        (defaults::INTERVAL_MIN, defaults::INTERVAL_MAX),
     );
     if let Some(srv) = &raw.srv {
         if raw.dns.is_some() || raw.static_.is_some() {
@@ -121,16 +124,16 @@ pub(super) fn discovery(errs: &mut Errors, path: &str, raw: &RawDiscovery) -> Di
 /// struct so that each bad one is reported here with its own index.
 fn static_backend(errs: &mut Errors, path: &str, v: &Value) -> Option<StaticBackend> {
     match v {
-        Value::String(s) => errs
-            .socket_addr(path, s)
-            .map(|addr| StaticBackend { addr, weight: 1 }),
+        Value::String(s) => {
+            backend_addr(errs, path, s).map(|addr| StaticBackend { addr, weight: 1 })
+        }
         Value::Mapping(m) => {
             let mut addr = None;
             let mut weight = 1;
             for (k, val) in m {
                 match (k.as_str(), val) {
                     (Some("addr"), Value::String(s)) => {
-                        addr = errs.socket_addr(&format!("{path}.addr"), s)
+                        addr = backend_addr(errs, &format!("{path}.addr"), s)
                     }
                     (Some("weight"), Value::Number(n)) => match n.as_u64() {
                         Some(w) if (1..=1000).contains(&w) => weight = w as usize,
@@ -166,6 +169,20 @@ fn static_backend(errs: &mut Errors, path: &str, v: &Value) -> Option<StaticBack
             None
         }
     }
+}
+
+/// A backend's `IP:port`. Port 0 is refused (as in `dns:`): nothing can be reached there,
+/// so every try would fail.
+fn backend_addr(errs: &mut Errors, path: &str, text: &str) -> Option<SocketAddr> {
+    let addr = errs.socket_addr(path, text)?;
+    if addr.port() == 0 {
+        errs.push(
+            path,
+            format!("{text:?} has port 0 (a backend needs a port from 1 to 65535)"),
+        );
+        return None;
+    }
+    Some(addr)
 }
 
 /// A DNS name: dot-separated labels of letters, digits and `-`, optionally ending in `.`.
@@ -337,6 +354,37 @@ mod tests {
         assert_eq!(
             errors("{ static: [\"127.0.0.1:1\"], interval: 2 }"),
             vec!["d.interval: 2 is not a duration (write a unit, e.g. \"2s\" or \"2ms\")"]
+        );
+    }
+
+    #[test]
+    fn the_interval_is_100ms_to_1h() {
+        assert_eq!(
+            check("{ dns: backend:80, interval: 100ms }").0,
+            dns("backend", 80, Duration::from_millis(100))
+        );
+        assert_eq!(
+            check("{ dns: backend:80, interval: 1h }").0,
+            dns("backend", 80, Duration::from_secs(3600))
+        );
+        assert_eq!(
+            errors("{ srv: _a._tcp.b, interval: 1ms }"),
+            vec!["d.interval: \"1ms\" is shorter than the minimum 100ms"]
+        );
+        assert_eq!(
+            errors("{ dns: backend:80, interval: 10000000000000000000s }"),
+            vec!["d.interval: \"10000000000000000000s\" is longer than the maximum 3600s"]
+        );
+    }
+
+    #[test]
+    fn a_static_backend_on_port_0_is_refused() {
+        assert_eq!(
+            errors("static: [\"127.0.0.1:0\", { addr: \"[::1]:0\" }]"),
+            vec![
+                "d.static[0]: \"127.0.0.1:0\" has port 0 (a backend needs a port from 1 to 65535)",
+                "d.static[1].addr: \"[::1]:0\" has port 0 (a backend needs a port from 1 to 65535)",
+            ]
         );
     }
 

@@ -17,28 +17,40 @@ impl Errors {
         self.0.push(ConfigError::new(path, message));
     }
 
-    /// A duration greater than zero; `default` when the key is absent.
+    /// A duration greater than zero and at most `max`; `default` when the key is absent.
+    /// Every duration key has a maximum: the request path adds them to `Instant::now()`,
+    /// and a value such as `10000000000000000000s` parses but fits no deadline.
     pub(super) fn duration(
         &mut self,
         path: &str,
         value: Option<&Value>,
         default: Duration,
+        max: Duration,
+    ) -> Duration {
+        self.duration_within(path, value, default, (Duration::ZERO, max))
+    }
+
+    /// A duration greater than zero, from `min` to `max`; `default` when the key is absent.
+    pub(super) fn duration_within(
+        &mut self,
+        path: &str,
+        value: Option<&Value>,
+        default: Duration,
+        (min, max): (Duration, Duration),
     ) -> Duration {
         let Some(value) = value else { return default };
-        match duration::parse(value) {
-            Ok(d) if d.is_zero() => {
-                self.push(
-                    path,
-                    format!("{} must be greater than zero", duration::show(value)),
-                );
-                default
-            }
-            Ok(d) => d,
+        let problem = match duration::parse(value) {
+            Ok(d) if d.is_zero() => "must be greater than zero".to_string(),
+            Ok(d) if d < min => format!("is shorter than the minimum {min:?}"),
+            Ok(d) if d > max => format!("is longer than the maximum {max:?}"),
+            Ok(d) => return d,
             Err(msg) => {
                 self.push(path, msg);
-                default
+                return default;
             }
-        }
+        };
+        self.push(path, format!("{} {problem}", duration::show(value)));
+        default
     }
 
     /// A duration from zero up to `max`.
@@ -174,6 +186,7 @@ mod tests {
 
     const DEFAULT: Duration = Duration::from_secs(7);
     const MAX: Duration = Duration::from_secs(10);
+    const HOUR: Duration = Duration::from_secs(3600);
 
     fn text(s: &str) -> Value {
         Value::String(s.into())
@@ -182,11 +195,11 @@ mod tests {
     #[test]
     fn duration_absent_is_the_default_and_a_valid_one_is_kept() {
         assert_eq!(
-            collect(|e| e.duration("p", None, DEFAULT)),
+            collect(|e| e.duration("p", None, DEFAULT, HOUR)),
             (DEFAULT, vec![])
         );
         assert_eq!(
-            collect(|e| e.duration("p", Some(&text("1m30s")), DEFAULT)),
+            collect(|e| e.duration("p", Some(&text("1m30s")), DEFAULT, HOUR)),
             (Duration::from_secs(90), vec![])
         );
     }
@@ -194,7 +207,7 @@ mod tests {
     #[test]
     fn duration_zero_is_refused() {
         assert_eq!(
-            collect(|e| e.duration("p", Some(&text("0s")), DEFAULT)),
+            collect(|e| e.duration("p", Some(&text("0s")), DEFAULT, HOUR)),
             (
                 DEFAULT,
                 vec!["p: \"0s\" must be greater than zero".to_string()]
@@ -205,14 +218,60 @@ mod tests {
     #[test]
     fn duration_that_does_not_parse_reports_the_parse_error() {
         assert_eq!(
-            collect(|e| e.duration("p", Some(&text("soon")), DEFAULT)),
+            collect(|e| e.duration("p", Some(&text("soon")), DEFAULT, HOUR)),
             (DEFAULT, vec!["p: \"soon\" is not a duration".to_string()])
         );
         assert_eq!(
-            collect(|e| e.duration("p", Some(&Value::Number(2.into())), DEFAULT)),
+            collect(|e| e.duration("p", Some(&Value::Number(2.into())), DEFAULT, HOUR)),
             (
                 DEFAULT,
                 vec!["p: 2 is not a duration (write a unit, e.g. \"2s\" or \"2ms\")".to_string()]
+            )
+        );
+    }
+
+    #[test]
+    fn duration_longer_than_its_maximum_is_refused() {
+        assert_eq!(
+            collect(|e| e.duration("p", Some(&text("1h")), DEFAULT, HOUR)),
+            (HOUR, vec![])
+        );
+        // Parses, but `Instant::now() + it` overflows: every request would panic.
+        assert_eq!(
+            collect(|e| e.duration("p", Some(&text("10000000000000000000s")), DEFAULT, HOUR)),
+            (
+                DEFAULT,
+                vec!["p: \"10000000000000000000s\" is longer than the maximum 3600s".to_string()]
+            )
+        );
+    }
+
+    #[test]
+    fn duration_within_keeps_both_bounds() {
+        let bounds = (Duration::from_millis(100), MAX);
+        assert_eq!(
+            collect(|e| e.duration_within("p", Some(&text("100ms")), DEFAULT, bounds)),
+            (Duration::from_millis(100), vec![])
+        );
+        assert_eq!(
+            collect(|e| e.duration_within("p", Some(&text("1ms")), DEFAULT, bounds)),
+            (
+                DEFAULT,
+                vec!["p: \"1ms\" is shorter than the minimum 100ms".to_string()]
+            )
+        );
+        assert_eq!(
+            collect(|e| e.duration_within("p", Some(&text("0s")), DEFAULT, bounds)),
+            (
+                DEFAULT,
+                vec!["p: \"0s\" must be greater than zero".to_string()]
+            )
+        );
+        assert_eq!(
+            collect(|e| e.duration_within("p", Some(&text("11s")), DEFAULT, bounds)),
+            (
+                DEFAULT,
+                vec!["p: \"11s\" is longer than the maximum 10s".to_string()]
             )
         );
     }

@@ -27,6 +27,15 @@ pub(super) fn routes(
                 format!("{path}.prefix"),
                 format!("{:?} must start with `/`", r.prefix),
             );
+        } else if !is_origin_path(&r.prefix) {
+            errs.push(
+                format!("{path}.prefix"),
+                format!(
+                    "{:?} can never match a request path (visible ASCII only, no `?` or `#`; \
+                     percent-encode other bytes, e.g. `%20` for a space)",
+                    r.prefix
+                ),
+            );
         } else if !seen.insert(r.prefix.as_str()) {
             // Longest prefix wins, so of two equal prefixes one could never be reached.
             errs.push(
@@ -65,6 +74,15 @@ pub(super) fn routes(
         });
     }
     routes
+}
+
+/// What the path of an origin-form request target can hold (RFC 9112 §3.2.1): visible
+/// ASCII, and no `?` (it starts the query, which routing ignores) or `#` (never sent).
+/// Requests are matched on their raw path bytes, so `/café/` or `/a b/` match nothing.
+fn is_origin_path(prefix: &str) -> bool {
+    prefix
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
 }
 
 #[cfg(test)]
@@ -127,6 +145,30 @@ mod tests {
             check("[{ prefix: \"\", upstream: api }]").1,
             vec!["routes[0].prefix: \"\" must start with `/`"]
         );
+    }
+
+    #[test]
+    fn a_prefix_is_a_request_path_a_request_can_match() {
+        let (routes, errs) = check("[{ prefix: \"/a%20b/~x-y_z.!$&'()*+,;=:@/\", upstream: api }]");
+        assert_eq!(errs, Vec::<String>::new());
+        assert_eq!(routes[0].prefix, "/a%20b/~x-y_z.!$&'()*+,;=:@/");
+        for bad in [
+            "/café/",
+            "/a b/",
+            "/api?v=1",
+            "/x#y",
+            "/tab\\t",
+            "/del\\u007f",
+        ] {
+            let text = format!("[{{ prefix: \"{bad}\", upstream: api }}]");
+            let errs = check(&text).1;
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert!(
+                errs[0].starts_with("routes[0].prefix: ")
+                    && errs[0].contains("can never match a request path"),
+                "{bad}: {errs:?}"
+            );
+        }
     }
 
     #[test]

@@ -59,11 +59,13 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             "server.grace_period",
             raw.grace_period.as_ref(),
             defaults::GRACE_PERIOD,
+            defaults::GRACE_PERIOD_MAX,
         ),
         shutdown_timeout: errs.duration(
             "server.shutdown_timeout",
             raw.shutdown_timeout.as_ref(),
             defaults::SHUTDOWN_TIMEOUT,
+            defaults::SHUTDOWN_TIMEOUT_MAX,
         ),
         access_log: raw.access_log.unwrap_or(true),
         access_log_flush: errs.duration_up_to(
@@ -78,7 +80,7 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             raw.upstream_keepalive_pool_size,
             defaults::KEEPALIVE_POOL_SIZE,
             1,
-            None,
+            Some(defaults::KEEPALIVE_POOL_SIZE_MAX as i64),
         ),
         h2c: raw.h2c.unwrap_or(false),
         fast_path: raw.fast_path.unwrap_or(true),
@@ -426,6 +428,23 @@ log_throttle: 0s
     }
 
     #[test]
+    fn grace_period_is_at_most_1h_and_shutdown_timeout_at_most_10m() {
+        let (server, errs) = check("{ grace_period: 1h, shutdown_timeout: 10m }");
+        assert_eq!(errs, Vec::<String>::new());
+        assert_eq!(
+            (server.grace_period, server.shutdown_timeout),
+            (Duration::from_secs(3600), Duration::from_secs(600))
+        );
+        assert_eq!(
+            errors("{ grace_period: 61m, shutdown_timeout: 10000000000000000000s }"),
+            vec![
+                "server.grace_period: \"61m\" is longer than the maximum 3600s",
+                "server.shutdown_timeout: \"10000000000000000000s\" is longer than the maximum 600s",
+            ]
+        );
+    }
+
+    #[test]
     fn access_log_flush_is_at_most_10s() {
         assert_eq!(
             check("access_log_flush: 10s").0.access_log_flush,
@@ -442,16 +461,21 @@ log_throttle: 0s
     }
 
     #[test]
-    fn keepalive_pool_size_is_at_least_1_with_no_maximum() {
+    fn keepalive_pool_size_is_between_1_and_65536() {
         assert_eq!(
-            check("upstream_keepalive_pool_size: 100000")
+            check("upstream_keepalive_pool_size: 65536")
                 .0
                 .upstream_keepalive_pool_size,
-            100000
+            65536
         );
         assert_eq!(
             errors("upstream_keepalive_pool_size: 0"),
             vec!["server.upstream_keepalive_pool_size: 0 must be at least 1"]
+        );
+        // pingora sizes its pool's map from it up front: 1e12 aborted the start.
+        assert_eq!(
+            errors("upstream_keepalive_pool_size: 1000000000000"),
+            vec!["server.upstream_keepalive_pool_size: 1000000000000 must be at most 65536"]
         );
     }
 

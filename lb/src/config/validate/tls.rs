@@ -24,17 +24,26 @@ fn listener(errs: &mut Errors, path: &str, raw: &RawTlsListener) -> Option<TlsLi
             "at least one certificate is required",
         );
     }
-    let certificates: Vec<CertificateSpec> = raw
+    let mut certificates: Vec<CertificateSpec> = raw
         .certificates
         .iter()
         .enumerate()
         .map(|(j, c)| certificate(errs, &format!("{path}.certificates[{j}]"), c))
         .collect();
-    if certificates.iter().filter(|c| c.default).count() > 1 {
-        errs.push(
+    match certificates.iter().filter(|c| c.default).count() {
+        // None says `default`: the first one listed is, as in nginx. Otherwise a client that
+        // sends no SNI (an old client, a health probe, `https://10.0.0.5/`) or a name no
+        // certificate serves would fail its handshake with no certificate at all.
+        0 => {
+            if let Some(first) = certificates.first_mut() {
+                first.default = true;
+            }
+        }
+        1 => {}
+        _ => errs.push(
             format!("{path}.certificates"),
             "more than one certificate says `default: true`",
-        );
+        ),
     }
     // The same name on two certificates would make the choice depend on file order.
     let mut seen = std::collections::BTreeSet::new();
@@ -298,10 +307,31 @@ mod tests {
                         key: "k.pem".into(),
                     },
                     names: None,
-                    default: false,
+                    // The only (first) certificate is the default without `default: true`.
+                    default: true,
                 }],
             }]
         );
+    }
+
+    #[test]
+    fn the_first_certificate_is_the_default_unless_one_says_so() {
+        let (listeners, errs) = check(
+            r#"[ { address: "127.0.0.1:1",
+                   certificates: [ { cert: a, key: a }, { cert: b, key: b } ] },
+                 { address: "127.0.0.1:2",
+                   certificates: [ { cert: a, key: a }, { cert: b, key: b, default: true } ] } ]"#,
+        );
+        assert_eq!(errs, Vec::<String>::new());
+        let defaults = |i: usize| -> Vec<bool> {
+            listeners[i]
+                .certificates
+                .iter()
+                .map(|c| c.default)
+                .collect()
+        };
+        assert_eq!(defaults(0), [true, false]);
+        assert_eq!(defaults(1), [false, true]);
     }
 
     #[test]

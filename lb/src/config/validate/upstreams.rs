@@ -103,15 +103,17 @@ fn health_check(errs: &mut Errors, path: &str, raw: &RawHealthCheck) -> HealthCh
     }
     HealthCheckSpec {
         path: hc_path,
-        interval: errs.duration(
+        interval: errs.duration_within(
             &format!("{path}.interval"),
             raw.interval.as_ref(),
             defaults::HC_INTERVAL,
+            (defaults::INTERVAL_MIN, defaults::INTERVAL_MAX),
         ),
         timeout: errs.duration(
             &format!("{path}.timeout"),
             raw.timeout.as_ref(),
             defaults::HC_TIMEOUT,
+            defaults::UPSTREAM_TIMEOUT_MAX,
         ),
         healthy_after: errs.count(
             &format!("{path}.healthy_after"),
@@ -150,7 +152,12 @@ fn host(errs: &mut Errors, path: &str, value: Option<&str>) -> Option<String> {
 
 fn timeouts(errs: &mut Errors, path: &str, raw: &RawTimeouts) -> Timeouts {
     let mut timeout = |key: &str, value: &Option<Value>, default| {
-        errs.duration(&format!("{path}.{key}"), value.as_ref(), default)
+        errs.duration(
+            &format!("{path}.{key}"),
+            value.as_ref(),
+            default,
+            defaults::UPSTREAM_TIMEOUT_MAX,
+        )
     };
     let connect = timeout("connect", &raw.connect, defaults::CONNECT_TIMEOUT);
     let read = timeout("read", &raw.read, defaults::READ_TIMEOUT);
@@ -160,7 +167,7 @@ fn timeouts(errs: &mut Errors, path: &str, raw: &RawTimeouts) -> Timeouts {
     // only the operator can say is right for the upstream's slowest endpoint.
     let per_try = raw.per_try.as_ref().map(|v| {
         let key = format!("{path}.per_try");
-        let per_try = errs.duration(&key, Some(v), read);
+        let per_try = errs.duration(&key, Some(v), read, defaults::UPSTREAM_TIMEOUT_MAX);
         // Longer than `read` would never fire: `read` ends the try first.
         if per_try > read {
             errs.push(
@@ -246,6 +253,7 @@ mod tests {
                     },
                     selection: Selection::RoundRobin,
                     outlier: Some(OutlierSpec {
+                        failures: crate::config::OutlierFailures::Gateway,
                         consecutive_failures: 5,
                         window: Duration::from_secs(10),
                         base_ejection: Duration::from_secs(30),
@@ -363,6 +371,36 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_are_at_most_an_hour() {
+        assert_eq!(
+            api("timeouts: { connect: 1h, read: 1h, write: 1h, idle: 1h, per_try: 1h }")
+                .0
+                .timeouts,
+            Timeouts {
+                connect: Duration::from_secs(3600),
+                read: Duration::from_secs(3600),
+                write: Duration::from_secs(3600),
+                idle: Duration::from_secs(3600),
+                per_try: Some(Duration::from_secs(3600)),
+            }
+        );
+        // Each parses, but `Instant::now() + it` overflowed on every request.
+        let huge = "10000000000000000000s";
+        assert_eq!(
+            errors(&format!(
+                "timeouts: {{ connect: {huge}, read: {huge}, write: 61m, idle: {huge}, per_try: {huge} }}"
+            )),
+            vec![
+                format!("upstreams.api.timeouts.connect: \"{huge}\" is longer than the maximum 3600s"),
+                format!("upstreams.api.timeouts.read: \"{huge}\" is longer than the maximum 3600s"),
+                "upstreams.api.timeouts.write: \"61m\" is longer than the maximum 3600s".to_string(),
+                format!("upstreams.api.timeouts.idle: \"{huge}\" is longer than the maximum 3600s"),
+                format!("upstreams.api.timeouts.per_try: \"{huge}\" is longer than the maximum 3600s"),
+            ]
+        );
+    }
+
+    #[test]
     fn per_try_is_off_by_default_and_at_most_read() {
         assert_eq!(api("retries: 1").0.timeouts.per_try, None);
         assert_eq!(
@@ -432,6 +470,28 @@ mod tests {
                 "upstreams.api.health_check.interval: \"0s\" must be greater than zero",
                 "upstreams.api.health_check.timeout: 5 is not a duration (write a unit, e.g. \"5s\" or \"5ms\")",
             ]
+        );
+    }
+
+    #[test]
+    fn health_check_interval_is_100ms_to_1h_and_timeout_at_most_1h() {
+        let (spec, errs) = api("health_check: { interval: 100ms, timeout: 1h }");
+        assert_eq!(errs, Vec::<String>::new());
+        let hc = spec.health_check.expect("check");
+        assert_eq!(
+            (hc.interval, hc.timeout),
+            (Duration::from_millis(100), Duration::from_secs(3600))
+        );
+        assert_eq!(
+            errors("health_check: { interval: 1ms, timeout: 61m }"),
+            vec![
+                "upstreams.api.health_check.interval: \"1ms\" is shorter than the minimum 100ms",
+                "upstreams.api.health_check.timeout: \"61m\" is longer than the maximum 3600s",
+            ]
+        );
+        assert_eq!(
+            errors("health_check: { interval: 2h }"),
+            vec!["upstreams.api.health_check.interval: \"2h\" is longer than the maximum 3600s"]
         );
     }
 

@@ -221,10 +221,13 @@ async fn exchange_head(
     // `per_try` bounds the whole response head, interim answers and a trickled head
     // included (a backend sending `102 Processing` now and then must not hold the try); without
     // it, `read` bounds each read, as nginx's `proxy_read_timeout` does.
-    let whole_head = timeouts.per_try.map(|t| tokio::time::Instant::now() + t);
+    let whole_head = timeouts
+        .per_try
+        .map(|t| crate::deadline::after(tokio::time::Instant::now(), t));
     let mut buf = BytesMut::with_capacity(HEAD_READ);
     loop {
-        let until = whole_head.unwrap_or_else(|| tokio::time::Instant::now() + timeouts.read);
+        let until = whole_head
+            .unwrap_or_else(|| crate::deadline::after(tokio::time::Instant::now(), timeouts.read));
         let n = tokio::select! {
             biased;
             read = tokio::time::timeout_at(until, stream.read_buf(&mut buf)) => match read {

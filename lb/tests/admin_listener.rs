@@ -166,12 +166,23 @@ async fn the_admin_connection_past_the_cap_is_refused_and_counted() {
     // seen `admin listening on`, so the listener is up.
     let lb = Lb::start("", &body(&app));
 
-    let mut held = Vec::with_capacity(MAX_CONNECTIONS);
+    // Opened together: a held connection idle for the header-read timeout (5 s) is closed,
+    // and its place freed, so all of this must fit well within that even on a busy machine.
+    let mut opening = tokio::task::JoinSet::new();
     for _ in 0..MAX_CONNECTIONS {
-        let mut conn = connect(&lb).await;
-        // Served: each holds a place (the answer proves it was accepted and kept).
-        health_on(&mut conn).await;
-        held.push(conn);
+        let admin = lb.admin;
+        opening.spawn(async move {
+            let mut conn = TcpStream::connect(("127.0.0.1", admin))
+                .await
+                .expect("connect to the admin listener");
+            // Served: each holds a place (the answer proves it was accepted and kept).
+            health_on(&mut conn).await;
+            conn
+        });
+    }
+    let mut held = Vec::with_capacity(MAX_CONNECTIONS);
+    while let Some(conn) = opening.join_next().await {
+        held.push(conn.expect("an opening task"));
     }
     let mut refused = connect(&lb).await;
     let (answer, closed) = read_until_closed(&mut refused, CLOSE_BOUND).await;

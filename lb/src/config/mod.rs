@@ -43,6 +43,9 @@ pub(crate) mod defaults {
     /// value aborts the start; 65,536 idle connections per thread is already far more
     /// than the file descriptors a process gets.
     pub(crate) const KEEPALIVE_POOL_SIZE_MAX: usize = 65_536;
+    /// The pool size times the threads: pingora's two pool maps (HTTP/1 and h2) are sized
+    /// from it at start, about 32 bytes an entry each, so this keeps them near 64 MiB.
+    pub(crate) const KEEPALIVE_POOL_TOTAL_MAX: usize = 1_048_576;
     pub(crate) const WORK_STEALING: bool = false;
     pub(crate) const ACCESS_LOG_FLUSH: Duration = Duration::from_millis(100);
     pub(crate) const ACCESS_LOG_FLUSH_MAX: Duration = Duration::from_secs(10);

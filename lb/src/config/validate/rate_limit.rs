@@ -5,7 +5,7 @@ use crate::config::raw::RawRateLimit;
 use crate::config::{defaults, duration, RateLimitSpec};
 
 /// Most requests per window: far above any useful per-client limit, and small enough that
-/// the estimator's counters and the response headers never get near an overflow.
+/// the per-client `u32` counts and the response headers never get near an overflow.
 const MAX_REQUESTS: i64 = 1_000_000_000;
 
 /// `None` when the value is unusable (the error is reported).
@@ -41,7 +41,7 @@ pub(super) fn rate_limit(
         }
         Some(value) => match duration::parse(value) {
             // Whole seconds: the window is announced in whole seconds (`RateLimit-Policy`,
-            // `RateLimit-Reset`), and pingora's estimator must not run windows under 1 s.
+            // `RateLimit-Reset`).
             Ok(d)
                 if d.subsec_nanos() == 0
                     && d.as_secs() >= 1

@@ -48,7 +48,7 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
         );
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    ServerSettings {
+    let settings = ServerSettings {
         listen,
         tls_listen,
         admin,
@@ -116,7 +116,22 @@ pub(super) fn server(errs: &mut Errors, raw: &RawServer) -> ServerSettings {
             defaults::LOG_THROTTLE,
             defaults::LOG_THROTTLE_MAX,
         ),
+    };
+    // Pingora sizes its shared connection pool's maps from the product, up front.
+    let pooled = settings.upstream_keepalive_pool_size * settings.threads;
+    if pooled > defaults::KEEPALIVE_POOL_TOTAL_MAX {
+        errs.push(
+            "server.upstream_keepalive_pool_size",
+            format!(
+                "{} per thread × {} threads = {pooled} idle upstream connections, more than the \
+                 {} pingora can size its pool for at start; lower one of the two",
+                settings.upstream_keepalive_pool_size,
+                settings.threads,
+                defaults::KEEPALIVE_POOL_TOTAL_MAX
+            ),
+        );
     }
+    settings
 }
 
 /// One listener per `listen` entry: a repeated address would only fail at bind time, and
@@ -400,6 +415,18 @@ log_throttle: 0s
                 "server.tls_listen[2].address: \"127.0.0.1:0\" shares port 0 and its IP with another listener, so its bound port cannot be told apart (use another IP or a fixed port)",
                 "server.tls_listen[4].address: \"127.0.0.2:0\" shares port 0 and its IP with another listener, so its bound port cannot be told apart (use another IP or a fixed port)",
             ]
+        );
+    }
+
+    #[test]
+    fn the_keepalive_pool_is_bounded_over_all_threads() {
+        assert!(errors("threads: 16\nupstream_keepalive_pool_size: 65536").is_empty());
+        let errs = errors("threads: 1024\nupstream_keepalive_pool_size: 65536");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("server.upstream_keepalive_pool_size:")
+                && errs[0].contains("67108864"),
+            "{errs:?}"
         );
     }
 

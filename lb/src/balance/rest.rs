@@ -9,12 +9,12 @@
 
 use pingora::lb::Backend;
 
-/// Which backends one selector iterator has offered, and its walk over the rest. Empty
-/// (no allocation) until [`Offered::offer`] is first called: the common case, where the
-/// first candidate is taken, never gets here.
+/// Which backends one selector iterator has offered, and its walk over the rest. Untouched
+/// until [`Offered::offer`] is first called: the common case, where the first candidate is
+/// taken, never gets here. A pool of up to 64 backends needs no allocation at all.
 #[derive(Default)]
 pub(super) struct Offered {
-    seen: Vec<bool>,
+    seen: Seen,
     /// The walk over the rest: its start and the steps taken.
     walk: Option<(usize, usize)>,
 }
@@ -22,16 +22,8 @@ pub(super) struct Offered {
 impl Offered {
     /// Mark backend `i` (of `n`) offered; false if it already was.
     pub(super) fn offer(&mut self, i: usize, n: usize) -> bool {
-        if self.seen.len() != n {
-            self.seen = vec![false; n];
-        }
-        match self.seen.get_mut(i) {
-            Some(seen) if !*seen => {
-                *seen = true;
-                true
-            }
-            _ => false,
-        }
+        self.seen.size(n);
+        i < n && self.seen.insert(i)
     }
 
     /// The next backend not offered yet: first the one `pick(weight left)` lands on (taken
@@ -43,13 +35,11 @@ impl Offered {
         pick: impl FnOnce(u64) -> u64,
     ) -> Option<usize> {
         let n = backends.len();
-        if self.seen.len() != n {
-            self.seen = vec![false; n];
-        }
+        self.seen.size(n);
         let (start, steps) = match self.walk {
             Some(walk) => walk,
             None => {
-                let left = |i: &usize| !self.seen[*i];
+                let left = |i: &usize| !self.seen.contains(*i);
                 let weight = |i: usize| backends[i].weight.max(1) as u64;
                 let total: u64 = (0..n).filter(left).map(weight).sum();
                 if total == 0 {
@@ -73,14 +63,66 @@ impl Offered {
         };
         for step in steps..n {
             let i = (start + step) % n;
-            if !self.seen[i] {
-                self.seen[i] = true;
+            if self.seen.insert(i) {
                 self.walk = Some((start, step + 1));
                 return Some(i);
             }
         }
         self.walk = Some((start, n));
         None
+    }
+}
+
+/// A set of backend indexes: one word for pools of up to 64, a vector of words above.
+#[derive(Default)]
+struct Seen {
+    len: usize,
+    small: u64,
+    big: Vec<u64>,
+}
+
+impl Seen {
+    /// Make it a set over `0..n`, emptied if `n` changed (the pool changed under the
+    /// iterator).
+    fn size(&mut self, n: usize) {
+        if self.len != n {
+            self.len = n;
+            self.small = 0;
+            self.big = if n > 64 {
+                vec![0; n.div_ceil(64)]
+            } else {
+                Vec::new()
+            };
+        }
+    }
+
+    fn word(&mut self, i: usize) -> &mut u64 {
+        if self.len > 64 {
+            &mut self.big[i / 64]
+        } else {
+            &mut self.small
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        let word = if self.len > 64 {
+            self.big.get(i / 64).copied().unwrap_or(0)
+        } else {
+            self.small
+        };
+        word & (1 << (i % 64)) != 0
+    }
+
+    /// Add `i` (below the size); false if it was already there.
+    fn insert(&mut self, i: usize) -> bool {
+        if i >= self.len {
+            return false;
+        }
+        let bit = 1 << (i % 64);
+        let word = self.word(i);
+        let new = *word & bit == 0;
+        *word |= bit;
+        new
     }
 }
 
@@ -94,6 +136,24 @@ mod tests {
             .enumerate()
             .map(|(i, &w)| Backend::new_with_weight(&format!("127.0.0.1:{}", 1000 + i), w).unwrap())
             .collect()
+    }
+
+    /// Above 64 backends the set spills into words; each index is still offered once.
+    #[test]
+    fn a_pool_above_64_backends_is_walked_once_each() {
+        let b = backends(&[1; 130]);
+        let mut o = Offered::default();
+        assert!(o.offer(129, 130));
+        assert!(o.offer(64, 130));
+        assert!(!o.offer(64, 130));
+        assert!(!o.offer(130, 130), "out of range");
+        let mut rest = Vec::new();
+        while let Some(i) = o.rest(&b, |_| 0) {
+            rest.push(i);
+        }
+        rest.sort_unstable();
+        let expected: Vec<usize> = (0..130).filter(|&i| i != 64 && i != 129).collect();
+        assert_eq!(rest, expected);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tower_http::{
     limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
 };
 
-use service_kit::{logging, probes, request_id, shutdown};
+use service_kit::{probes, server, shutdown};
 
 use crate::{errors, fault, routes, state::AppState};
 
@@ -48,8 +48,7 @@ pub fn app(state: AppState) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ));
-    let router = state.draining.layer(router);
-    request_id::layer(logging::layer(router))
+    server::layers(router, &state.draining)
 }
 
 /// `requests_served` counts API calls, not the health probes around them.

@@ -121,6 +121,21 @@ async fn health_always_ok_ready_turns_503_when_draining() {
     assert_eq!(get(&router, "/api/hello").await.body, "Hello, World!");
 }
 
+/// A probe answer must never come from a cache: it would hide a drain.
+#[tokio::test]
+async fn probes_are_never_cached() {
+    let state = state(&[]);
+    let router = app(state.clone());
+    for path in ["/health", "/ready"] {
+        let reply = get(&router, path).await;
+        assert_eq!(reply.header("cache-control"), Some("no-store"), "{path}");
+    }
+    state.draining.start();
+    let ready = get(&router, "/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.header("cache-control"), Some("no-store"));
+}
+
 #[tokio::test]
 async fn unknown_path_is_json_404() {
     let router = app(state(&[]));
@@ -254,6 +269,24 @@ async fn slow_is_clamped() {
     let router = app(state(&["--request-timeout", "1h"]));
     let reply = get(&router, "/api/slow?ms=99999999").await;
     assert_eq!(reply.json()["slept_ms"], backend::routes::MAX_SLOW_MS);
+}
+
+/// The clamp leaves room under the default `--request-timeout`: at the same 10 s, the
+/// answer was 200 or 503 by timer rounding.
+#[tokio::test(start_paused = true)]
+async fn the_slowest_slow_request_answers_within_the_default_timeout() {
+    let state = state(&[]);
+    let timeout = state.request_timeout;
+    let router = app(state);
+    for uri in ["/api/slow?ms=10000", "/api/slow?ms=99999999"] {
+        let reply = get(&router, uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+        let slept = Duration::from_millis(reply.json()["slept_ms"].as_u64().unwrap());
+        assert!(
+            slept + Duration::from_millis(500) <= timeout,
+            "{uri}: slept {slept:?}, too close to the {timeout:?} timeout"
+        );
+    }
 }
 
 fn preflight(origin: &str) -> Request<Body> {
@@ -447,4 +480,25 @@ async fn shutdown_timeout_bounds_in_flight_requests() {
         .expect("serve returns once the shutdown timeout elapses")
         .unwrap()
         .unwrap();
+}
+
+/// A client that sends half a request head is disconnected after the header-read
+/// timeout (30 s, on the paused clock), instead of holding its connection for ever.
+#[tokio::test(start_paused = true)]
+async fn a_half_sent_head_is_closed_after_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = tokio::spawn(backend::serve(listener, state(&[]), std::future::pending()));
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    client
+        .write_all(b"GET /api/hello HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    let timeout = service_kit::server::HEADER_READ_TIMEOUT;
+    let mut seen = Vec::new();
+    let closed = tokio::time::timeout(timeout * 3, client.read_to_end(&mut seen)).await;
+    assert!(closed.is_ok(), "still open after {:?}", timeout * 3);
+    assert!(started.elapsed() >= timeout, "closed before the timeout");
 }

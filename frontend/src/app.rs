@@ -3,7 +3,7 @@
 use std::{future::Future, io};
 
 use axum::Router;
-use service_kit::{logging, request_id, shutdown};
+use service_kit::{server, shutdown};
 use tokio::net::TcpListener;
 
 use crate::{site_service::SiteService, state::AppState};
@@ -17,8 +17,7 @@ use crate::{site_service::SiteService, state::AppState};
 /// probes, and files over the memory limit through ServeDir.
 pub fn app(state: AppState) -> Router {
     let router = Router::new().fallback_service(SiteService::new(&state));
-    let router = state.draining.layer(router);
-    request_id::layer(logging::layer(router))
+    server::layers(router, &state.draining)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then drains and stops as

@@ -22,8 +22,9 @@ pub async fn conditional(mut request: Request, next: Next) -> Response {
     let if_modified_since = headers
         .remove(header::IF_MODIFIED_SINCE)
         .and_then(|since| http_date(&since));
-    // ServeDir ignores If-Range; serving the whole file instead of a possibly stale
-    // range is always correct.
+    // `file_response::for_disk` has decided If-Range along with the Range it came with
+    // (and removed both, or rewritten the Range). ServeDir ignores If-Range: should one
+    // still come with a Range, the whole file is the answer that is always correct.
     if headers.remove(header::IF_RANGE).is_some() {
         headers.remove(header::RANGE);
     }

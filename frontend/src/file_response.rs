@@ -4,23 +4,31 @@
 //! `path_guard` and `not_found` rules around it) gave before the site moved into memory:
 //!
 //! - paths: percent-decoded once, empty and `.` segments dropped; `/` and `/dir/` serve
-//!   `index.html`; `/dir` redirects (307) to `/dir/`, query kept; a decoded path that is
-//!   absolute or not UTF-8 is a miss. Suspicious paths get 400 first (`path_guard`);
+//!   `index.html`; `/dir` redirects (307) to `/dir/`, query kept, the path with its
+//!   empty and `.` segments dropped (so `//dir` goes to `/dir/`, never to the
+//!   protocol-relative `//dir/`); a decoded path that is absolute or not UTF-8 is a
+//!   miss. Suspicious paths get 400 first (`path_guard`);
 //! - `GET` and `HEAD` only; anything else is 405 with `Allow: GET,HEAD`;
 //! - the representation by `Accept-Encoding` (`content_coding`), `Vary: accept-encoding`;
-//! - `If-Unmodified-Since` (412), then `If-None-Match` (its absence lets
-//!   `If-Modified-Since` decide) give 304 with ETag, Last-Modified and Vary;
-//! - one `Range` (`byte_range`), ignored when `If-Range` is sent. A part is always cut
-//!   from the identity body: its ETag and offsets do not depend on the client's
+//! - `If-Unmodified-Since` (412; ignored for a file without a usable modification
+//!   time), then `If-None-Match` (its absence lets `If-Modified-Since` decide) give 304
+//!   with ETag, Last-Modified and Vary;
+//! - `Range` and `If-Range` as [`crate::byte_range`] decides. A part (and a 416) is
+//!   always about the identity body: its ETag and offsets do not depend on the client's
 //!   `Accept-Encoding` (ServeDir would cut it from the twin it picked);
 //! - a miss: `404.html` (by `Accept-Encoding`, never partial or 304), status 404.
 //!
 //! Files over the memory limit are left to ServeDir with the old middlewares
-//! ([`disk_files`]), which stream them from disk as before; a `Range` request for one
-//! goes without `Accept-Encoding` ([`for_disk`]), so its part is cut from the identity
-//! file as well.
+//! ([`disk_files`]), which stream them from disk as before, after [`for_disk`] has
+//! rewritten a `Range` to the same decision (ServeDir's own rules differ) and, for a part
+//! or a 416, dropped `Accept-Encoding`, so that its part is cut from the identity file
+//! as well.
 
-use std::{borrow::Cow, fmt::Write, path::Path};
+use std::{
+    borrow::Cow,
+    fmt::Write,
+    path::{Path, PathBuf},
+};
 
 use axum::{body::Body, extract::Request, middleware, response::Response, Router};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -29,7 +37,7 @@ use tower_http::services::ServeDir;
 use crate::{
     byte_range::{self, Outcome},
     content_coding, etag, file_headers, not_found, path_guard,
-    site_cache::{File, Node, SiteCache},
+    site_cache::{self, File, Node, SiteCache},
 };
 
 /// ServeDir with the middlewares it had before, for files over the memory limit.
@@ -44,31 +52,42 @@ pub(crate) fn disk_files(root: &Path) -> Router {
         .layer(middleware::from_fn(file_headers::describe))
 }
 
-/// The answer from memory, or `None` when the file is one to serve from disk.
-pub(crate) fn answer(site: &SiteCache, request: &Request) -> Option<Response> {
+/// Who answers a request.
+pub(crate) enum Answer {
+    /// Memory, at once.
+    Ready(Response),
+    /// ServeDir, from disk: a file over the memory limit, at this path under the root
+    /// (the identity file, not a twin).
+    Disk(PathBuf),
+}
+
+/// The answer from memory, or the file to serve from disk.
+pub(crate) fn answer(site: &SiteCache, request: &Request) -> Answer {
     let path = request.uri().path();
     if path_guard::is_suspicious(path) {
-        return Some(path_guard::refusal());
+        return Answer::Ready(path_guard::refusal());
     }
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return Some(method_not_allowed());
+        return Answer::Ready(method_not_allowed());
     }
     let Some(key) = site_key(path) else {
-        return Some(not_found(site, request));
+        return Answer::Ready(not_found(site, request));
     };
     let file = match site.node(&key) {
         Some(Node::File(file)) => file,
-        Some(Node::Disk) => return None,
-        Some(Node::Dir(_)) if !path.ends_with('/') => return Some(redirect(request.uri())),
+        Some(Node::Disk) => return Answer::Disk(PathBuf::from(&*key)),
+        Some(Node::Dir(_)) if !path.ends_with('/') => {
+            return Answer::Ready(redirect(request.uri()))
+        }
         Some(Node::Dir(Some(index))) => match &**index {
             Node::File(file) => file,
-            Node::Disk => return None,
+            Node::Disk => return Answer::Disk(Path::new(&*key).join("index.html")),
             // `index.html` is a directory: nothing to serve.
-            Node::Dir(_) => return Some(not_found(site, request)),
+            Node::Dir(_) => return Answer::Ready(not_found(site, request)),
         },
-        Some(Node::Dir(None)) | None => return Some(not_found(site, request)),
+        Some(Node::Dir(None)) | None => return Answer::Ready(not_found(site, request)),
     };
-    Some(serve(file, request))
+    Answer::Ready(serve(file, request))
 }
 
 /// The cache key of a request path, read as ServeDir reads it: percent-decoded once,
@@ -113,14 +132,16 @@ fn site_key(path: &str) -> Option<Cow<'_, str>> {
 /// A file held in memory: 200, 206, 304, 412 or 416.
 fn serve(file: &File, request: &Request) -> Response {
     let headers = request.headers();
-    let range = match headers.contains_key(header::IF_RANGE) {
-        // The whole body rather than a possibly stale part.
-        true => None,
-        false => headers.get(header::RANGE).and_then(|r| r.to_str().ok()),
-    };
+    let identity = &file.identity;
+    let range = byte_range::decide(
+        headers,
+        identity.body.len() as u64,
+        identity.etag.as_ref(),
+        identity.modified,
+    );
     let variant = match range {
-        Some(_) => &file.identity,
-        None => content_coding::choose(file, headers),
+        Outcome::Whole => content_coding::choose(file, headers),
+        Outcome::Part(_) | Outcome::Unsatisfiable => identity,
     };
     let path = request.uri().path();
     let is_html = file.is_html || path.ends_with('/') || path.ends_with(".html");
@@ -130,8 +151,9 @@ fn serve(file: &File, request: &Request) -> Response {
         .get(header::IF_UNMODIFIED_SINCE)
         .and_then(etag::http_date)
     {
-        // Passes only for a file known to be no newer than `since`.
-        if variant.modified.is_none_or(|modified| modified > since) {
+        // Fails only for a file known to be newer than `since`: without a usable
+        // modification time the header is ignored (RFC 9110 §13.1.4).
+        if variant.modified.is_some_and(|modified| modified > since) {
             return status_only(StatusCode::PRECONDITION_FAILED, HeaderMap::new());
         }
     }
@@ -155,9 +177,9 @@ fn serve(file: &File, request: &Request) -> Response {
     let head = request.method() == Method::HEAD;
     let size = variant.body.len() as u64;
     let mut headers = variant.headers.clone();
-    let (status, body) = match range.map(|range| byte_range::outcome(range, size)) {
-        None => (StatusCode::OK, variant.body.clone()),
-        Some(Outcome::Part(part)) => match byte_range::slice(&variant.body, &part) {
+    let (status, body) = match range {
+        Outcome::Whole => (StatusCode::OK, variant.body.clone()),
+        Outcome::Part(part) => match byte_range::slice(&variant.body, &part) {
             Some(bytes) => {
                 headers.insert(
                     header::CONTENT_RANGE,
@@ -165,9 +187,9 @@ fn serve(file: &File, request: &Request) -> Response {
                 );
                 (StatusCode::PARTIAL_CONTENT, bytes)
             }
-            None => unsatisfiable(&mut headers, size, ""),
+            None => unsatisfiable(&mut headers, size),
         },
-        Some(Outcome::Unsatisfiable(text)) => unsatisfiable(&mut headers, size, text),
+        Outcome::Unsatisfiable => unsatisfiable(&mut headers, size),
     };
     let policy = match status {
         // The body's length, as ServeDir's 416s (hyper counts it on the wire).
@@ -191,18 +213,12 @@ fn serve(file: &File, request: &Request) -> Response {
     response
 }
 
-/// A 416: the size in `Content-Range`, no validator (nothing was sent to validate).
-fn unsatisfiable(
-    headers: &mut HeaderMap,
-    size: u64,
-    text: &'static str,
-) -> (StatusCode, bytes::Bytes) {
+/// A 416: the size in `Content-Range`, no validator (nothing was sent to validate), an
+/// empty body (as ServeDir's).
+fn unsatisfiable(headers: &mut HeaderMap, size: u64) -> (StatusCode, bytes::Bytes) {
     headers.remove(header::ETAG);
     headers.insert(header::CONTENT_RANGE, byte_range::unsatisfied_range(size));
-    (
-        StatusCode::RANGE_NOT_SATISFIABLE,
-        bytes::Bytes::from_static(text.as_bytes()),
-    )
+    (StatusCode::RANGE_NOT_SATISFIABLE, bytes::Bytes::new())
 }
 
 /// `404.html` (or an empty body without one), never partial, never 304, no validators.
@@ -233,13 +249,20 @@ fn not_found(site: &SiteCache, request: &Request) -> Response {
 }
 
 /// `/dir` → 307 to `/dir/`, the query kept (scheme and host too, for an absolute-form
-/// request target).
+/// request target). The path loses its empty and `.` segments, as the file was found
+/// without them: `//dir` must not send the browser to the protocol-relative `//dir/`,
+/// another host. What is left starts with exactly one `/` and stays percent-encoded.
 fn redirect(uri: &Uri) -> Response {
     let mut location = String::new();
     if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
         let _ = write!(location, "{scheme}://{authority}");
     }
-    location.push_str(uri.path());
+    for segment in uri.path().split('/') {
+        if !matches!(segment, "" | ".") {
+            location.push('/');
+            location.push_str(segment);
+        }
+    }
     location.push('/');
     if let Some(query) = uri.query() {
         let _ = write!(location, "?{query}");
@@ -274,12 +297,38 @@ fn cache_control(policy: &'static str) -> HeaderValue {
     HeaderValue::from_static(policy)
 }
 
-/// A file over the limit goes to ServeDir. A part is cut from the identity file there
-/// too: without `Accept-Encoding`, ServeDir picks no twin.
-pub(crate) fn for_disk(mut request: Request) -> Request {
+/// A request for `file` (under `root`), over the memory limit, made ready for ServeDir.
+///
+/// A `Range` gets the decision a file in memory gets ([`byte_range::decide`]), on the
+/// identity file's size and validators: one `stat`, only for a request with a `Range`.
+/// The header is then rewritten to one ServeDir reads the same way, or removed for the
+/// whole file, and `If-Range` (decided now) removed. A part or a 416 goes without
+/// `Accept-Encoding`, so that ServeDir picks no twin and cuts it from the identity file.
+pub(crate) async fn for_disk(mut request: Request, root: &Path, file: &Path) -> Request {
+    if !request.headers().contains_key(header::RANGE) {
+        return request;
+    }
+    let meta = tokio::fs::metadata(root.join(file)).await;
+    let (outcome, size) = match meta {
+        Ok(meta) if meta.is_file() => {
+            let size = meta.len();
+            let (modified, tag) = site_cache::validators(size, meta.modified().ok(), None);
+            let outcome = byte_range::decide(request.headers(), size, tag.as_ref(), modified);
+            (outcome, size)
+        }
+        // Gone since the load: ServeDir answers for the path, as for any request.
+        _ => (Outcome::Whole, 0),
+    };
     let headers = request.headers_mut();
-    if headers.contains_key(header::RANGE) && !headers.contains_key(header::IF_RANGE) {
-        headers.remove(header::ACCEPT_ENCODING);
+    headers.remove(header::IF_RANGE);
+    match byte_range::for_serve_dir(&outcome, size) {
+        Some(range) => {
+            headers.insert(header::RANGE, range);
+            headers.remove(header::ACCEPT_ENCODING);
+        }
+        None => {
+            headers.remove(header::RANGE);
+        }
     }
     request
 }
@@ -324,6 +373,15 @@ mod tests {
         assert_eq!(location("/assets"), "/assets/");
         assert_eq!(location("/assets?x=1"), "/assets/?x=1");
         assert_eq!(location("/a%20b"), "/a%20b/");
+        // Never protocol-relative: `//assets/` would be the host `assets`.
+        assert_eq!(location("//assets"), "/assets/");
+        assert_eq!(location("///assets//css?x=1"), "/assets/css/?x=1");
+        assert_eq!(location("/./assets"), "/assets/");
+        assert_eq!(location("/."), "/");
+        assert_eq!(
+            location("http://example.com//assets"),
+            "http://example.com/assets/"
+        );
         assert_eq!(
             location("http://example.com/assets"),
             "http://example.com/assets/"

@@ -248,12 +248,8 @@ impl Variant {
         content_type: &HeaderValue,
         coding: Option<&'static str>,
     ) -> Self {
-        let modified = modified.and_then(http_date_precision);
         let size = body.len() as u64;
-        let etag = modified.and_then(|at| {
-            let secs = at.duration_since(UNIX_EPOCH).ok()?.as_secs();
-            etag::tag(size, secs, coding)
-        });
+        let (modified, etag) = validators(size, modified, coding);
         let last_modified = modified.map(|at| {
             HeaderValue::from_str(&httpdate::fmt_http_date(at))
                 .expect("an HTTP date is a valid header value")
@@ -286,6 +282,23 @@ impl Variant {
             modified,
         }
     }
+}
+
+/// The modification time at HTTP-date precision and the ETag of a representation of
+/// `size` bytes modified at `modified`, with content coding `coding`: what a file in
+/// memory carries, and what `file_response::for_disk` compares `If-Range` with for a
+/// file on disk. Neither when the time cannot be written as an HTTP date.
+pub(crate) fn validators(
+    size: u64,
+    modified: Option<SystemTime>,
+    coding: Option<&str>,
+) -> (Option<SystemTime>, Option<HeaderValue>) {
+    let modified = modified.and_then(http_date_precision);
+    let etag = modified.and_then(|at| {
+        let secs = at.duration_since(UNIX_EPOCH).ok()?.as_secs();
+        etag::tag(size, secs, coding)
+    });
+    (modified, etag)
 }
 
 /// `at` truncated to whole seconds, if an HTTP date can express it (1970 to 9999).

@@ -11,6 +11,7 @@
 use std::{
     convert::Infallible,
     future::{ready, Future, Ready},
+    path::PathBuf,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -23,7 +24,10 @@ use service_kit::probes;
 use tower::{Service, ServiceExt};
 
 use crate::{
-    file_headers, file_response, security_headers::SecurityHeaders, site_cache::Site,
+    file_headers,
+    file_response::{self, Answer},
+    security_headers::SecurityHeaders,
+    site_cache::Site,
     state::AppState,
 };
 
@@ -33,10 +37,13 @@ pub(crate) struct SiteService(Arc<Inner>);
 
 struct Inner {
     site: Site,
-    /// `/health` and `/ready`, with their caching headers.
+    /// `/health` and `/ready` (`no-store` from service-kit), with the charset the
+    /// site gives JSON.
     probes: Router,
     /// ServeDir, for files over the memory limit.
     disk: Router,
+    /// The site root, where those are.
+    root: PathBuf,
     security: SecurityHeaders,
     /// Longest a request may take; 503 after.
     timeout: Duration,
@@ -50,6 +57,7 @@ impl SiteService {
             site: state.site.clone(),
             probes,
             disk: file_response::disk_files(&state.root),
+            root: state.root.clone(),
             security: SecurityHeaders::new(&state.connect_src),
             timeout: state.request_timeout,
         }))
@@ -68,32 +76,36 @@ impl Service<Request> for SiteService {
     fn call(&mut self, request: Request) -> Reply {
         let inner = &self.0;
         if matches!(request.uri().path(), "/health" | "/ready") {
-            return Reply::Waiting(waiting(inner.clone(), inner.probes.clone(), request));
+            let probes = inner.probes.clone();
+            return Reply::Waiting(waiting(inner.clone(), probes, ready(request)));
         }
-        match file_response::answer(&inner.site.current(), &request) {
-            Some(mut response) => {
+        let answer = file_response::answer(&inner.site.current(), &request);
+        match answer {
+            Answer::Ready(mut response) => {
                 inner.security.apply(response.headers_mut());
                 Reply::Ready(ready(Ok(response)))
             }
             // A file over the memory limit.
-            None => {
-                let request = file_response::for_disk(request);
+            Answer::Disk(file) => {
+                let shared = inner.clone();
+                let request =
+                    async move { file_response::for_disk(request, &shared.root, &file).await };
                 Reply::Waiting(waiting(inner.clone(), inner.disk.clone(), request))
             }
         }
     }
 }
 
-/// `router`'s answer to `request`, or an empty 503 when it takes longer than the
-/// timeout; with the security headers either way.
+/// `router`'s answer to `request` (which may have to be prepared first), or an empty
+/// 503 when both take longer than the timeout; with the security headers either way.
 fn waiting(
     inner: Arc<Inner>,
     router: Router,
-    request: Request,
+    request: impl Future<Output = Request> + Send + 'static,
 ) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
     Box::pin(async move {
-        let mut response = match tokio::time::timeout(inner.timeout, router.oneshot(request)).await
-        {
+        let answer = async move { router.oneshot(request.await).await };
+        let mut response = match tokio::time::timeout(inner.timeout, answer).await {
             Ok(Ok(response)) => response,
             Ok(Err(never)) => match never {},
             Err(_elapsed) => {

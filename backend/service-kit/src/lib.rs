@@ -17,6 +17,8 @@
 //!   bounded graceful stop.
 //! - [`process`]: the parts of `main` every service shares (bind, exit codes).
 //! - `request_id::layer` and `logging::layer`: the request-id and per-request log layers.
+//! - [`server`]: those layers and the drain layer in one call, and the server loop
+//!   (header-read and idle timeouts, accept errors) under [`shutdown::serve`].
 
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
@@ -29,5 +31,7 @@ pub mod probes;
 #[cfg(feature = "axum")]
 pub mod process;
 pub mod request_id;
+#[cfg(feature = "axum")]
+pub mod server;
 #[cfg(feature = "axum")]
 pub mod shutdown;

@@ -9,7 +9,7 @@
 //! The trigger is any future, so tests drive shutdown without signals.
 
 use std::{
-    future::{Future, IntoFuture},
+    future::Future,
     io,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -22,11 +22,12 @@ use axum::{
     extract::{Request, State},
     middleware::{self, Next},
     response::Response,
-    serve::ListenerExt,
     Router,
 };
 use http::{header, HeaderValue};
 use tokio::{net::TcpListener, signal::unix, sync::oneshot};
+
+use crate::server;
 
 /// Shared "we are going away" flag. Cheap to clone; starts false.
 #[derive(Clone, Debug, Default)]
@@ -108,13 +109,15 @@ pub async fn serve(
         tracing::info!(timeout = ?plan.timeout, "drain over: no new connections, finishing in-flight requests");
         let _ = stopping_tx.send(());
     };
-    // Small responses should leave at once, not wait for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(stop_accepting)
-        .into_future();
+    // Stops accepting and closes idle connections once `stop_accepting` resolves, then
+    // returns when the last in-flight request is answered; header-read and idle
+    // timeouts throughout (see `server`).
+    let server = server::run(
+        listener,
+        router,
+        server::HEADER_READ_TIMEOUT,
+        stop_accepting,
+    );
     let deadline = async move {
         match stopping_rx.await {
             Ok(()) => tokio::time::sleep(plan.timeout).await,

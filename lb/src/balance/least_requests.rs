@@ -222,13 +222,11 @@ mod tests {
             .collect();
         let lr = Arc::new(LeastRequests::build(&set));
         for _ in 0..20 {
-            let mut it = lr.iter();
-            let mut seen = Vec::new();
-            while let Some(b) = it.next() {
-                seen.push(b.addr.as_inet().unwrap().port());
-            }
-            seen.sort();
-            assert_eq!(seen, [0, 1, 2, 3, 4], "each once");
+            assert_eq!(
+                super::super::testing::ports_offered(lr.iter()),
+                [0, 1, 2, 3, 4],
+                "each once"
+            );
         }
         let one = Arc::new(LeastRequests::build(&set.iter().take(1).cloned().collect()));
         let mut it = one.iter();

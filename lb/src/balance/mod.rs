@@ -18,6 +18,8 @@ mod rest;
 mod round_robin;
 mod selector;
 pub(crate) mod sticky;
+#[cfg(test)]
+mod testing;
 
 pub(crate) use backend_state::{BackendState, BackendTable, InFlight, OutlierMetrics};
 pub(crate) use hash_key::request_key;

@@ -131,11 +131,7 @@ mod tests {
     use super::*;
 
     fn backends(weights: &[usize]) -> Vec<Backend> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Backend::new_with_weight(&format!("127.0.0.1:{}", 1000 + i), w).unwrap())
-            .collect()
+        super::super::testing::weighted(weights)
     }
 
     /// Above 64 backends the set spills into words; each index is still offered once.

@@ -131,11 +131,7 @@ mod tests {
     use super::*;
 
     fn set(weights: &[usize]) -> BTreeSet<Backend> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Backend::new_with_weight(&format!("127.0.0.1:{}", 1000 + i), w).unwrap())
-            .collect()
+        super::super::testing::weighted(weights)
     }
 
     fn firsts(rr: &Arc<SmoothRoundRobin>, n: usize) -> Vec<u16> {
@@ -165,13 +161,10 @@ mod tests {
     #[test]
     fn after_the_first_choice_every_backend_comes_once() {
         let rr = Arc::new(SmoothRoundRobin::build(&set(&[1000, 1, 1])));
-        let mut it = rr.iter();
-        let mut seen = Vec::new();
-        while let Some(b) = it.next() {
-            seen.push(b.addr.as_inet().unwrap().port());
-        }
-        seen.sort();
-        assert_eq!(seen, [1000, 1001, 1002]);
+        assert_eq!(
+            super::super::testing::ports_offered(rr.iter()),
+            [1000, 1001, 1002]
+        );
     }
 
     /// The first backend `accept` takes, walking one iterator as the pool does.
@@ -222,13 +215,10 @@ mod tests {
     fn every_backend_is_offered_once_when_all_are_turned_down() {
         let rr = Arc::new(SmoothRoundRobin::build(&set(&[3, 1, 1, 1])));
         for _ in 0..10 {
-            let mut it = rr.iter();
-            let mut seen = Vec::new();
-            while let Some(b) = it.next() {
-                seen.push(b.addr.as_inet().unwrap().port());
-            }
-            seen.sort();
-            assert_eq!(seen, [1000, 1001, 1002, 1003]);
+            assert_eq!(
+                super::super::testing::ports_offered(rr.iter()),
+                [1000, 1001, 1002, 1003]
+            );
         }
         assert_eq!(chosen(&rr, |i| i == 3), Some(3));
     }
